@@ -1,0 +1,1 @@
+"""Baselines compared with SRPO, one file per method, each on the shared parts in `srpo_bench`."""

@@ -1,0 +1,429 @@
+"""SfBC: Selecting from Behavior Candidates (Chen, Lu, Zhou, Chen, Zhu, "Offline Reinforcement Learning via
+High-Fidelity Generative Behavior Modeling", ICLR 2023; official code ChenDRAG/SfBC, ALGORITHMS.md 4.3).
+
+A diffusion model mu(a|s) clones the behavior policy; a critic Q(s, a) is fitted to returns by "in-sample
+planning"; at evaluation time the agent draws candidates from mu and keeps the ones Q likes.
+
+behavior  Continuous VP-SDE (beta 0.1..20), score network s(a_t, t, s) = h / sigma_t with a U-shaped residual
+          MLP (`SfBCScoreNet`). Loss, t ~ U(1e-5, 1), z ~ N(0, I), a_t = alpha_t a + sigma_t z:
+              L = mean_batch sum_dims (s(a_t, t, s) sigma_t + z)^2       (= || eps_hat - z ||^2, eps_hat = -sigma_t s)
+          Adam 1e-4, batch 4096, 600 epochs x 977 iterations = 586,200 steps (an epoch is the dataset repeated
+          to round(4M / N) N samples: 977 batches of 4096 for N = 1M transitions).
+critic    Q(s, a): MLP (s, a) -> 256 -> 256 -> 1, SiLU (512-256-256 on antmaze-large). Adam 1e-3, batch 4096,
+          MSE to standardised returns (R - mean) / max(std, 0.1).
+          Iteration 0 targets: discounted Monte-Carlo returns R_i = r_i + gamma R_{i+1} (1 - done_i),
+          gamma = 0.99, done_i = the trajectory ends after i (termination or timeout: `episode_ends`).
+          Before training, M = 16 behavior actions a_ij are drawn for every dataset state (15-step DPM-Solver).
+          After each planning iteration but the last, the returns are recomputed:
+              V(s_i) = sum_j softmax_j(alpha Q(s_i, a_ij)) Q(s_i, a_ij),   alpha = 20, Q on the standardised scale
+                       (then mapped back to returns with the current mean / std),
+              R_i = max(r_i + gamma R_{i+1} (1 - done_i), V(s_i))            (backwards over the dataset),
+          re-standardised, the critic is reset to its initial weights and a fresh Adam is made.
+          K = 2 iterations of 100 epochs, 199 epochs in all (official `n_epochs = 100 K - 1`: the last
+          iteration is one epoch short); an epoch is 1M samples (2M on antmaze): 245 steps for N = 1M
+          (489 on antmaze), so 48,755 critic steps.
+acting    32 candidates per state from the 15-step, order-3 singlestep DPM-Solver (time-uniform, t 1 -> 1e-3);
+          logits 100 Q(s, a_j), capped at (the select_per_state-th largest logit) + 40; draw select_per_state
+          candidates without replacement with probabilities softmax(logits) and return their plain mean:
+          4 on locomotion ("stabilise performance"), 1 elsewhere (antmaze).
+
+Settings that are not the official code's own, each a named field whose default is the official value:
+    planning_states   0 = every dataset state gets its M behavior samples and V(s_i) (official). n > 0 draws
+                      n states at random (quick profiles on CPU); the other states keep the plain bootstrap
+                      R_i = r_i + gamma R_{i+1} (1 - done_i), i.e. V(s_i) = -inf there.
+    select_per_state  4 locomotion / 1 antmaze (official). Toy bandits (our suite, no official value): 1, since
+                      averaging draws from different modes of a multi-modal bandit lands between them.
+With `--share-stages` the behavior model is SRPO's VP-SDE LN-ResNet (eps-prediction, `fit_vpsde_behavior`)
+instead of the U-MLP, so the comparison isolates action selection; default: SfBC's own network.
+Not applied: the antmaze-medium-play-v2 reward-label fix of SfBC's loader (specific to D4RL's hdf5; our
+antmaze data are Minari's regenerated ports) and SfBC's dropping of antmaze trajectories shorter than 5 steps.
+Rewards are used as stored (SfBC standardises returns instead of scaling rewards). The final averaged action
+is clamped to the action box (the official code leaves it to the simulator, which clips controls).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srpo_bench.data.sampler import EpochSampler
+from srpo_bench.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
+from srpo_bench.dpm_solver import dpm_solver_nfe, dpm_solver_sample
+from srpo_bench.methods import Agent, FitContext, Method, resolve_config
+from srpo_bench.nn import GaussianFourierProjection, mlp
+from srpo_bench.srpo import SRPO, d4rl_equivalent, fit_vpsde_behavior
+from srpo_bench.tasks import Task
+
+PLANNING_CHUNK_STATES = 256  # official: behavior samples for planning are drawn 256 states (x 16) at a time
+VALUE_CHUNK_ROWS = 65_536  # rows per Q forward when computing V(s_i): memory only, no effect on results
+
+
+@dataclass
+class SfBCConfig:
+    # behavior model (official `train_behavior.py`)
+    behavior_steps: int = 586_200  # 600 epochs x 977 iterations of 4096 (4M samples per epoch, N = 1M)
+    behavior_batch_size: int = 4096
+    behavior_lr: float = 1e-4
+    behavior_t_min: float = 1e-5  # `loss_fn(eps=1e-5)`
+    # critic with in-sample planning (official `train_critic.py`, `dataset.update_returns`)
+    critic_lr: float = 1e-3
+    critic_batch_size: int = 4096
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_steps_per_epoch: int = 245  # 1M samples per epoch / 4096 (antmaze: 2M -> 489)
+    critic_epochs_per_iteration: int = 100
+    planning_iterations: int = 2  # `--K`
+    gamma: float = 0.99
+    planning_samples: int = 16  # M behavior actions per state
+    planning_alpha: float = 20.0  # `--alpha`
+    planning_states: int = 0  # 0: all (official)
+    return_std_floor: float = 0.1
+    reset_critic: bool = True  # `--reset_critic 1`
+    # sampling (DPM-Solver as SfBC calls it)
+    diffusion_steps: int = 15
+    solver_order: int = 3
+    t_end: float = 1e-3  # DPM-Solver's default 1 / total_N, total_N = 1000
+    # evaluation-time selection (`ScoreBase.select_actions`, `pallaral_eval_policy`)
+    candidates: int = 32
+    select_alpha: float = 100.0
+    select_per_state: int = 4
+    logit_cap: float = 40.0  # `allowed_max = sorted[-num] + 40`
+    log_every: int = 1000
+
+
+# --- the behavior network ----------------------------------------------------------------------------
+class ResidualBlock(nn.Module):
+    """SiLU(Linear(x)) + Linear(SiLU(emb)) -> SiLU(Linear(.)) plus a (projected) skip of x (`Residual_Block`)."""
+
+    def __init__(self, input_dim: int, output_dim: int, embed_dim: int = 128) -> None:
+        super().__init__()
+        self.dense1 = nn.Sequential(nn.Linear(input_dim, output_dim), nn.SiLU())
+        self.embed = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, output_dim))
+        self.dense2 = nn.Sequential(nn.Linear(output_dim, output_dim), nn.SiLU())
+        self.skip = nn.Linear(input_dim, output_dim) if input_dim != output_dim else nn.Identity()
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        return self.dense2(self.dense1(x) + self.embed(embedding)) + self.skip(x)
+
+
+class SfBCScoreNet(nn.Module):
+    """SfBC's "large" `ScoreNet`: a U-shaped residual MLP on the noisy action, conditioned on (state, time).
+
+    time: Gaussian Fourier (32, scale 30) -> Linear(32, 32); state: Linear(obs, 32) + SiLU;
+    [state, time] (64) -> Linear(64, 128) -> SiLU -> Linear(128, 128) = the embedding every block adds.
+    down 512 -> 256 -> 128, middle 128, up (cat 256 -> 256), (cat 512 -> 512), out Linear(cat 1024 -> act).
+    The output h is divided by sigma_t: the network predicts the score, so eps_hat = -sigma_t score = -h.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, sde: VPSDE) -> None:
+        super().__init__()
+        self.sde = sde
+        self.time_embed = nn.Sequential(GaussianFourierProjection(32, 30.0), nn.Linear(32, 32))
+        self.state_embed = nn.Sequential(nn.Linear(obs_dim, 32), nn.SiLU())
+        self.cond = nn.Sequential(nn.Linear(64, 128), nn.SiLU(), nn.Linear(128, 128))
+        self.down1 = ResidualBlock(act_dim, 512)
+        self.down2 = ResidualBlock(512, 256)
+        self.down3 = ResidualBlock(256, 128)
+        self.middle = ResidualBlock(128, 128)
+        self.up3 = ResidualBlock(256, 256)
+        self.up2 = ResidualBlock(512, 512)
+        self.out = nn.Linear(1024, act_dim)
+
+    def unnormalised(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        embedding = self.cond(torch.cat([self.state_embed(states), self.time_embed(t)], dim=-1))
+        d1 = self.down1(noisy_actions, embedding)
+        d2 = self.down2(d1, embedding)
+        d3 = self.down3(d2, embedding)
+        middle = self.middle(d3, embedding)
+        u2 = self.up3(torch.cat([d3, middle], dim=-1), embedding)
+        u1 = self.up2(torch.cat([d2, u2], dim=-1), embedding)
+        return self.out(torch.cat([d1, u1], dim=-1))
+
+    def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The score: h / sigma_t (official output)."""
+        return self.unnormalised(noisy_actions, t, states) / self.sde.alpha_sigma(t)[1][:, None]
+
+    def noise(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """eps_hat = -sigma_t score = -h, without dividing and multiplying by sigma_t."""
+        return -self.unnormalised(noisy_actions, t, states)
+
+
+def q_network(obs_dim: int, act_dim: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """SfBC's `MlpQnet` (256-256, SiLU) / `MUlQnet` (512-256-256) on cat(s, a)."""
+    return mlp(obs_dim + act_dim, hidden, 1, activation=nn.SiLU)
+
+
+def q_values(q_net: nn.Module, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return q_net(torch.cat([states, actions], dim=-1)).squeeze(-1)
+
+
+# --- returns and planning ----------------------------------------------------------------------------
+def planning_returns(rewards: np.ndarray, episode_ends: np.ndarray, gamma: float,
+                     values: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Backwards over the dataset: R_i = r_i + gamma R_{i+1} (1 - done_i), or with `values`
+    R_i = max(that, V(s_i)) (in-sample planning). done_i = `episode_ends[i]` (the file's last transition
+    ends a trajectory too). Returns R and the fraction of transitions where V(s_i) was taken."""
+    rewards_list = np.asarray(rewards, dtype=np.float64).tolist()
+    continues = (~np.asarray(episode_ends, dtype=bool)).tolist()
+    values_list = None if values is None else np.asarray(values, dtype=np.float64).tolist()
+    returns = [0.0] * len(rewards_list)
+    following, taken_from_value = 0.0, 0
+    for i in range(len(rewards_list) - 1, -1, -1):
+        following = rewards_list[i] + gamma * following * continues[i]
+        if values_list is not None and values_list[i] >= following:
+            following = values_list[i]
+            taken_from_value += 1
+        returns[i] = following
+    return np.asarray(returns, dtype=np.float64), taken_from_value / max(len(returns), 1)
+
+
+def standardise(returns: np.ndarray, std_floor: float) -> tuple[np.ndarray, float, float]:
+    """(R - mean) / max(std, floor) with the population std (`np.std`), and the mean and std used."""
+    mean = float(np.mean(returns))
+    std = max(float(np.std(returns)), std_floor)
+    return (returns - mean) / std, mean, std
+
+
+def soft_values(q_net: nn.Module, states: torch.Tensor, sampled_actions: torch.Tensor, alpha: float) -> torch.Tensor:
+    """V(s_i) = sum_j softmax_j(alpha Q(s_i, a_ij)) Q(s_i, a_ij) for states [n, obs], actions [n, M, act] -> [n]."""
+    n, samples, act_dim = sampled_actions.shape
+    flat_states = states.repeat_interleave(samples, dim=0)
+    flat_actions = sampled_actions.reshape(n * samples, act_dim)
+    with torch.no_grad():
+        q = torch.cat([
+            q_values(q_net, flat_states[i: i + VALUE_CHUNK_ROWS], flat_actions[i: i + VALUE_CHUNK_ROWS])
+            for i in range(0, n * samples, VALUE_CHUNK_ROWS)
+        ]).view(n, samples)
+        return (torch.softmax(alpha * q, dim=-1) * q).sum(dim=-1)
+
+
+def critic_schedule(config: SfBCConfig) -> tuple[int, int]:
+    """(steps per planning iteration, total critic steps): official `n_epochs = 100 K - 1`, so the last
+    iteration is one epoch short (K = 2: 100 + 99 epochs x 245 = 48,755 steps)."""
+    iteration_steps = config.critic_epochs_per_iteration * config.critic_steps_per_epoch
+    total_epochs = config.planning_iterations * config.critic_epochs_per_iteration - 1
+    return iteration_steps, total_epochs * config.critic_steps_per_epoch
+
+
+# --- evaluation-time selection -----------------------------------------------------------------------
+def select_candidates(q: torch.Tensor, candidates: torch.Tensor, alpha: float, select_per_state: int,
+                      logit_cap: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per state: logits alpha Q capped at (k-th largest + cap); draw k candidates without replacement with
+    probabilities softmax(logits) (Gumbel top-k: the same law as drawing one at a time and renormalising);
+    return their mean. q [B, C], candidates [B, C, act] -> [B, act]."""
+    logits = alpha * q
+    kth_largest = torch.topk(logits, select_per_state, dim=-1).values[:, -1:]
+    logits = torch.minimum(logits, kth_largest + logit_cap)
+    uniform = torch.rand(logits.shape, device=logits.device, generator=generator, dtype=logits.dtype)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+    chosen = torch.topk(logits + gumbel, select_per_state, dim=-1).indices  # distinct indices
+    picked = torch.gather(candidates, 1, chosen[..., None].expand(-1, -1, candidates.shape[-1]))
+    return picked.mean(dim=1)
+
+
+class SfBCAgent(Agent):
+    """32 behavior candidates per state (15-step DPM-Solver), a Q-softmax draw of `select_per_state`, their mean."""
+
+    def __init__(self, noise_model: NoiseModel, q_net: nn.Module, act_dim: int, config: SfBCConfig,
+                 action_low: float, action_high: float, device: torch.device) -> None:
+        self.noise_model = noise_model
+        self.q_net = q_net.eval()
+        self.act_dim = act_dim
+        self.config = config
+        self.action_low, self.action_high = action_low, action_high
+        self.sde = VPSDE()
+        self._device = torch.device(device)
+        self.generator = torch.Generator(device=self._device).manual_seed(0)
+        nfe = dpm_solver_nfe(config.diffusion_steps, config.solver_order)
+        self.network_evaluations = {"denoiser": config.candidates * nfe, "critic": config.candidates}
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        batch = observations.shape[0]
+        states = observations.repeat_interleave(config.candidates, dim=0)
+        with torch.no_grad():
+            candidates = dpm_solver_sample(self.noise_model, states, self.act_dim, self.sde,
+                                           steps=config.diffusion_steps, order=config.solver_order,
+                                           t_end=config.t_end, generator=self.generator)
+            q = q_values(self.q_net, states, candidates).view(batch, config.candidates)
+            action = select_candidates(q, candidates.view(batch, config.candidates, self.act_dim),
+                                       config.select_alpha, config.select_per_state, config.logit_cap,
+                                       self.generator)
+        return action.clamp(self.action_low, self.action_high)
+
+
+# --- the method --------------------------------------------------------------------------------------
+class SfBC(Method):
+    name = "sfbc"
+    Config = SfBCConfig
+    stages = ("behavior", "critic")
+    profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "smoke": {
+            family: dict(behavior_steps=30, behavior_batch_size=256, critic_batch_size=256,
+                         critic_steps_per_epoch=5, critic_epochs_per_iteration=3, planning_states=64,
+                         diffusion_steps=6, candidates=8, log_every=10)
+            for family in ("toy", "locomotion", "antmaze")
+        },
+        "quick": {
+            "toy": dict(behavior_steps=1500, behavior_batch_size=256, critic_batch_size=1024,
+                        critic_steps_per_epoch=20, critic_epochs_per_iteration=15, planning_states=256,
+                        log_every=100),
+            "locomotion": dict(behavior_steps=4000, behavior_batch_size=256, critic_batch_size=1024,
+                               critic_steps_per_epoch=50, critic_epochs_per_iteration=30, planning_states=512,
+                               log_every=200),
+            "antmaze": dict(behavior_steps=4000, behavior_batch_size=256, critic_batch_size=1024,
+                            critic_steps_per_epoch=50, critic_epochs_per_iteration=30, planning_states=512,
+                            log_every=200),
+        },
+    }
+
+    @classmethod
+    def task_settings(cls, task: Task) -> dict[str, Any]:
+        if task.family == "toy":
+            return {"select_per_state": 1}
+        if task.family == "antmaze":
+            settings: dict[str, Any] = {"select_per_state": 1, "critic_steps_per_epoch": 489}
+            if "antmaze-large" in d4rl_equivalent(task.name):
+                settings["critic_hidden"] = (512, 256, 256)
+            return settings
+        return {}
+
+    def fit(self, ctx: FitContext, config: SfBCConfig) -> Agent:
+        tensors = ctx.dataset.tensors(ctx.device)
+        noise_model = self.fit_behavior(ctx, tensors, config)
+        q_net = self.fit_critic(ctx, tensors, config, noise_model)
+        dataset = ctx.dataset
+        return SfBCAgent(noise_model, q_net, dataset.act_dim, config, dataset.action_low, dataset.action_high,
+                         ctx.device)
+
+    # stage 1 -----------------------------------------------------------------------------------------
+    def fit_behavior(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig) -> NoiseModel:
+        if ctx.shared_stage_dir is not None:  # --share-stages: SRPO's eps-prediction LN-ResNet
+            return fit_vpsde_behavior(ctx, tensors, resolve_config(SRPO, ctx.task, ctx.profile))
+        obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
+        sde = VPSDE()
+        stage_config = {"steps": config.behavior_steps, "batch_size": config.behavior_batch_size,
+                        "lr": config.behavior_lr, "t_min": config.behavior_t_min}
+
+        def train() -> dict:
+            torch.manual_seed(ctx.seed)
+            model = SfBCScoreNet(obs_dim, act_dim, sde).to(ctx.device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=config.behavior_lr)
+            sampler = EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"]},
+                                   config.behavior_batch_size, seed=ctx.seed)
+            for step, _bar in ctx.steps("behavior", config.behavior_steps):
+                batch = next(sampler)
+                # (score sigma_t + z)^2 == (eps_hat - z)^2 with eps_hat = -sigma_t score
+                loss = vpsde_denoising_loss(model.noise, batch["actions"], batch["observations"], sde,
+                                            t_min=config.behavior_t_min)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if step % config.log_every == 0 or step == config.behavior_steps - 1:
+                    ctx.log("behavior", step, loss=float(loss))
+            return model.state_dict()
+
+        model = SfBCScoreNet(obs_dim, act_dim, sde).to(ctx.device)
+        model.load_state_dict(ctx.stage("behavior", "vpsde-behavior/sfbc-u-mlp", stage_config, train))
+        model.eval().requires_grad_(False)
+        return model.noise
+
+    # stage 2 -----------------------------------------------------------------------------------------
+    def fit_critic(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
+                   noise_model: NoiseModel) -> nn.Module:
+        obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
+        stage_config = {
+            key: value for key, value in dataclasses.asdict(config).items()
+            if key.startswith(("critic_", "planning_")) or key in (
+                "gamma", "return_std_floor", "reset_critic", "diffusion_steps", "solver_order", "t_end")
+        }
+        stage_config["behavior_key"] = ctx.stage_key_of("behavior")
+
+        def train() -> dict:
+            return self.train_critic(ctx, tensors, config, noise_model)
+
+        q_net = q_network(obs_dim, act_dim, config.critic_hidden).to(ctx.device)
+        q_net.load_state_dict(ctx.stage("critic", "sfbc-critic", stage_config, train)["q"])
+        return q_net.eval().requires_grad_(False)
+
+    def train_critic(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
+                     noise_model: NoiseModel) -> dict:
+        dataset = ctx.dataset
+        torch.manual_seed(ctx.seed)
+        q_net = q_network(dataset.obs_dim, dataset.act_dim, config.critic_hidden).to(ctx.device)
+        initial_weights = copy.deepcopy(q_net.state_dict())
+        planned, sampled_actions = self.planning_candidates(ctx, tensors, config, noise_model)
+
+        returns, _ = planning_returns(dataset.rewards, dataset.episode_ends, config.gamma)
+        targets, mean, std = standardise(returns, config.return_std_floor)
+        ctx.log("critic", 0, returns_mean=mean, returns_std=std, planned_fraction=0.0)
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.critic_lr)
+        iteration_steps, total_steps = critic_schedule(config)
+        sampler = self.return_sampler(tensors, targets, config, ctx.seed + 1)
+        for step, _bar in ctx.steps("critic", total_steps):
+            batch = next(sampler)
+            loss = F.mse_loss(q_values(q_net, batch["observations"], batch["actions"]), batch["targets"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step % config.log_every == 0 or step == total_steps - 1:
+                ctx.log("critic", step, loss=float(loss))
+            if (step + 1) % iteration_steps == 0 and step + 1 < total_steps:  # planning: new targets
+                values = np.full(len(dataset), -np.inf)
+                values[planned.cpu().numpy()] = (
+                    soft_values(q_net, tensors["observations"][planned], sampled_actions, config.planning_alpha)
+                    .double().cpu().numpy() * std + mean
+                )
+                returns, from_value = planning_returns(dataset.rewards, dataset.episode_ends, config.gamma, values)
+                targets, mean, std = standardise(returns, config.return_std_floor)
+                ctx.log("critic", step + 1, returns_mean=mean, returns_std=std, planned_fraction=from_value)
+                sampler = self.return_sampler(tensors, targets, config, ctx.seed + 1 + (step + 1) // iteration_steps)
+                if config.reset_critic:
+                    q_net.load_state_dict(initial_weights)
+                    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.critic_lr)
+        return {"q": q_net.state_dict(), "returns_mean": mean, "returns_std": std}
+
+    @staticmethod
+    def return_sampler(tensors: dict[str, torch.Tensor], targets: np.ndarray, config: SfBCConfig,
+                       seed: int) -> EpochSampler:
+        device = tensors["observations"].device
+        return EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"],
+                             "targets": torch.as_tensor(targets, dtype=torch.float32, device=device)},
+                            config.critic_batch_size, seed=seed)
+
+    @staticmethod
+    def planning_candidates(ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
+                            noise_model: NoiseModel) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the planned states and their M behavior actions [n, M, act], drawn once (official:
+        before critic training, 256 states at a time, with the same 15-step DPM-Solver as acting)."""
+        size = len(ctx.dataset)
+        generator = ctx.generator(offset=7)
+        if config.planning_states <= 0 or config.planning_states >= size:
+            planned = torch.arange(size, device=ctx.device)
+        else:
+            planned = torch.randperm(size, generator=torch.Generator().manual_seed(ctx.seed + 7))
+            planned = planned[: config.planning_states].sort().values.to(ctx.device)
+        chunks = math.ceil(len(planned) / PLANNING_CHUNK_STATES)
+        sampled = []
+        sde = VPSDE()
+        for chunk, _bar in ctx.steps("critic behavior samples", chunks):
+            index = planned[chunk * PLANNING_CHUNK_STATES: (chunk + 1) * PLANNING_CHUNK_STATES]
+            states = tensors["observations"][index].repeat_interleave(config.planning_samples, dim=0)
+            actions = dpm_solver_sample(noise_model, states, ctx.dataset.act_dim, sde, steps=config.diffusion_steps,
+                                        order=config.solver_order, t_end=config.t_end, generator=generator)
+            sampled.append(actions.view(len(index), config.planning_samples, ctx.dataset.act_dim))
+        return planned, torch.cat(sampled)

@@ -1,0 +1,272 @@
+"""The `srpo-bench` command line: thin wrappers that parse options and call the library.
+
+User mistakes (unknown task or method, bad data, a newer results folder) end in one line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from tabulate import tabulate
+
+from srpo_bench import __version__
+
+app = typer.Typer(
+    help="Benchmark SRPO against diffusion-based offline RL (Diffusion-QL, IDQL, SfBC): "
+    "D4RL-normalized returns and actions per second, measured by one harness.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_USAGE = 2
+
+
+def friendly_errors(command: F) -> F:
+    """Turn expected failures into one line and an exit code; keep tracebacks for real bugs."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from srpo_bench.data.dataset import DatasetError
+        from srpo_bench.methods import ConfigError, UnknownMethodError
+        from srpo_bench.store import StoreError
+        from srpo_bench.tasks import UnknownTaskError
+
+        try:
+            return command(*args, **kwargs)
+        except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError) as error:
+            err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished stages are saved; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_seeds(spec: str) -> list[int]:
+    try:
+        if "-" in spec and "," not in spec:
+            low, high = (int(x) for x in spec.split("-"))
+            return list(range(low, high + 1))
+        return [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        err_console.print(f"[red]error:[/red] --seeds expects '0,1,2' or '0-4', got '{spec}'")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """`--set beta=0.1` applies to every method; `--set srpo.beta=0.1` to one."""
+    overrides: dict[str, dict[str, str]] = {m: {} for m in methods}
+    for item in items:
+        if "=" not in item:
+            err_console.print(f"[red]error:[/red] --set expects KEY=VALUE or METHOD.KEY=VALUE, got '{item}'")
+            raise typer.Exit(EXIT_USAGE)
+        key, value = item.split("=", 1)
+        if "." in key:
+            method, key = key.split(".", 1)
+            targets = [method]
+        else:
+            targets = methods
+        for method in targets:
+            overrides.setdefault(method, {})[key] = value
+    return overrides
+
+
+Profile = Annotated[str, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official step counts")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1 ...")]
+Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run; reruns resume)")]
+
+
+@app.command()
+@friendly_errors
+def run(
+    envs: Annotated[str, typer.Option(help="suites (toy, locomotion-lite, locomotion, antmaze) and/or task names, "
+                                      "comma separated")] = "toy",
+    methods: Annotated[str, typer.Option(help="comma separated method names, or 'all'")] = "srpo",
+    seeds: Annotated[str, typer.Option(help="training seeds: '0,1,2' or '0-4'")] = "0,1,2",
+    profile: Profile = "quick",
+    device: Device = "auto",
+    out: Out = Path("results"),
+    set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
+                                            "(e.g. srpo.weighting=constant)")] = [],  # noqa: B006
+    share_stages: Annotated[bool, typer.Option(help="reuse identical stages (IQL critic, VP-SDE behavior model) "
+                                               "across methods: compares policy extraction alone")] = False,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Train, evaluate and time every (task, method, seed); write each run into the results folder."""
+    import torch
+
+    from srpo_bench.methods import expand_methods
+    from srpo_bench.progress import Reporter
+    from srpo_bench.report.tables import runs_frame, task_summary
+    from srpo_bench.runner import resolve_device, run_grid
+    from srpo_bench.tasks import expand_tasks
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    task_names = expand_tasks(envs)
+    method_names = expand_methods(methods)
+    seed_list = parse_seeds(seeds)
+    try:
+        torch_device = resolve_device(device)
+    except (RuntimeError, ValueError) as error:
+        err_console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(EXIT_USAGE) from None
+    overrides = parse_overrides(set_, method_names)
+    reporter = Reporter(console=err_console, quiet=quiet)
+    err_console.print(
+        f"srpo-bench {__version__}: {len(task_names)} tasks x {len(method_names)} methods x {len(seed_list)} seeds, "
+        f"profile {profile}, device {torch_device}"
+    )
+    outcomes = run_grid(task_names, method_names, seed_list, profile, out, torch_device, reporter,
+                        overrides=overrides, share_stages=share_stages)
+    frame = runs_frame(out)
+    frame = frame[frame["task"].isin(task_names) & frame["method"].isin(method_names) & (frame["profile"] == profile)]
+    console.print(tabulate(task_summary(frame).drop(columns=["profile"]), headers="keys", showindex=False,
+                           floatfmt=".4g"))
+    console.print(f"{sum(o.status == 'finished' for o in outcomes)} runs trained, "
+                  f"{sum(o.status == 'skipped' for o in outcomes)} already finished; results in {out}")
+
+
+@app.command()
+@friendly_errors
+def collect(
+    suite: Annotated[str, typer.Option(help="only 'locomotion-lite' is collected locally")] = "locomotion-lite",
+    envs: Annotated[str, typer.Option(help="subset of hopper,halfcheetah,walker2d")] = "hopper,halfcheetah,walker2d",
+    size: Annotated[str, typer.Option(help="full (the suite, <= 60 min on 2 cores) or small (tests, < 1 min)")] = "full",
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(help="parallel processes, one env each")] = 2,
+    force: Annotated[bool, typer.Option(help="recollect even if cached files match")] = False,
+) -> None:
+    """Make D4RL-format datasets offline from behavior policies trained here (the locomotion-lite suite)."""
+    from srpo_bench.data.collect import collect_suite, lite_dir
+    from srpo_bench.progress import Reporter
+
+    if suite != "locomotion-lite":
+        err_console.print(f"[red]error:[/red] cannot collect suite '{suite}': only 'locomotion-lite' is made locally "
+                          "(D4RL and Minari suites are downloaded)")
+        raise typer.Exit(EXIT_USAGE)
+    if size not in ("full", "small"):
+        err_console.print(f"[red]error:[/red] --size must be full or small, got '{size}'")
+        raise typer.Exit(EXIT_USAGE)
+    env_list = [e.strip() for e in envs.split(",") if e.strip()]
+    paths = collect_suite(env_list, size=size, seed=seed, workers=workers, reporter=Reporter(console=err_console),
+                          force=force)
+    console.print(f"{len(paths)} dataset files in {lite_dir()}")
+
+
+@app.command()
+@friendly_errors
+def report(
+    out: Out = Path("results"),
+    profile: Annotated[str | None, typer.Option(help="only runs of this profile")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table format: github, simple, csv")] = "github",
+) -> None:
+    """Per-task table of mean normalized score (over seeds) and actions/s from whatever runs exist."""
+    from srpo_bench.report.tables import runs_frame, task_summary
+    from srpo_bench.store import open_store
+
+    open_store(out, create=False)
+    frame = runs_frame(out)
+    if profile:
+        frame = frame[frame["profile"] == profile]
+    if frame.empty:
+        err_console.print(f"no finished runs in {out}")
+        raise typer.Exit(1)
+    summary = task_summary(frame)
+    if fmt == "csv":
+        console.print(summary.to_csv(index=False), end="")
+    else:
+        console.print(tabulate(summary, headers="keys", showindex=False, tablefmt=fmt, floatfmt=".4g"))
+
+
+@app.command()
+@friendly_errors
+def speed(
+    methods: Annotated[str, typer.Option(help="comma separated, or 'all'")] = "all",
+    task: Annotated[str, typer.Option(help="task whose shapes and states are used")] = "toy-two-moons",
+    profile: Annotated[str, typer.Option(help="profile of the weights timed (timing does not depend on "
+                                         "training length; stages are cached in --out)")] = "smoke",
+    device: Device = "auto",
+    out: Out = Path("results"),
+    batch_sizes: Annotated[str, typer.Option(help="comma separated batch sizes")] = "1,256",
+    repeats: int = 30,
+    max_seconds: Annotated[float, typer.Option(help="time cap per method and batch size")] = 20.0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+) -> None:
+    """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup, all in one process."""
+    import torch
+
+    from srpo_bench.methods import FitContext, expand_methods, get_method, resolve_config
+    from srpo_bench.progress import Reporter
+    from srpo_bench.runner import resolve_device
+    from srpo_bench.speed import measure_speed, speedup_table
+    from srpo_bench.store import atomic_write_json, now, open_store, run_dir
+    from srpo_bench.tasks import get_task
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    method_names = expand_methods(methods)
+    the_task = get_task(task)
+    dataset = the_task.load()
+    torch_device = resolve_device(device)
+    open_store(out)
+    reporter = Reporter(console=err_console)
+    sizes = tuple(int(b) for b in batch_sizes.split(","))
+    results = {}
+    for name in method_names:
+        method_cls = get_method(name)
+        config = resolve_config(method_cls, the_task, profile)
+        ctx = FitContext(task=the_task, dataset=dataset, seed=0, device=torch_device, reporter=reporter,
+                         run_dir=run_dir(out, profile, task, name, 0), profile=profile)
+        agent = method_cls().fit(ctx, config)
+        agent.seed(0)
+        results[name] = measure_speed(agent, dataset.obs_dim, batch_sizes=sizes, repeats=repeats,
+                                      max_seconds=max_seconds, observations=dataset.observations)
+    rows = []
+    for name, result in results.items():
+        info = result.to_dict()
+        row = {"method": name, "NFE/action": info["nfe_per_action"]}
+        for size in sizes:
+            row[f"actions/s b{size}"] = info["batches"][str(size)]["actions_per_second"]
+            row[f"ms/call b{size}"] = info["batches"][str(size)]["ms_per_call"]
+        rows.append(row)
+    console.print(tabulate(rows, headers="keys", floatfmt=",.4g"))
+    reference = "srpo" if "srpo" in results else method_names[0]
+    speedups = speedup_table(results, reference=reference)
+    if len(results) > 1:
+        console.print(f"\nspeedup of {reference} (its actions/s over each method's, same process):")
+        console.print(tabulate(speedups, headers="keys", floatfmt=",.4g"))
+    report_path = out / "speed" / f"{task.replace('/', '_').replace(':', '_')}-{torch_device.type}.json"
+    atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
+                                    "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})
+    console.print(f"written {report_path}")
+
+
+@app.command("list")
+def list_things() -> None:
+    """Suites, tasks and methods known to this installation."""
+    from srpo_bench.methods import available_methods
+    from srpo_bench.tasks import SUITES, all_task_names
+
+    console.print("[bold]methods[/bold]: " + ", ".join(available_methods()))
+    for suite, names in SUITES.items():
+        console.print(f"[bold]{suite}[/bold]: " + ", ".join(names))
+    extra = [n for n in all_task_names() if not any(n in names for names in SUITES.values())]
+    console.print("[bold]other tasks[/bold]: " + ", ".join(extra) + ", minari:<dataset id>")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

@@ -1,0 +1,5 @@
+"""Offline datasets: D4RL hdf5, Minari, our collected lite suite and the toy bandits."""
+
+from srpo_bench.data.dataset import DatasetError, OfflineDataset
+
+__all__ = ["DatasetError", "OfflineDataset"]

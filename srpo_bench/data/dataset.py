@@ -1,0 +1,165 @@
+"""The one in-memory form every data source produces: validated transition arrays.
+
+Sources (D4RL hdf5, Minari, our collected lite suite, the toy bandits) all end in `OfflineDataset`.
+Validation happens once, here, so a method never sees NaNs, ragged arrays or out-of-range actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class DatasetError(ValueError):
+    """A dataset file is unusable. The message is one line: the file, then what is wrong."""
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+@dataclass
+class OfflineDataset:
+    """Transitions in `d4rl.qlearning_dataset` form plus trajectory boundaries.
+
+    `terminals[i]` is 1.0 only for a true environment termination (timeouts are not terminal).
+    `episode_ends[i]` is True where a trajectory stops after transition i (termination, timeout or the
+    end of the file); methods that compute returns-to-go (SfBC) and reward scaling need it.
+    """
+
+    name: str
+    source: str
+    observations: np.ndarray  # [N, obs_dim] float32
+    actions: np.ndarray  # [N, act_dim] float32
+    rewards: np.ndarray  # [N] float32
+    next_observations: np.ndarray  # [N, obs_dim] float32
+    terminals: np.ndarray  # [N] float32 in {0, 1}
+    episode_ends: np.ndarray  # [N] bool
+    action_low: float = -1.0
+    action_high: float = 1.0
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_transitions(self)
+
+    # --- shape facts -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.observations.shape[0])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.observations.shape[1])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    # --- derived quantities ----------------------------------------------------------------------
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every trajectory (split on `episode_ends`)."""
+        ends = np.flatnonzero(self.episode_ends)
+        if len(ends) == 0 or ends[-1] != len(self) - 1:
+            ends = np.append(ends, len(self) - 1)
+        cumulative = np.concatenate([[0.0], np.cumsum(self.rewards, dtype=np.float64)])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        return (cumulative[ends + 1] - cumulative[starts]).astype(np.float64)
+
+    def fingerprint(self) -> str:
+        """A content hash: stage checkpoints are keyed by it, so changed data never reuses a stage."""
+        digest = hashlib.sha1()
+        for array in (self.observations, self.actions, self.rewards, self.next_observations,
+                      self.terminals, self.episode_ends):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
+
+    def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        """The whole dataset on `device` (the official code keeps it on the GPU too)."""
+        return {
+            "observations": torch.as_tensor(self.observations, device=device),
+            "actions": torch.as_tensor(self.actions, device=device),
+            "rewards": torch.as_tensor(self.rewards, device=device),
+            "next_observations": torch.as_tensor(self.next_observations, device=device),
+            "terminals": torch.as_tensor(self.terminals, device=device),
+        }
+
+
+def validate_transitions(dataset: OfflineDataset) -> None:
+    """Raise `DatasetError` naming the file and the first problem found; cast arrays to float32."""
+    src = dataset.source
+    arrays = {
+        "observations": dataset.observations,
+        "actions": dataset.actions,
+        "rewards": dataset.rewards,
+        "next_observations": dataset.next_observations,
+        "terminals": dataset.terminals,
+        "episode_ends": dataset.episode_ends,
+    }
+    for key, value in arrays.items():
+        if value is None:
+            raise DatasetError(src, f"missing key '{key}'")
+    n = len(dataset.observations)
+    if n == 0:
+        raise DatasetError(src, "dataset is empty (0 transitions)")
+    for key, value in arrays.items():
+        if len(value) != n:
+            raise DatasetError(src, f"'{key}' has {len(value)} rows but 'observations' has {n}")
+    for key in ("observations", "actions", "next_observations"):
+        if np.ndim(arrays[key]) != 2:
+            raise DatasetError(src, f"'{key}' must be 2-D [N, dim], got shape {np.shape(arrays[key])}")
+    if dataset.next_observations.shape[1] != dataset.observations.shape[1]:
+        raise DatasetError(src, "'next_observations' and 'observations' have different widths")
+    for key in ("rewards", "terminals", "episode_ends"):
+        if np.ndim(arrays[key]) != 1:
+            raise DatasetError(src, f"'{key}' must be 1-D [N], got shape {np.shape(arrays[key])}")
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals"):
+        value = np.asarray(arrays[key])
+        if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
+            raise DatasetError(src, f"'{key}' is not numeric (dtype {value.dtype})")
+        finite = np.isfinite(value)
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0][0])
+            raise DatasetError(src, f"'{key}' contains NaN or inf (first at row {row})")
+    tolerance = 1e-4
+    out_of_range = (dataset.actions < dataset.action_low - tolerance) | (
+        dataset.actions > dataset.action_high + tolerance
+    )
+    if out_of_range.any():
+        row = int(np.argwhere(out_of_range)[0][0])
+        raise DatasetError(
+            src,
+            f"'actions' outside the action space [{dataset.action_low}, {dataset.action_high}] "
+            f"(first at row {row}: {dataset.actions[row].tolist()})",
+        )
+    dataset.observations = np.asarray(dataset.observations, dtype=np.float32)
+    dataset.actions = np.asarray(dataset.actions, dtype=np.float32)
+    dataset.rewards = np.asarray(dataset.rewards, dtype=np.float32)
+    dataset.next_observations = np.asarray(dataset.next_observations, dtype=np.float32)
+    dataset.terminals = np.asarray(dataset.terminals, dtype=np.float32)
+    dataset.episode_ends = np.asarray(dataset.episode_ends, dtype=bool)
+
+
+# --- reward transforms used by the methods (each cites where its official code does it) -------------
+def return_range_scaled_rewards(dataset: OfflineDataset) -> np.ndarray:
+    """r * 1000 / (max episode return - min episode return): SRPO's and IDQL's locomotion transform
+    (SRPO `dataset.py`, IDQL `normalize_returns`)."""
+    returns = dataset.episode_returns()
+    span = float(returns.max() - returns.min())
+    if span <= 0:
+        raise DatasetError(dataset.source, "all episodes have the same return; cannot scale rewards")
+    return (dataset.rewards * (1000.0 / span)).astype(np.float32)
+
+
+def with_rewards(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
+    """A copy of `dataset` sharing every array but the rewards."""
+    return OfflineDataset(
+        name=dataset.name, source=dataset.source, observations=dataset.observations,
+        actions=dataset.actions, rewards=np.asarray(rewards, dtype=np.float32),
+        next_observations=dataset.next_observations, terminals=dataset.terminals,
+        episode_ends=dataset.episode_ends, action_low=dataset.action_low,
+        action_high=dataset.action_high, metadata=dict(dataset.metadata),
+    )

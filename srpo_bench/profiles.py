@@ -1,0 +1,32 @@
+"""Profiles: `paper` is every method's official schedule; `quick` fits a laptop; `smoke` runs in seconds.
+
+Training step counts per method live next to each method (`Method.profiles`) so a new method is one file.
+What the harness itself does per profile (evaluation episodes, timing repeats) lives here and is the same
+for every method, so no method gets more evaluation episodes or gentler timing than another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    eval_episodes: int  # toy: one-step episodes, so many are cheap
+    speed_repeats: int
+    speed_max_seconds: float  # cap per batch size, so a slow sampler cannot stall a run
+
+
+HARNESS: dict[str, dict[str, HarnessSettings]] = {
+    "smoke": {"toy": HarnessSettings(64, 3, 1.0), "default": HarnessSettings(2, 3, 1.0)},
+    "quick": {"toy": HarnessSettings(256, 10, 3.0), "default": HarnessSettings(5, 10, 5.0)},
+    # paper: SRPO's official protocol evaluates 20 episodes (seeds 1001-1020); applied to every method.
+    "paper": {"toy": HarnessSettings(1000, 30, 20.0), "default": HarnessSettings(20, 30, 20.0)},
+}
+
+
+def harness_settings(profile: str, family: str) -> HarnessSettings:
+    table = HARNESS[profile]
+    return table.get(family, table["default"])

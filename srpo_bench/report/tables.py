@@ -1,0 +1,45 @@
+"""Tables over the results store: one row per finished run, then per-task summaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from srpo_bench.store import iter_finished_runs
+
+
+def runs_frame(out: Path) -> pd.DataFrame:
+    """One row per finished run: task, method, seed, profile, normalized score, actions/s, NFE."""
+    rows = []
+    for record in iter_finished_runs(out):
+        run, speed = record.run, record.speed or {}
+        batches = speed.get("batches", {})
+        rows.append({
+            "profile": run["profile"], "suite": run.get("suite", ""), "task": run["task"], "method": run["method"],
+            "seed": run["seed"], "selection": run.get("selection", "final"),
+            "normalized": record.eval["mean_normalized"], "return": float(pd.Series(record.eval["returns"]).mean()),
+            "dataset_return": run.get("dataset", {}).get("average_episode_return"),
+            "actions_per_second_b1": batches.get("1", {}).get("actions_per_second"),
+            "actions_per_second_b256": batches.get("256", {}).get("actions_per_second"),
+            "nfe_per_action": speed.get("nfe_per_action"),
+            "fit_seconds": run.get("seconds", {}).get("fit"), "device": run.get("device", {}).get("type"),
+        })
+    return pd.DataFrame(rows)
+
+
+def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std of the normalized score over seeds, median actions/s, per (profile, task, method)."""
+    if frame.empty:
+        return frame
+    grouped = frame.groupby(["profile", "task", "method"], sort=True)
+    summary = grouped.agg(
+        seeds=("seed", "count"),
+        score_mean=("normalized", "mean"),
+        score_std=("normalized", "std"),
+        actions_per_second_b1=("actions_per_second_b1", "median"),
+        actions_per_second_b256=("actions_per_second_b256", "median"),
+        nfe_per_action=("nfe_per_action", "first"),
+        fit_minutes=("fit_seconds", lambda s: s.mean() / 60.0),
+    )
+    return summary.reset_index()

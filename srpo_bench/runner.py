@@ -1,0 +1,150 @@
+"""Run the grid of (task, method, seed): fit, evaluate, time, and write each run into the store.
+
+Each run is resumable: stage checkpoints survive an interruption, a finished run with the same resolved
+config is skipped, and nothing is written for a task whose data fails validation.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from srpo_bench import store
+from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.evaluate import evaluate
+from srpo_bench.methods import FitContext, config_dict, get_method, resolve_config
+from srpo_bench.profiles import harness_settings
+from srpo_bench.progress import Reporter
+from srpo_bench.speed import measure_speed
+from srpo_bench.tasks import Task, get_task
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunSpec:
+    task: str
+    method: str
+    seed: int
+    profile: str
+    overrides: dict[str, str]
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    path: Path
+    status: str  # "finished" | "skipped"
+    normalized: float | None = None
+
+
+def run_grid(
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    profile: str,
+    out: Path,
+    device: torch.device,
+    reporter: Reporter,
+    overrides: dict[str, dict[str, str]] | None = None,
+    share_stages: bool = False,
+) -> list[RunOutcome]:
+    """Run every (task, method, seed). Data is loaded and validated once per task, before anything is written."""
+    store.open_store(out)
+    outcomes: list[RunOutcome] = []
+    for task_name in tasks:
+        task = get_task(task_name)
+        dataset = task.load()  # DatasetError here: nothing written for this task
+        for method in methods:
+            for seed in seeds:
+                spec = RunSpec(task_name, method, seed, profile, (overrides or {}).get(method, {}))
+                outcomes.append(run_one(spec, task, dataset, out, device, reporter, share_stages))
+    return outcomes
+
+
+def run_one(
+    spec: RunSpec,
+    task: Task,
+    dataset: OfflineDataset,
+    out: Path,
+    device: torch.device,
+    reporter: Reporter,
+    share_stages: bool = False,
+) -> RunOutcome:
+    method_cls = get_method(spec.method)
+    config = resolve_config(method_cls, task, spec.profile, spec.overrides)
+    resolved = config_dict(config)
+    path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
+    if store.is_finished(path, resolved):
+        reporter.print(f"[dim]skip {spec.task} {spec.method} seed {spec.seed}: finished ({path})[/dim]")
+        return RunOutcome(spec, path, "skipped", store.read_json(path / "eval.json")["mean_normalized"])
+
+    harness = harness_settings(spec.profile, task.family)
+    started = time.perf_counter()
+    run: dict[str, Any] = {
+        "schema_version": store.SCHEMA_VERSION,
+        "status": "running",
+        "task": spec.task, "suite": task.suite, "family": task.family, "score_scale": task.score_scale,
+        "method": spec.method, "seed": spec.seed, "profile": spec.profile,
+        "config": resolved, "overrides": spec.overrides, "share_stages": share_stages,
+        "selection": getattr(config, "selection", "final"),
+        "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001.."},
+        "dataset": {"name": dataset.name, "source": dataset.source, "transitions": len(dataset),
+                    "fingerprint": dataset.fingerprint(),
+                    "average_episode_return": float(dataset.episode_returns().mean())},
+        "device": device_description(device), "versions": store.library_versions(), "git_commit": store.git_commit(),
+        "started": store.now(), "task_note": task.note,
+    }
+    store.atomic_write_json(path / "run.json", run)
+
+    seed_everything(spec.seed)
+    ctx = FitContext(task=task, dataset=dataset, seed=spec.seed, device=device, run_dir=path, reporter=reporter,
+                     profile=spec.profile,
+                     shared_stage_dir=store.shared_stage_dir(out) if share_stages else None)
+    agent = method_cls().fit(ctx, config)
+    store.atomic_write_json(path / "curves.json", ctx.curves)
+    fit_seconds = time.perf_counter() - started
+
+    agent.seed(spec.seed)
+    evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
+    store.atomic_write_json(path / "eval.json", evaluation.to_dict())
+
+    speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
+                          max_seconds=harness.speed_max_seconds, observations=dataset.observations)
+    store.atomic_write_json(path / "speed.json", speed.to_dict())
+
+    run.update(status="finished", finished=store.now(), stages=ctx.stage_log,
+               seconds={"fit": fit_seconds, "eval": evaluation.seconds,
+                        "total": time.perf_counter() - started})
+    store.atomic_write_json(path / "run.json", run)
+    reporter.print(
+        f"[green]done[/green] {spec.task} {spec.method} seed {spec.seed}: "
+        f"normalized {evaluation.mean_normalized:.1f}, fit {fit_seconds:.0f}s -> {path}"
+    )
+    return RunOutcome(spec, path, "finished", evaluation.mean_normalized)
+
+
+def device_description(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "torch": torch.__version__}
+    return {"type": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__}

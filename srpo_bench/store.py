@@ -1,0 +1,152 @@
+"""Results store: one folder per (profile, task, method, seed) run, atomic JSON, a schema version, resume.
+
+    <out>/srpo-bench.json                      store marker: schema version of whoever wrote it
+    <out>/runs/<profile>/<task>/<method>/seed<k>/
+        run.json     status, resolved config, versions, git commit, device, stage log and wall times
+        curves.json  training curves per stage
+        eval.json    evaluation returns (raw and normalized x100)
+        speed.json   actions/s at batch 1 and 256, network evaluations per action
+        stages/*.pt  stage checkpoints (keyed; an interrupted run resumes from the last finished stage)
+    <out>/shared-stages/                       artifacts reused across methods under --share-stages
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+MARKER = "srpo-bench.json"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True, default=str, allow_nan=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise StoreError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
+
+
+def open_store(out: Path, create: bool = True) -> Path:
+    """Check (and create) the store marker; refuse a store written by a newer schema."""
+    marker = out / MARKER
+    if marker.exists():
+        schema = int(read_json(marker).get("schema_version", 0))
+        if schema > SCHEMA_VERSION:
+            raise StoreError(
+                f"{marker}: results written by a newer srpo-bench (schema {schema}, this version reads up to "
+                f"{SCHEMA_VERSION}); upgrade srpo-bench or use another --out folder"
+            )
+    elif create:
+        atomic_write_json(marker, {"schema_version": SCHEMA_VERSION, "created": now()})
+    elif not out.exists():
+        raise StoreError(f"{out}: no results folder here")
+    return out
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_dir(out: Path, profile: str, task: str, method: str, seed: int) -> Path:
+    safe_task = task.replace("/", "__").replace(":", "_")
+    return out / "runs" / profile / safe_task / method / f"seed{seed}"
+
+
+def shared_stage_dir(out: Path) -> Path:
+    return out / "shared-stages"
+
+
+def load_run(path: Path) -> dict[str, Any] | None:
+    record = path / "run.json"
+    if not record.exists():
+        return None
+    run = read_json(record)
+    schema = int(run.get("schema_version", 0))
+    if schema > SCHEMA_VERSION:
+        raise StoreError(f"{record}: written by a newer srpo-bench (schema {schema} > {SCHEMA_VERSION})")
+    return run
+
+
+def is_finished(path: Path, config: dict[str, Any]) -> bool:
+    """A finished run with the same resolved config is skipped; anything else is (re)run."""
+    run = load_run(path)
+    return bool(run and run.get("status") == "finished" and run.get("config") == config
+                and (path / "eval.json").exists() and (path / "speed.json").exists())
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    run: dict[str, Any]
+    eval: dict[str, Any]
+    speed: dict[str, Any] | None
+
+
+def iter_finished_runs(out: Path) -> Iterator[RunRecord]:
+    """Every finished run under `out` (several stores can be merged by pointing at each)."""
+    open_store(out, create=False)
+    for record in sorted((out / "runs").glob("*/*/*/seed*/run.json")):
+        run = load_run(record.parent)
+        if not run or run.get("status") != "finished":
+            continue
+        eval_path, speed_path = record.parent / "eval.json", record.parent / "speed.json"
+        if not eval_path.exists():
+            continue
+        speed = read_json(speed_path) if speed_path.exists() else None
+        yield RunRecord(record.parent, run, read_json(eval_path), speed)
+
+
+# --- provenance ----------------------------------------------------------------------------------
+LIBRARIES = ("srpo-bench", "torch", "numpy", "gymnasium", "mujoco", "h5py", "minari", "rliable", "pandas", "diffusers")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if result.returncode != 0:
+        return "unknown"
+    return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")

@@ -1,0 +1,182 @@
+"""Task registry: a task name -> its data source, evaluation env, episode limit and score normalization.
+
+Suites name groups of tasks (`toy`, `locomotion-lite`, `locomotion`, `antmaze`). D4RL tasks keep D4RL's
+own names and reference scores (`d4rl/infos.py`, ALGORITHMS.md section 6.2); Minari tasks use Minari's
+reference scores; our collected lite tasks carry their own (random and expert behavior policy returns,
+measured at collection). The three scales are never mixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from srpo_bench.data.dataset import OfflineDataset
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; a CLI error should not
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    suite: str
+    family: str  # "locomotion" | "antmaze" | "toy": selects per-family official settings
+    max_episode_steps: int
+    load: Callable[[], OfflineDataset]
+    make_env: Callable[[], gym.Env]
+    score_scale: str  # "d4rl" | "minari" | "lite" | "toy": whose reference scores normalize returns
+    ref_min_score: float | None = None  # None: read from the loaded dataset's metadata
+    ref_max_score: float | None = None
+    note: str = ""
+
+    def reference_scores(self, dataset: OfflineDataset | None = None) -> tuple[float, float]:
+        if self.ref_min_score is not None and self.ref_max_score is not None:
+            return self.ref_min_score, self.ref_max_score
+        dataset = dataset if dataset is not None else self.load()
+        return float(dataset.metadata["ref_min_score"]), float(dataset.metadata["ref_max_score"])
+
+
+def normalized_score(returns: np.ndarray, ref_min: float, ref_max: float) -> np.ndarray:
+    """D4RL convention, times 100: 100 * (R - min) / (max - min)."""
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
+
+
+# --- D4RL ----------------------------------------------------------------------------------------
+# REF_MIN_SCORE / REF_MAX_SCORE from d4rl==1.1 infos.py; the -v2 gym tasks reuse the -random-v0 values.
+D4RL_REFERENCE_SCORES: dict[str, tuple[float, float]] = {
+    "halfcheetah": (-280.178953, 12135.0),
+    "hopper": (-20.272305, 3234.3),
+    "walker2d": (1.629008, 4592.3),
+}
+# gymnasium v4 is the mujoco-bindings port of gym's v3 envs that D4RL -v2 data was collected on.
+D4RL_GYMNASIUM_ENVS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4"}
+D4RL_LOCOMOTION = [
+    f"{env}-{tier}-v2"
+    for tier in ("medium", "medium-replay", "medium-expert")
+    for env in ("halfcheetah", "hopper", "walker2d")
+]
+
+
+def _make_gym(env_id: str, max_episode_steps: int, **kwargs) -> Callable[[], gym.Env]:
+    return lambda: gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+
+
+def _d4rl_task(name: str) -> Task:
+    from srpo_bench.data import d4rl
+
+    env = name.split("-")[0]
+    ref_min, ref_max = D4RL_REFERENCE_SCORES[env]
+    return Task(
+        name=name, suite="locomotion", family="locomotion", max_episode_steps=1000,
+        load=lambda: d4rl.load_d4rl(name), make_env=_make_gym(D4RL_GYMNASIUM_ENVS[env], 1000),
+        score_scale="d4rl", ref_min_score=ref_min, ref_max_score=ref_max,
+        note="D4RL -v2 data evaluated on gymnasium v4 (mujoco bindings); D4RL's references were measured on "
+        "gym v3 (mujoco-py), so normalized scores are close to, not identical with, published ones.",
+    )
+
+
+# --- Minari --------------------------------------------------------------------------------------
+ANTMAZE_MINARI = [
+    f"minari:D4RL/antmaze/{maze}-v1"
+    for maze in ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+]
+
+
+def _minari_task(name: str, suite: str = "minari") -> Task:
+    from srpo_bench.data import minari as minari_source
+
+    dataset_id = name.removeprefix("minari:")
+    family = "antmaze" if "antmaze" in dataset_id else "locomotion"
+    steps = 700 if "umaze" in dataset_id else 1000
+    return Task(
+        name=name, suite=suite, family=family, max_episode_steps=steps,
+        load=lambda: minari_source.load_minari(dataset_id),
+        make_env=lambda: minari_source.make_minari_env(dataset_id),
+        score_scale="minari",
+        note="Scored with Minari's own reference scores; not comparable with D4RL tables.",
+    )
+
+
+# --- our collected lite suite ----------------------------------------------------------------------
+LITE_ENVS = ("hopper", "halfcheetah", "walker2d")
+LITE_TIERS = ("medium", "medium-replay", "medium-expert")
+LITE_EXTRA_TIERS = ("random", "expert")
+LITE_SUITE = [f"lite-{env}-{tier}-v0" for tier in LITE_TIERS for env in LITE_ENVS]
+
+
+def _lite_task(name: str) -> Task:
+    from srpo_bench.data import collect
+
+    env = name.split("-")[1]
+    return Task(
+        name=name, suite="locomotion-lite", family="locomotion", max_episode_steps=1000,
+        load=lambda: collect.load_lite(name),
+        make_env=_make_gym(collect.LITE_GYMNASIUM_ENVS[env], 1000),
+        score_scale="lite",
+        note="Collected by `srpo-bench collect` from our own SAC behavior policies; scored against the "
+        "random and expert policies' returns recorded at collection. Not D4RL.",
+    )
+
+
+# --- toy bandits ---------------------------------------------------------------------------------
+TOY_SUITE = ["toy-two-moons", "toy-eight-gaussians", "toy-checkerboard"]
+
+
+def _toy_task(name: str) -> Task:
+    from srpo_bench.data import toy
+
+    return Task(
+        name=name, suite="toy", family="toy", max_episode_steps=1,
+        load=lambda: toy.load_toy(name), make_env=lambda: toy.ToyBanditEnv(name),
+        score_scale="toy", ref_min_score=toy.reference_scores(name)[0],
+        ref_max_score=toy.reference_scores(name)[1],
+        note="One-step 2-D bandit: 0 = uniform random actions, 100 = the best reward inside the behavior support.",
+    )
+
+
+SUITES: dict[str, list[str]] = {
+    "toy": TOY_SUITE,
+    "locomotion-lite": LITE_SUITE,
+    "locomotion": D4RL_LOCOMOTION,
+    "antmaze": ANTMAZE_MINARI,
+}
+
+
+def all_task_names() -> list[str]:
+    lite_all = [f"lite-{env}-{tier}-v0" for tier in LITE_TIERS + LITE_EXTRA_TIERS for env in LITE_ENVS]
+    return TOY_SUITE + lite_all + D4RL_LOCOMOTION + ANTMAZE_MINARI
+
+
+def get_task(name: str) -> Task:
+    if name in TOY_SUITE:
+        return _toy_task(name)
+    if name.startswith("lite-") and name in all_task_names():
+        return _lite_task(name)
+    if name in D4RL_LOCOMOTION:
+        return _d4rl_task(name)
+    if name.startswith("minari:"):
+        return _minari_task(name, suite="antmaze" if name in ANTMAZE_MINARI else "minari")
+    raise UnknownTaskError(
+        f"unknown task '{name}'; suites: {', '.join(SUITES)}; run `srpo-bench list` for every task name"
+    )
+
+
+def expand_tasks(spec: str) -> list[str]:
+    """'toy' or 'toy,hopper-medium-v2' -> task names, suites expanded, order kept, duplicates dropped."""
+    names: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        for name in SUITES.get(part, [part]):
+            get_task(name)  # raises UnknownTaskError with the list of suites
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise UnknownTaskError("no task given")
+    return names

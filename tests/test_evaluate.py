@@ -1,0 +1,173 @@
+"""The evaluation loop: fixed seeds, one batched act per step over the running envs, clipping, scores."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.wrappers import TimeLimit
+
+from srpo_bench.data import toy
+from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.evaluate import EvalResult, evaluate
+from srpo_bench.methods import Agent
+from srpo_bench.progress import Reporter
+from srpo_bench.tasks import Task, get_task
+
+
+class ConstantAgent(Agent):
+    """Plays one fixed action and records every batch it is asked about."""
+
+    network_evaluations = {"policy": 1}
+
+    def __init__(self, action: list[float]) -> None:
+        self.action = torch.tensor(action, dtype=torch.float32)
+        self.calls: list[torch.Tensor] = []
+        self.inference_mode: list[bool] = []
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        self.calls.append(observations.clone())
+        self.inference_mode.append(torch.is_inference_mode_enabled())
+        return self.action.expand(len(observations), -1)
+
+
+class UniformAgent(ConstantAgent):
+    def __init__(self, seed: int) -> None:
+        super().__init__([0.0, 0.0])
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        return torch.rand(len(observations), 2, generator=self.generator) * 2 - 1
+
+
+class CountdownEnv(gym.Env):
+    """Lasts 2 + seed % 3 steps; observation [reset seed, steps taken]; reward a[0] - a[1] (at most 2)."""
+
+    closed = 0
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.reset_seed, self.t, self.length = seed, 0, 2 + seed % 3
+        return np.array([seed, 0.0], dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self.action_space.contains(np.asarray(action, dtype=np.float32)), action
+        self.t += 1
+        observation = np.array([self.reset_seed, self.t], dtype=np.float32)
+        return observation, float(action[0] - action[1]), self.t >= self.length, False, {}
+
+    def close(self) -> None:
+        CountdownEnv.closed += 1
+
+
+def countdown_task(make_env=CountdownEnv, max_steps: int = 10, refs: tuple | None = (0.0, 8.0)) -> Task:
+    return Task(name="countdown", suite="test", family="toy", max_episode_steps=max_steps,
+                load=lambda: None, make_env=make_env, score_scale="toy",
+                ref_min_score=None if refs is None else refs[0], ref_max_score=None if refs is None else refs[1])
+
+
+def test_returns_lengths_and_seeds_follow_the_envs() -> None:
+    # Seeds 1001..1004 give lengths 2 + seed % 3 = 4, 2, 3, 4; the agent's (5, -5) is clipped to (1, -1),
+    # so every step pays 2 and a return is twice the length.
+    agent = ConstantAgent([5.0, -5.0])
+    result = evaluate(agent, countdown_task(), episodes=4, reporter=Reporter(quiet=True))
+    assert result.seeds == [1001, 1002, 1003, 1004] and result.episodes == 4
+    assert result.lengths == [4, 2, 3, 4]
+    assert result.returns == [8.0, 4.0, 6.0, 8.0]
+    assert result.normalized == pytest.approx([100.0, 50.0, 75.0, 100.0])  # refs (0, 8)
+    assert result.mean_normalized == pytest.approx(81.25)
+    assert result.std_normalized == pytest.approx(np.std([100.0, 50.0, 75.0, 100.0]))
+
+
+def test_act_is_called_once_per_step_with_the_running_envs_only() -> None:
+    agent = ConstantAgent([0.5, 0.0])
+    evaluate(agent, countdown_task(), episodes=4)
+    assert [len(batch) for batch in agent.calls] == [4, 4, 3, 2]
+    assert all(batch.dtype == torch.float32 and batch.device.type == "cpu" for batch in agent.calls)
+    assert all(agent.inference_mode)
+    seeds_per_call = [batch[:, 0].tolist() for batch in agent.calls]
+    assert seeds_per_call == [[1001, 1002, 1003, 1004], [1001, 1002, 1003, 1004], [1001, 1003, 1004], [1001, 1004]]
+    assert [batch[:, 1].tolist() for batch in agent.calls][2] == [2.0, 2.0, 2.0]  # each env's latest observation
+
+
+def test_time_limits_stop_episodes() -> None:
+    # A TimeLimit of 3 in make_env truncates the length-4 episodes.
+    limited = countdown_task(make_env=lambda: TimeLimit(CountdownEnv(), max_episode_steps=3))
+    assert evaluate(ConstantAgent([1.0, 0.0]), limited, episodes=4).lengths == [3, 2, 3, 3]
+    # Without a TimeLimit the task's own episode limit still ends them.
+    assert evaluate(ConstantAgent([1.0, 0.0]), countdown_task(max_steps=3), episodes=4).lengths == [3, 2, 3, 3]
+
+
+def test_seed_base_and_closing() -> None:
+    before = CountdownEnv.closed
+    result = evaluate(ConstantAgent([1.0, 0.0]), countdown_task(), episodes=3, seed_base=0)
+    assert result.seeds == [0, 1, 2] and result.lengths == [2, 3, 4]
+    assert CountdownEnv.closed - before == 3
+
+
+def test_reference_scores_can_come_from_the_dataset() -> None:
+    observations = np.zeros((2, 2), dtype=np.float32)
+    data = OfflineDataset(name="d", source="mem", observations=observations, actions=np.zeros((2, 2)),
+                          rewards=np.zeros(2), next_observations=observations, terminals=np.ones(2),
+                          episode_ends=np.ones(2, dtype=bool), metadata={"ref_min_score": 2.0, "ref_max_score": 6.0})
+    result = evaluate(ConstantAgent([1.0, -1.0]), countdown_task(refs=None), episodes=2, dataset=data)
+    assert result.returns == [8.0, 4.0]
+    assert result.normalized == pytest.approx([150.0, 50.0])
+    info = result.to_dict()
+    json.dumps(info)
+    assert (info["ref_min_score"], info["ref_max_score"], info["mean_normalized"]) == (2.0, 6.0, 100.0)
+
+
+def test_bad_agents_and_arguments_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="at least one episode"):
+        evaluate(ConstantAgent([0.0, 0.0]), countdown_task(), episodes=0)
+    with pytest.raises(ValueError, match=r"shape \(2, 3\)"):
+        evaluate(ConstantAgent([0.0, 0.0, 0.0]), countdown_task(), episodes=2)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        evaluate(ConstantAgent([float("nan"), 0.0]), countdown_task(), episodes=2)
+
+
+class BestInSupportAgent(ConstantAgent):
+    """Plays, for each context, the support point nearest it: the best in-support action."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__([0.0, 0.0])
+        self.name = name
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        self.calls.append(len(observations))
+        best = toy.best_in_support_actions(self.name, observations.numpy())
+        return torch.as_tensor(best, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name", ["toy-two-moons", "toy-eight-gaussians", "toy-checkerboard"])
+def test_best_in_support_action_scores_100_on_the_toys(name: str) -> None:
+    result = evaluate(BestInSupportAgent(name), get_task(name), episodes=980)
+    assert result.lengths == [1] * 980
+    # contexts are drawn uniformly from the 49 bump centres, so the mean is 100 up to sampling noise
+    assert result.mean_normalized == pytest.approx(100.0, abs=4 * result.std_normalized / np.sqrt(980) + 1e-6)
+
+
+def test_uniform_random_actions_score_about_0_on_the_toys() -> None:
+    result = evaluate(UniformAgent(seed=0), get_task("toy-checkerboard"), episodes=2000)
+    standard_error = result.std_normalized / np.sqrt(2000)
+    assert abs(result.mean_normalized) < 4 * standard_error
+
+
+def test_eval_result_dict_round_trips_through_json() -> None:
+    result = EvalResult(returns=[1.0, 3.0], normalized=[10.0, 30.0], lengths=[5, 5], episodes=2,
+                        seeds=[1001, 1002], seconds=0.5)
+    info = json.loads(json.dumps(result.to_dict()))
+    assert info["mean_normalized"] == 20.0 and info["std_normalized"] == 10.0 and info["mean_return"] == 2.0
+    assert info["ref_min_score"] is None and info["seeds"] == [1001, 1002]
