@@ -57,7 +57,7 @@ class BC(Method):
                 optimizer.step()
                 schedule.step()
                 if step % config.log_every == 0 or step == config.steps - 1:
-                    ctx.log("policy", step, loss=float(loss))
+                    ctx.log("policy", step, loss=float(loss.detach()))
             return policy.state_dict()
 
         policy = DeterministicPolicy(obs_dim, act_dim, config.hidden, config.layers).to(ctx.device)

@@ -247,7 +247,7 @@ class IDQL(Method):
     stages = ("behavior", "critic")
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {
-            family: dict(actor_steps=60, actor_batch_size=128, critic_steps=60, critic_batch_size=128, log_every=20)
+            family: dict(actor_steps=40, actor_batch_size=64, critic_steps=50, critic_batch_size=128, log_every=10)
             for family in ("toy", "locomotion", "antmaze")
         },
         "quick": {

@@ -334,7 +334,7 @@ class SfBC(Method):
                 loss.backward()
                 optimizer.step()
                 if step % config.log_every == 0 or step == config.behavior_steps - 1:
-                    ctx.log("behavior", step, loss=float(loss))
+                    ctx.log("behavior", step, loss=loss.item())
             return model.state_dict()
 
         model = SfBCScoreNet(obs_dim, act_dim, sde).to(ctx.device)
@@ -381,7 +381,7 @@ class SfBC(Method):
             loss.backward()
             optimizer.step()
             if step % config.log_every == 0 or step == total_steps - 1:
-                ctx.log("critic", step, loss=float(loss))
+                ctx.log("critic", step, loss=loss.item())
             if (step + 1) % iteration_steps == 0 and step + 1 < total_steps:  # planning: new targets
                 values = np.full(len(dataset), -np.inf)
                 values[planned.cpu().numpy()] = (

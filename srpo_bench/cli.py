@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, whatever the width
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
@@ -83,6 +83,14 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str,
     return overrides
 
 
+def check_profile(profile: str) -> None:
+    from srpo_bench.profiles import PROFILE_NAMES
+
+    if profile not in PROFILE_NAMES:
+        err_console.print(f"[red]error:[/red] unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
+        raise typer.Exit(EXIT_USAGE)
+
+
 Profile = Annotated[str, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official step counts")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1 ...")]
 Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run; reruns resume)")]
@@ -111,11 +119,12 @@ def run(
     from srpo_bench.methods import expand_methods
     from srpo_bench.progress import Reporter
     from srpo_bench.report.tables import runs_frame, task_summary
-    from srpo_bench.runner import resolve_device, run_grid
+    from srpo_bench.runner import resolve_device, run_grid, validate_grid
     from srpo_bench.tasks import expand_tasks
 
     if threads > 0:
         torch.set_num_threads(threads)
+    check_profile(profile)
     task_names = expand_tasks(envs)
     method_names = expand_methods(methods)
     seed_list = parse_seeds(seeds)
@@ -125,6 +134,7 @@ def run(
         err_console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(EXIT_USAGE) from None
     overrides = parse_overrides(set_, method_names)
+    validate_grid(task_names, method_names, profile, overrides)
     reporter = Reporter(console=err_console, quiet=quiet)
     err_console.print(
         f"srpo-bench {__version__}: {len(task_names)} tasks x {len(method_names)} methods x {len(seed_list)} seeds, "
@@ -145,7 +155,7 @@ def run(
 def collect(
     suite: Annotated[str, typer.Option(help="only 'locomotion-lite' is collected locally")] = "locomotion-lite",
     envs: Annotated[str, typer.Option(help="subset of hopper,halfcheetah,walker2d")] = "hopper,halfcheetah,walker2d",
-    size: Annotated[str, typer.Option(help="full (the suite, <= 60 min on 2 cores) or small (tests, < 1 min)")] = "full",
+    size: Annotated[str, typer.Option(help="full (<= 60 min on 2 cores) or small (tests, < 1 min)")] = "full",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="parallel processes, one env each")] = 2,
     force: Annotated[bool, typer.Option(help="recollect even if cached files match")] = False,
@@ -218,6 +228,7 @@ def speed(
 
     if threads > 0:
         torch.set_num_threads(threads)
+    check_profile(profile)
     method_names = expand_methods(methods)
     the_task = get_task(task)
     dataset = the_task.load()

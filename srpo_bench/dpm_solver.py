@@ -40,14 +40,20 @@ Settings (defaults are what SfBC's copy of DPM-Solver, `diffusion_SDE/dpm_solver
     clip          None: SfBC does not clip the samples (its envs clip the control).
 No final denoising step (`denoise=False`).
 
+Why time-uniform matters: the last segment spans t = 0.068 -> 1e-3 (h = 3.1 in lambda for 15 steps), one
+DDIM step, so spreads much narrower than sigma_0.068 = 0.22 come out contracted: a Gaussian of std 0.1 is
+sampled with std 0.05 at 15 steps, 0.1 at 150 (tests/test_dpm_solver.py). This is the sampler SfBC uses.
+
 Why not diffusers' `DPMSolverSinglestepScheduler`: it is written for discrete-time models (integer
-timesteps over 1000 training betas), so our continuous VP-SDE would be approximated by its discretisation,
-and its per-step bookkeeping costs more than the whole update here. Measured on this CPU (2 threads,
-batch 32, 15 steps, order 3, an eps-MLP 3 x 256 with Fourier time features; median of 200 runs):
-    this module   1.96 ms per sample call  -> 0.017 ms per step on top of the network (1.70 ms for 15 calls)
-    diffusers     5.15 ms per sample call  -> 0.23 ms per step on top of the network
-i.e. diffusers adds ~13x the per-step overhead and makes a whole 15-step sample ~2.6x slower at this
-size (STACK.md measured ~2x for its DDPM scheduler). Decision: the plain tensor implementation below.
+timesteps over 1000 training betas; our continuous VP-SDE would be replaced by its discretisation, and its
+`algorithm_type="dpmsolver"` refuses to end at sigma = 0), and its per-step bookkeeping costs more than the
+network here. Measured on this CPU (1 thread, shared machine at load ~6; batch 32, 15 steps, order 3, an
+eps-MLP 3 x 256 Mish with Fourier time features; medians of 300 interleaved runs, 3 rounds):
+    network alone, 15 calls   7.6-7.7 ms
+    this module               7.9-8.6 ms   -> 0.02-0.06 ms per step on top of the network
+    diffusers                 9.7-14.0 ms  -> 0.14-0.42 ms per step on top of the network
+so diffusers adds 7-20x the per-step overhead and makes a whole 15-step sample 1.2-1.7x slower at this
+size (STACK.md: ~2x for its DDPM scheduler). Decision: the plain tensor implementation below.
 """
 
 from __future__ import annotations

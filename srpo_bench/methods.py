@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.profiles import PROFILE_NAMES
 from srpo_bench.progress import Bar, Reporter
 from srpo_bench.tasks import Task
 
@@ -82,8 +83,8 @@ def resolve_config(
     method: type[Method], task: Task, profile: str, overrides: dict[str, str] | None = None
 ) -> Any:
     """Official defaults <- per-task official settings <- profile schedule <- user overrides."""
-    if profile not in ("smoke", "quick", "paper"):
-        raise ConfigError(f"unknown profile '{profile}' (choose smoke, quick or paper)")
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
     values: dict[str, Any] = {}
     values.update(method.task_settings(task))
     values.update(method.profiles.get(profile, {}).get(task.family, {}))

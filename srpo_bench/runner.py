@@ -58,6 +58,15 @@ class RunOutcome:
     normalized: float | None = None
 
 
+def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
+                  overrides: dict[str, dict[str, str]] | None = None) -> None:
+    """Resolve every (task, method) config up front: a typo in --set fails before anything runs."""
+    for task_name in tasks:
+        task = get_task(task_name)
+        for method in methods:
+            resolve_config(get_method(method), task, profile, (overrides or {}).get(method, {}))
+
+
 def run_grid(
     tasks: Sequence[str],
     methods: Sequence[str],

@@ -1,0 +1,32 @@
+"""nox sessions: tests, lint, typecheck, speed. Venvs are reused (`nox -R`): the CPU torch wheel takes ~45 s."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+# The CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build (STACK.md).
+TORCH = "torch==2.13.0"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.install(TORCH)
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "srpo_bench", "baselines", "tests", "noxfile.py")
+
+
+@nox.session
+def speed(session: nox.Session) -> None:
+    """`srpo-bench speed --methods all` on the toy task (timings land in results/speed/)."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("srpo-bench", "speed", "--methods", "all", *session.posargs)

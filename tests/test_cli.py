@@ -1,0 +1,148 @@
+"""End-to-end CLI: a smoke run writes a complete run folder, reruns skip, interrupted runs resume, and bad
+input ends in one clear line, a non-zero exit and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from srpo_bench import runner as runner_module
+from srpo_bench import srpo as srpo_module
+from srpo_bench.cli import app
+from srpo_bench.progress import Reporter
+from srpo_bench.store import SCHEMA_VERSION
+
+cli = CliRunner()
+
+
+def invoke(*args: str):
+    return cli.invoke(app, list(args), catch_exceptions=False)
+
+
+def one_line_error(result) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2, result.output
+    assert len(errors) == 1 and result.output.rstrip().endswith(errors[0]), result.output
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    result = invoke("run", "--envs", "toy-two-moons", "--methods", "srpo,bc", "--seeds", "0", "--profile", "smoke",
+                    "--out", str(out), "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    run_dir = out / "runs" / "smoke" / "toy-two-moons" / "srpo" / "seed0"
+    for name in ("run.json", "curves.json", "eval.json", "speed.json", "stages/behavior.pt", "stages/critic.pt",
+                 "stages/policy.pt"):
+        assert (run_dir / name).exists(), name
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "finished" and run["schema_version"] == SCHEMA_VERSION
+    assert run["config"]["beta"] > 0 and run["config"]["policy_steps"] == 100
+    assert {s["stage"] for s in run["stages"]} == {"behavior", "critic", "policy"}
+    assert run["versions"]["torch"] and run["device"]["type"] == "cpu"
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert len(evaluation["returns"]) == 64 and np.isfinite(evaluation["mean_normalized"])
+    speed = json.loads((run_dir / "speed.json").read_text())
+    assert speed["nfe_per_action"] == 1 and speed["batches"]["256"]["actions_per_second"] > 0
+    curves = json.loads((run_dir / "curves.json").read_text())
+    assert curves["policy"] and "loss" in curves["policy"][0]
+
+    again = invoke("run", "--envs", "toy-two-moons", "--methods", "srpo,bc", "--seeds", "0", "--profile", "smoke",
+                   "--out", str(out), "--device", "cpu", "--quiet")
+    assert again.exit_code == 0 and "0 runs trained, 2 already finished" in again.output
+
+    report = invoke("report", "--out", str(out))
+    assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
+
+
+def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path, monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(srpo_module, "score_regularized_loss", interrupted)
+    common = dict(tasks=["toy-checkerboard"], methods=["srpo"], seeds=[1], profile="smoke", out=tmp_path,
+                  device=torch.device("cpu"), reporter=Reporter(quiet=True))
+    with pytest.raises(KeyboardInterrupt):
+        runner_module.run_grid(**common)
+    run_dir = tmp_path / "runs" / "smoke" / "toy-checkerboard" / "srpo" / "seed1"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    assert (run_dir / "stages" / "critic.pt").exists() and not (run_dir / "stages" / "policy.pt").exists()
+    assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave no torn files
+
+    monkeypatch.undo()
+    runner_module.run_grid(**common)
+    run = json.loads((run_dir / "run.json").read_text())
+    origins = {s["stage"]: s["origin"] for s in run["stages"]}
+    assert run["status"] == "finished"
+    assert origins == {"behavior": "resumed", "critic": "resumed", "policy": "trained"}
+
+
+def test_unknown_task_method_and_profile_are_one_line_errors(tmp_path: Path) -> None:
+    line = one_line_error(invoke("run", "--envs", "hopper-medium-v9", "--out", str(tmp_path / "r")))
+    assert "unknown task 'hopper-medium-v9'" in line
+    line = one_line_error(invoke("run", "--envs", "toy", "--methods", "srpo,cql", "--out", str(tmp_path / "r")))
+    assert "unknown method 'cql'" in line and "srpo" in line
+    line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--profile", "huge", "--seeds", "0",
+                                 "--out", str(tmp_path / "r")))
+    assert "unknown profile 'huge'" in line
+    line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--set", "srpo.betta=1", "--seeds", "0",
+                                 "--out", str(tmp_path / "r")))
+    assert "no setting 'betta'" in line
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def write_hopper_file(folder: Path, rewards: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hopper_medium-v2.hdf5"
+    n = len(rewards)
+    with h5py.File(path, "w") as handle:
+        handle["observations"] = np.zeros((n, 11), dtype=np.float32)
+        handle["actions"] = np.zeros((n, 3), dtype=np.float32)
+        handle["rewards"] = rewards.astype(np.float32)
+        handle["terminals"] = np.zeros(n, dtype=bool)
+        handle["timeouts"] = np.zeros(n, dtype=bool)
+    return path
+
+
+def test_nan_dataset_names_the_file_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    rewards = np.ones(50)
+    rewards[7] = np.nan
+    path = write_hopper_file(tmp_path / "d4rl", rewards)
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
+    line = one_line_error(invoke("run", "--envs", "hopper-medium-v2", "--seeds", "0", "--out", str(tmp_path / "r")))
+    assert str(path) in line and "NaN" in line
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_missing_d4rl_file_offline_names_the_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("srpo_bench.data.d4rl.D4RL_URLS", {
+        **__import__("srpo_bench.data.d4rl", fromlist=["D4RL_URLS"]).D4RL_URLS,
+        "hopper-medium-v2": "http://127.0.0.1:9/hopper_medium-v2.hdf5"})
+    line = one_line_error(invoke("run", "--envs", "hopper-medium-v2", "--seeds", "0", "--out", str(tmp_path / "r")))
+    assert str(tmp_path / "empty") in line
+
+
+def test_results_written_by_a_newer_version_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "srpo-bench.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--seeds", "0", "--profile", "smoke",
+                                 "--out", str(out)))
+    assert "newer srpo-bench" in line and str(out) in line
+    line = one_line_error(invoke("report", "--out", str(out)))
+    assert "newer srpo-bench" in line
+
+
+def test_list_shows_suites_and_methods() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    for word in ("toy", "locomotion-lite", "hopper-medium-v2", "srpo", "bc"):
+        assert word in result.output
