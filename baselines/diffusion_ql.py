@@ -14,7 +14,7 @@ Critic (`agents/ql_diffusion.py::Critic`): two Q heads, each 3 x (Linear 256 + M
     y = r + (1 - d) gamma min(Q1', Q2')(s', a'),  a' ~ pi_ema(.|s'),  gamma = 0.99,
     L_Q = MSE(Q1(s, a), y) + MSE(Q2(s, a), y);  Q' <- (1 - 0.005) Q' + 0.005 Q after every step.
     max-Q backup (AntMaze): 10 actions a'_k ~ pi_ema(.|s'), y uses min_heads( max_k Q_head'(s', a'_k) ).
-Actor (paper eq. 3):
+Actor (the paper's L = L_d + alpha L_q with alpha = eta / E|Q|):
     L(theta) = L_bc(theta) + eta L_q(theta),
     L_bc = E_{t ~ U{1..T}, eps, (s, a)} || eps - eps_theta(sqrt(abar_t) a + sqrt(1 - abar_t) eps, t, s) ||^2
            (mean over every element),

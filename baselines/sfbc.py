@@ -279,15 +279,15 @@ class SfBC(Method):
             for family in ("toy", "locomotion", "antmaze")
         },
         "quick": {
-            "toy": dict(behavior_steps=1500, behavior_batch_size=256, critic_batch_size=1024,
+            "toy": dict(behavior_steps=300, behavior_batch_size=256, critic_batch_size=256,
                         critic_steps_per_epoch=20, critic_epochs_per_iteration=15, planning_states=256,
-                        log_every=100),
-            "locomotion": dict(behavior_steps=4000, behavior_batch_size=256, critic_batch_size=1024,
-                               critic_steps_per_epoch=50, critic_epochs_per_iteration=30, planning_states=512,
-                               log_every=200),
-            "antmaze": dict(behavior_steps=4000, behavior_batch_size=256, critic_batch_size=1024,
-                            critic_steps_per_epoch=50, critic_epochs_per_iteration=30, planning_states=512,
-                            log_every=200),
+                        log_every=50),
+            "locomotion": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
+                               critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024,
+                               log_every=250),
+            "antmaze": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
+                            critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024,
+                            log_every=250),
         },
     }
 

@@ -26,7 +26,8 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # the usual clamp of the Gaussian's log s
 @dataclass(frozen=True)
 class SACConfig:
     total_steps: int = 80_000  # environment steps, including the uniform-random warm-up
-    start_steps: int = 5_000  # uniform random actions, then one update per step
+    start_steps: int = 5_000  # uniform random actions first; updates start after them
+    update_every: int = 1  # environment steps per gradient step (SAC Table 1: 1)
     checkpoint_every: int = 2_500  # actor snapshots: the candidates for the "medium" policy
     hidden: int = 256  # SAC Table 1: 2 x 256
     batch_size: int = 256  # SAC Table 1
@@ -37,6 +38,8 @@ class SACConfig:
     def __post_init__(self) -> None:
         if not 0 < self.start_steps < self.total_steps:
             raise ValueError(f"start_steps must be in (0, total_steps), got {self.start_steps}")
+        if self.update_every < 1:
+            raise ValueError(f"update_every must be at least 1, got {self.update_every}")
         if self.checkpoint_every <= 0:
             raise ValueError(f"checkpoint_every must be positive, got {self.checkpoint_every}")
 
@@ -255,7 +258,7 @@ def train_sac(env: gym.Env, config: SACConfig, seed: int, device: torch.device,
             episode_returns.append((step + 1, episode_return))
             obs, _ = env.reset()
             episode_return = 0.0
-        if step >= config.start_steps:
+        if step >= config.start_steps and (step - config.start_steps) % config.update_every == 0:
             losses = learner.update(buffer.sample(config.batch_size, rng, device))
         if (step + 1) % config.checkpoint_every == 0:
             snapshots.append((step + 1, _cpu_state(learner.actor)))
