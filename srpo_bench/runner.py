@@ -6,6 +6,7 @@ config is skipped, and nothing is written for a task whose data fails validation
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from srpo_bench.methods import FitContext, config_dict, get_method, resolve_conf
 from srpo_bench.profiles import harness_settings
 from srpo_bench.progress import Reporter
 from srpo_bench.speed import measure_speed
-from srpo_bench.tasks import Task, get_task
+from srpo_bench.tasks import Task, get_task, normalized_score
 
 
 def resolve_device(name: str) -> torch.device:
@@ -120,7 +121,8 @@ def run_one(
         "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001.."},
         "dataset": {"name": dataset.name, "source": dataset.source, "transitions": len(dataset),
                     "fingerprint": dataset.fingerprint(),
-                    "average_episode_return": float(dataset.episode_returns().mean())},
+                    "average_episode_return": float(dataset.episode_returns().mean()),
+                    "average_normalized": dataset_score(task, dataset)},
         "device": device_description(device), "versions": store.library_versions(), "git_commit": store.git_commit(),
         "started": store.now(), "task_note": task.note,
     }
@@ -138,9 +140,7 @@ def run_one(
     evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
     store.atomic_write_json(path / "eval.json", evaluation.to_dict())
 
-    speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
-                          max_seconds=harness.speed_max_seconds, observations=dataset.observations)
-    store.atomic_write_json(path / "speed.json", speed.to_dict())
+    store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness))
 
     run.update(status="finished", finished=store.now(), stages=ctx.stage_log,
                seconds={"fit": fit_seconds, "eval": evaluation.seconds,
@@ -151,6 +151,28 @@ def run_one(
         f"normalized {evaluation.mean_normalized:.1f}, fit {fit_seconds:.0f}s -> {path}"
     )
     return RunOutcome(spec, path, "finished", evaluation.mean_normalized)
+
+
+# Inference cost depends on the network shapes and the sampler, not on the training seed or weights: within one
+# process the grid times each (task, method, config, device) once and every seed's speed.json records it, with
+# the seed whose agent was timed. This keeps a 3-seed toy grid of the samplers (seconds per batch-256 call on a
+# CPU) from spending most of its time in the timer.
+_SPEED_CACHE: dict[str, dict[str, Any]] = {}
+
+
+def timed_speed(spec: RunSpec, agent: Any, dataset: OfflineDataset, resolved: dict[str, Any],
+                device: torch.device, harness: Any) -> dict[str, Any]:
+    key = json.dumps([spec.task, spec.method, str(device), resolved], sort_keys=True, default=str)
+    if key not in _SPEED_CACHE:
+        speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
+                              max_seconds=harness.speed_max_seconds, observations=dataset.observations)
+        _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed}
+    return _SPEED_CACHE[key]
+
+
+def dataset_score(task: Task, dataset: OfflineDataset) -> float:
+    """The behavior data's own normalized score (mean episode return; mean reward on the one-step toys)."""
+    return float(normalized_score(dataset.episode_returns().mean(), *task.reference_scores(dataset)))
 
 
 def device_description(device: torch.device) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def runs_frame(out: Path) -> pd.DataFrame:
             "seed": run["seed"], "selection": run.get("selection", "final"),
             "normalized": record.eval["mean_normalized"], "return": float(pd.Series(record.eval["returns"]).mean()),
             "dataset_return": run.get("dataset", {}).get("average_episode_return"),
+            "dataset_score": run.get("dataset", {}).get("average_normalized"),
             "actions_per_second_b1": batches.get("1", {}).get("actions_per_second"),
             "actions_per_second_b256": batches.get("256", {}).get("actions_per_second"),
             "nfe_per_action": speed.get("nfe_per_action"),
@@ -29,7 +30,8 @@ def runs_frame(out: Path) -> pd.DataFrame:
 
 
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of the normalized score over seeds, median actions/s, per (profile, task, method)."""
+    """Mean and std of the normalized score over seeds, the behavior data's own score, median actions/s,
+    per (profile, task, method)."""
     if frame.empty:
         return frame
     grouped = frame.groupby(["profile", "task", "method"], sort=True)
@@ -37,6 +39,7 @@ def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
         seeds=("seed", "count"),
         score_mean=("normalized", "mean"),
         score_std=("normalized", "std"),
+        dataset_score=("dataset_score", "first"),
         actions_per_second_b1=("actions_per_second_b1", "median"),
         actions_per_second_b256=("actions_per_second_b256", "median"),
         nfe_per_action=("nfe_per_action", "first"),
