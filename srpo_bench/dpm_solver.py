@@ -46,14 +46,15 @@ sampled with std 0.05 at 15 steps, 0.1 at 150 (tests/test_dpm_solver.py). This i
 
 Why not diffusers' `DPMSolverSinglestepScheduler`: it is written for discrete-time models (integer
 timesteps over 1000 training betas; our continuous VP-SDE would be replaced by its discretisation, and its
-`algorithm_type="dpmsolver"` refuses to end at sigma = 0), and its per-step bookkeeping costs more than the
-network here. Measured on this CPU (1 thread, shared machine at load ~6; batch 32, 15 steps, order 3, an
-eps-MLP 3 x 256 Mish with Fourier time features; medians of 300 interleaved runs, 3 rounds):
-    network alone, 15 calls   7.6-7.7 ms
-    this module               7.9-8.6 ms   -> 0.02-0.06 ms per step on top of the network
-    diffusers                 9.7-14.0 ms  -> 0.14-0.42 ms per step on top of the network
-so diffusers adds 7-20x the per-step overhead and makes a whole 15-step sample 1.2-1.7x slower at this
-size (STACK.md: ~2x for its DDPM scheduler). Decision: the plain tensor implementation below.
+`algorithm_type="dpmsolver"` refuses to end at sigma = 0), and its per-step bookkeeping is slow.
+Measured on this CPU (1 thread, load ~2; batch 32, 15 steps, order 3, an eps-MLP 3 x 256 Mish
+with Fourier time features; medians of 300 interleaved runs, 3 rounds that agreed to 2%):
+    network alone, 15 calls   3.43 ms
+    this module               3.65-3.67 ms  -> 0.015 ms per step on top of the network
+    diffusers                 4.99-5.04 ms  -> 0.105 ms per step on top of the network
+so diffusers adds 7x the per-step overhead and makes a whole 15-step sample 1.37x slower at this size
+(STACK.md: ~2x for its DDPM scheduler; with 2 threads, under load, 1.24-1.42x).
+Decision: the plain tensor implementation below.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from torch.distributions.transforms import TanhTransform
 
 from srpo_bench.data import collect, d4rl
 from srpo_bench.data.dataset import DatasetError
-from srpo_bench.data.sac import GaussianActor, ReplayBuffer, TwinQ
+from srpo_bench.data.sac import GaussianActor, ReplayBuffer, SACConfig, TwinQ
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import get_task
 
@@ -275,3 +275,10 @@ def test_collection_key_depends_on_size_and_seed() -> None:
     keys = {collect.collection_key(size, seed) for size in ("small", "full") for seed in (0, 1)}
     assert len(keys) == 4
     assert collect.collection_key("small", 0) == collect.collection_key("small", 0)
+
+
+def test_sac_config_rejects_impossible_schedules() -> None:
+    with pytest.raises(ValueError, match="update_every"):
+        SACConfig(update_every=0)
+    with pytest.raises(ValueError, match="start_steps"):
+        SACConfig(total_steps=100, start_steps=100)

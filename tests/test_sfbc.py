@@ -185,7 +185,7 @@ def test_smoke_fit_returns_an_agent_and_resumes(tmp_path: Path) -> None:
     assert actions.shape == (7, 2) and torch.isfinite(actions).all() and actions.abs().max() <= 1.0
     assert [(e["stage"], e["kind"], e["origin"]) for e in ctx.stage_log] == [
         ("behavior", "vpsde-behavior/sfbc-u-mlp", "trained"), ("critic", "sfbc-critic", "trained")]
-    planning = [point for point in ctx.curves["critic"] if "planned_fraction" in point]
+    planning = [point for point in ctx.curves["critic"] if "from_value_fraction" in point]
     assert len(planning) == config.planning_iterations  # the MC targets, then one planning update
     again = smoke_context(tmp_path)
     SfBC().fit(again, config)

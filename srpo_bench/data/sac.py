@@ -3,8 +3,10 @@
 D4RL trained SAC on each MuJoCo task and drew its datasets from the SAC Gaussian (Fu et al. 2020, section 5);
 we do the same on gymnasium's v5 envs. Settings follow SAC's published defaults (Haarnoja et al. 2018,
 "Soft Actor-Critic Algorithms and Applications", Table 1): two hidden layers of 256, Adam 3e-4, batch 256,
-gamma 0.99, Polyak 0.005, one gradient step per environment step, automatic entropy tuning with target
-entropy -|A|. The twin critic is one batched network so both heads cost one matrix product per layer.
+gamma 0.99, Polyak 0.005, automatic entropy tuning with target entropy -|A|. The paper takes one gradient
+step per environment step; `update_every` can thin that out when gradient steps, not environment steps, are
+the budget (the lite suite's case on CPU). The twin critic is one batched network, so both heads cost one
+matrix product per layer.
 """
 
 from __future__ import annotations
