@@ -275,7 +275,7 @@ class SfBC(Method):
         "smoke": {
             family: dict(behavior_steps=20, behavior_batch_size=256, critic_batch_size=256,
                          critic_steps_per_epoch=5, critic_epochs_per_iteration=3, planning_states=64,
-                         diffusion_steps=6, candidates=8, log_every=10)
+                         log_every=10)
             for family in ("toy", "locomotion", "antmaze")
         },
         # Measured on this CPU, one thread (CPU seconds; the shared machine's wall clock runs 1.5-3x longer):

@@ -183,8 +183,12 @@ def report(
     out: Out = Path("results"),
     profile: Annotated[str | None, typer.Option(help="only runs of this profile")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table format: github, simple, csv")] = "github",
+    plots: Annotated[bool, typer.Option(help="also write score-vs-speed and per-task plots (PNG) into "
+                                        "<out>/report/")] = True,
 ) -> None:
-    """Per-task table of mean normalized score (over seeds) and actions/s from whatever runs exist."""
+    """Per-task table of mean normalized score (over seeds), the behavior data's own score, actions/s at batch
+    1 and 256 and network evaluations per action, from whatever finished runs exist."""
+    from srpo_bench.report.plots import score_vs_speed, scores_by_task
     from srpo_bench.report.tables import runs_frame, task_summary
     from srpo_bench.store import open_store
 
@@ -200,6 +204,11 @@ def report(
         console.print(summary.to_csv(index=False), end="")
     else:
         console.print(tabulate(summary, headers="keys", showindex=False, tablefmt=fmt, floatfmt=".4g"))
+    if plots:
+        for name, rows in summary.groupby("profile"):
+            written = [score_vs_speed(rows, out / "report" / f"{name}-score-vs-speed.png"),
+                       scores_by_task(rows, out / "report" / f"{name}-scores.png")]
+            err_console.print("plots: " + ", ".join(str(p) for p in written))
 
 
 @app.command()

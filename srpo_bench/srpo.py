@@ -232,7 +232,7 @@ class SRPO(Method):
             for family in ("toy", "locomotion", "antmaze")
         },
         "quick": {
-            "toy": dict(behavior_steps=2000, behavior_batch_size=256, critic_steps=1000, policy_steps=1000,
+            "toy": dict(behavior_steps=1000, behavior_batch_size=256, critic_steps=1000, policy_steps=1000,
                         log_every=100),
             "locomotion": dict(behavior_steps=6000, behavior_batch_size=256, critic_steps=6000, policy_steps=4000,
                                log_every=200),

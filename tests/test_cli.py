@@ -60,6 +60,15 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
 
     report = invoke("report", "--out", str(out))
     assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
+    for plot in ("smoke-score-vs-speed.png", "smoke-scores.png"):
+        assert (out / "report" / plot).read_bytes()[:4] == b"\x89PNG"
+
+    speed = invoke("speed", "--methods", "srpo,bc", "--task", "toy-two-moons", "--out", str(out), "--device", "cpu",
+                   "--repeats", "3", "--max-seconds", "1")
+    assert speed.exit_code == 0, speed.output
+    assert "speedup of srpo" in speed.output and "bc" in speed.output
+    saved = json.loads((out / "speed" / "toy-two-moons-cpu.json").read_text())
+    assert set(saved["results"]) == {"srpo", "bc"} and saved["results"]["srpo"]["nfe_per_action"] == 1
 
 
 def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path, monkeypatch) -> None:

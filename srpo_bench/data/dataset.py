@@ -22,6 +22,9 @@ class DatasetError(ValueError):
         self.problem = problem
         super().__init__(f"{source}: {problem}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across worker processes
+        return (type(self), (self.source, self.problem))
+
 
 @dataclass
 class OfflineDataset:
