@@ -232,7 +232,7 @@ class SRPO(Method):
             for family in ("toy", "locomotion", "antmaze")
         },
         "quick": {
-            "toy": dict(behavior_steps=1000, behavior_batch_size=256, critic_steps=1000, policy_steps=1000,
+            "toy": dict(behavior_steps=600, behavior_batch_size=256, critic_steps=1000, policy_steps=1000,
                         log_every=100),
             # ~3-4 min per task on 2 CPU cores (behavior ~40 ms, critic ~8 ms, policy ~15 ms per step)
             "locomotion": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=5000, policy_steps=3000,
