@@ -155,3 +155,23 @@ def test_list_shows_suites_and_methods() -> None:
     assert result.exit_code == 0
     for word in ("toy", "locomotion-lite", "hopper-medium-v2", "srpo", "bc"):
         assert word in result.output
+
+
+def test_lite_task_runs_end_to_end_on_small_collected_data(tmp_path: Path, monkeypatch) -> None:
+    from srpo_bench.data.collect import collect_suite
+
+    monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path / "data"))
+    missing = invoke("run", "--envs", "lite-hopper-medium-replay-v0", "--seeds", "0", "--profile", "smoke",
+                     "--out", str(tmp_path / "r"))
+    assert "not collected yet" in one_line_error(missing)
+
+    collect_suite(["hopper"], size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
+    out = tmp_path / "r"
+    result = invoke("run", "--envs", "lite-hopper-medium-replay-v0", "--methods", "srpo", "--seeds", "0",
+                    "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    run_dir = out / "runs" / "smoke" / "lite-hopper-medium-replay-v0" / "srpo" / "seed0"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["score_scale"] == "lite" and run["config"]["beta"] == 0.2  # hopper-medium-replay-v2's temperature
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert all(1 <= length <= 1000 for length in evaluation["lengths"]) and len(evaluation["returns"]) == 2
