@@ -118,7 +118,7 @@ def run(
 
     from srpo_bench.methods import expand_methods
     from srpo_bench.progress import Reporter
-    from srpo_bench.report.tables import runs_frame, task_summary
+    from srpo_bench.report.tables import for_display, runs_frame, task_summary
     from srpo_bench.runner import resolve_device, run_grid, validate_grid
     from srpo_bench.tasks import expand_tasks
 
@@ -144,7 +144,7 @@ def run(
                         overrides=overrides, share_stages=share_stages)
     frame = runs_frame(out)
     frame = frame[frame["task"].isin(task_names) & frame["method"].isin(method_names) & (frame["profile"] == profile)]
-    console.print(tabulate(task_summary(frame).drop(columns=["profile"]), headers="keys", showindex=False,
+    typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys", showindex=False,
                            floatfmt=".4g"))
     console.print(f"{sum(o.status == 'finished' for o in outcomes)} runs trained, "
                   f"{sum(o.status == 'skipped' for o in outcomes)} already finished; results in {out}")
@@ -189,7 +189,7 @@ def report(
     """Per-task table of mean normalized score (over seeds), the behavior data's own score, actions/s at batch
     1 and 256 and network evaluations per action, from whatever finished runs exist."""
     from srpo_bench.report.plots import score_vs_speed, scores_by_task
-    from srpo_bench.report.tables import runs_frame, task_summary
+    from srpo_bench.report.tables import for_display, runs_frame, task_summary
     from srpo_bench.store import open_store
 
     open_store(out, create=False)
@@ -201,9 +201,9 @@ def report(
         raise typer.Exit(1)
     summary = task_summary(frame)
     if fmt == "csv":
-        console.print(summary.to_csv(index=False), end="")
+        typer.echo(summary.to_csv(index=False), nl=False)
     else:
-        console.print(tabulate(summary, headers="keys", showindex=False, tablefmt=fmt, floatfmt=".4g"))
+        typer.echo(tabulate(for_display(summary), headers="keys", showindex=False, tablefmt=fmt, floatfmt=".4g"))
     if plots:
         for name, rows in summary.groupby("profile"):
             written = [score_vs_speed(rows, out / "report" / f"{name}-score-vs-speed.png"),
@@ -263,12 +263,12 @@ def speed(
             row[f"actions/s b{size}"] = info["batches"][str(size)]["actions_per_second"]
             row[f"ms/call b{size}"] = info["batches"][str(size)]["ms_per_call"]
         rows.append(row)
-    console.print(tabulate(rows, headers="keys", floatfmt=",.4g"))
+    typer.echo(tabulate(rows, headers="keys", floatfmt=",.4g"))
     reference = "srpo" if "srpo" in results else method_names[0]
     speedups = speedup_table(results, reference=reference)
     if len(results) > 1:
         console.print(f"\nspeedup of {reference} (its actions/s over each method's, same process):")
-        console.print(tabulate(speedups, headers="keys", floatfmt=",.4g"))
+        typer.echo(tabulate(speedups, headers="keys", floatfmt=",.4g"))
     report_path = out / "speed" / f"{task.replace('/', '_').replace(':', '_')}-{torch_device.type}.json"
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
                                     "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})

@@ -46,3 +46,15 @@ def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
         fit_minutes=("fit_seconds", lambda s: s.mean() / 60.0),
     )
     return summary.reset_index()
+
+
+DISPLAY_NAMES = {
+    "score_mean": "score", "score_std": "std", "dataset_score": "data score",
+    "actions_per_second_b1": "actions/s b1", "actions_per_second_b256": "actions/s b256",
+    "nfe_per_action": "NFE/action", "fit_minutes": "fit min",
+}
+
+
+def for_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """Short column headers for printed tables (the frame's own names stay for CSV and plots)."""
+    return summary.rename(columns=DISPLAY_NAMES)
