@@ -157,6 +157,7 @@ class FitContext:
     shared_stage_dir: Path | None = None  # set by --share-stages
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     stage_log: list[dict[str, Any]] = field(default_factory=list)
+    _bar: Bar | None = field(default=None, repr=False)
 
     def stage(
         self,
@@ -204,15 +205,23 @@ class FitContext:
 
     def log(self, stage: str, step: int, **metrics: float) -> None:
         """Append one point to a stage's training curve (saved with the stage and in curves.json)."""
-        self.curves.setdefault(stage, []).append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+        point = {k: float(v) for k, v in metrics.items()}
+        self.curves.setdefault(stage, []).append({"step": step, **point})
+        if self._bar is not None:
+            self._bar.advance(0, **point)
 
-    def steps(self, stage: str, total: int, log_every: int | None = None) -> Iterator[tuple[int, Bar]]:
-        """`for step, bar in ctx.steps("critic", n):` with a progress bar; log with `ctx.log`."""
+    def steps(self, stage: str, total: int) -> Iterator[tuple[int, Bar]]:
+        """`for step, bar in ctx.steps("critic", n):` with a progress bar (steps/s, ETA); points logged with
+        `ctx.log` meanwhile also show on the bar."""
         label = f"{self.task.name} seed {self.seed} {stage}"
         with self.reporter.track(label, total) as bar:
-            for step in range(total):
-                yield step, bar
-                bar.advance()
+            self._bar = bar
+            try:
+                for step in range(total):
+                    yield step, bar
+                    bar.advance()
+            finally:
+                self._bar = None
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
