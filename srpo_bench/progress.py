@@ -63,11 +63,18 @@ class Reporter:
         with self:
             task_id = self._progress.add_task(description, total=total, metrics="")
             bar = Bar(self._progress, task_id)
+            start = time.monotonic()
             try:
                 yield bar
             finally:
-                self._progress.update(task_id, completed=bar.completed)
-                self._progress.stop_task(task_id)
+                # A finished loop leaves one summary line, not a bar: a long grid's display stays short.
+                self._progress.remove_task(task_id)
+                seconds = time.monotonic() - start
+                rate = bar.completed / seconds if seconds > 0 else 0.0
+                if not self.quiet:
+                    self._progress.console.print(
+                        f"[dim]{description}: {bar.completed:,}/{total:,} in {seconds:,.1f} s ({rate:,.1f} steps/s)"
+                        f"{'  ' + bar.metrics if bar.metrics else ''}[/dim]", highlight=False)
 
     def print(self, message: str) -> None:
         self.console.print(message)
@@ -80,6 +87,7 @@ class Bar:
         self._progress = progress
         self._task_id = task_id
         self.completed = 0
+        self.metrics = ""
         self._last_draw = 0.0
 
     def advance(self, steps: int = 1, **metrics: float) -> None:
@@ -88,6 +96,7 @@ class Bar:
         if metrics or now - self._last_draw > 0.2:
             shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
             if metrics:
+                self.metrics = shown
                 self._progress.update(self._task_id, completed=self.completed, metrics=shown)
             else:
                 self._progress.update(self._task_id, completed=self.completed)
