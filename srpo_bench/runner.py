@@ -105,7 +105,7 @@ def run_one(
     config = resolve_config(method_cls, task, spec.profile, spec.overrides)
     resolved = config_dict(config)
     path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
-    if store.is_finished(path, resolved):
+    if store.is_finished(path, resolved, share_stages):
         reporter.print(f"[dim]skip {spec.task} {spec.method} seed {spec.seed}: finished ({path})[/dim]")
         return RunOutcome(spec, path, "skipped", store.read_json(path / "eval.json")["mean_normalized"])
 

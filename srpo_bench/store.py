@@ -96,10 +96,11 @@ def load_run(path: Path) -> dict[str, Any] | None:
     return run
 
 
-def is_finished(path: Path, config: dict[str, Any]) -> bool:
-    """A finished run with the same resolved config is skipped; anything else is (re)run."""
+def is_finished(path: Path, config: dict[str, Any], share_stages: bool = False) -> bool:
+    """A finished run with the same resolved config (and stage sharing) is skipped; anything else is (re)run."""
     run = load_run(path)
     return bool(run and run.get("status") == "finished" and run.get("config") == config
+                and bool(run.get("share_stages", False)) == share_stages
                 and (path / "eval.json").exists() and (path / "speed.json").exists())
 
 

@@ -46,6 +46,7 @@ class OfflineDataset:
     action_low: float = -1.0
     action_high: float = 1.0
     metadata: dict = field(default_factory=dict)
+    _fingerprint: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_transitions(self)
@@ -73,12 +74,16 @@ class OfflineDataset:
         return (cumulative[ends + 1] - cumulative[starts]).astype(np.float64)
 
     def fingerprint(self) -> str:
-        """A content hash: stage checkpoints are keyed by it, so changed data never reuses a stage."""
+        """A content hash: stage checkpoints are keyed by it, so changed data never reuses a stage.
+        Computed once (the arrays are treated as read-only after validation)."""
+        if self._fingerprint:
+            return self._fingerprint
         digest = hashlib.sha1()
         for array in (self.observations, self.actions, self.rewards, self.next_observations,
                       self.terminals, self.episode_ends):
             digest.update(np.ascontiguousarray(array).tobytes())
-        return digest.hexdigest()[:16]
+        self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
         """The whole dataset on `device` (the official code keeps it on the GPU too)."""
