@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.envs import make_env
 
 
 class UnknownTaskError(KeyError):
@@ -64,7 +65,7 @@ D4RL_LOCOMOTION = [
 
 
 def _make_gym(env_id: str, max_episode_steps: int, **kwargs) -> Callable[[], gym.Env]:
-    return lambda: gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+    return lambda: make_env(env_id, max_episode_steps, **kwargs)
 
 
 def _d4rl_task(name: str) -> Task:

@@ -26,7 +26,6 @@ import os
 import queue
 import time
 import traceback
-import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from srpo_bench import __version__
 from srpo_bench.data import d4rl
 from srpo_bench.data.dataset import DatasetError, OfflineDataset
 from srpo_bench.data.sac import GaussianActor, SACConfig, SACRun, train_sac
+from srpo_bench.envs import make_env
 from srpo_bench.methods import atomic_torch_save
 from srpo_bench.progress import Reporter
 
@@ -139,26 +139,8 @@ def load_lite(task_name: str) -> OfflineDataset:
 
 
 # --- rollouts ---------------------------------------------------------------------------------------
-@contextmanager
-def _quiet_mujoco_deprecations() -> Iterator[None]:
-    """HalfCheetah's XML uses `settotalmass`, which MuJoCo 3+ warns about on every load (to stderr and
-    MUJOCO_LOG.TXT in the working folder); drop that one message, pass any other on as a Python warning."""
-    previous = mujoco.get_mju_user_warning()
-
-    def forward(message: str) -> None:
-        if "settotalmass" not in message:
-            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
-
-    mujoco.set_mju_user_warning(forward)
-    try:
-        yield
-    finally:
-        mujoco.set_mju_user_warning(previous)
-
-
 def make_lite_env(env: str) -> gym.Env:
-    with _quiet_mujoco_deprecations():
-        made = gym.make(LITE_GYMNASIUM_ENVS[env], max_episode_steps=MAX_EPISODE_STEPS)
+    made = make_env(LITE_GYMNASIUM_ENVS[env], MAX_EPISODE_STEPS)
     space = made.action_space
     if not (np.all(space.low == -1.0) and np.all(space.high == 1.0)):
         raise ValueError(f"{LITE_GYMNASIUM_ENVS[env]}: action space must be [-1, 1], got {space}")
