@@ -316,10 +316,12 @@ class DiffusionQL(Method):
             "locomotion": dict(steps=30, log_every=10, eval_every=15, eval_episodes=2),
             "antmaze": dict(steps=12, log_every=4, eval_every=6, eval_episodes=2),
         },
-        "quick": {  # about 12 s of training on the toy bandits, 2.5-3 min on locomotion and AntMaze
+        # quick: about 12 s of training on the toy bandits; on locomotion ~4-5 min at one thread, about what
+        # SRPO's quick schedule takes (profiles.py: quick budgets are matched in CPU time across methods).
+        "quick": {
             "toy": dict(steps=200, log_every=20, eval_every=50, eval_episodes=64),
-            "locomotion": dict(steps=2500, log_every=100, eval_every=500, eval_episodes=5),
-            "antmaze": dict(steps=1000, log_every=50, eval_every=250, eval_episodes=5),
+            "locomotion": dict(steps=5000, log_every=250, eval_every=1000, eval_episodes=5),
+            "antmaze": dict(steps=2000, log_every=100, eval_every=500, eval_episodes=5),
         },
     }
 

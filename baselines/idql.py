@@ -253,13 +253,14 @@ class IDQL(Method):
         },
         "quick": {
             # measured on the 2-core CPU (1 thread, CPU time): actor step 22 ms at batch 128 / 37 ms at 256,
-            # critic step 7 ms at 256. Toy: ~12 s of training; locomotion: ~150 s.
+            # critic step 7 ms at 256. Toy: ~12 s of training; locomotion: ~4 min. The IQL critic gets the
+            # same 20k steps as SRPO's quick IQL critic (profiles.py: quick budgets matched across methods).
             "toy": dict(actor_steps=400, actor_batch_size=128, critic_steps=500, critic_batch_size=256,
                         log_every=50),
-            "locomotion": dict(actor_steps=3000, actor_batch_size=256, critic_steps=5000, critic_batch_size=256,
-                               log_every=250),
-            "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=5000, critic_batch_size=256,
-                            log_every=250),
+            "locomotion": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256,
+                               log_every=500),
+            "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256,
+                            log_every=500),
         },
     }
 

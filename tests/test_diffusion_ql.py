@@ -180,7 +180,7 @@ def test_task_settings_follow_the_official_table() -> None:
     assert maze.reward_tune == "cql_antmaze"
     np.testing.assert_allclose(tuned_rewards(torch.tensor([0.0, 1.0]), "cql_antmaze").numpy(), [-2.0, 2.0])
     umaze = resolve_config(DiffusionQL, get_task("minari:D4RL/antmaze/umaze-v1"), "quick")
-    assert (umaze.eta, umaze.max_q_backup, umaze.steps) == (0.5, False, 1000)  # quick overrides steps only
+    assert (umaze.eta, umaze.max_q_backup, umaze.steps) == (0.5, False, 2000)  # quick overrides steps only
 
 
 def test_smoke_fit_returns_an_agent_and_resumes_from_the_stage(tmp_path: Path) -> None:
