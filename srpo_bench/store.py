@@ -97,9 +97,12 @@ def load_run(path: Path) -> dict[str, Any] | None:
 
 
 def is_finished(path: Path, config: dict[str, Any], share_stages: bool = False) -> bool:
-    """A finished run with the same resolved config (and stage sharing) is skipped; anything else is (re)run."""
+    """A finished run with the same resolved config (and stage sharing) is skipped; anything else is (re)run.
+
+    Configs are compared in their stored JSON form: a tuple setting (e.g. hidden sizes) reads back as a list."""
     run = load_run(path)
-    return bool(run and run.get("status") == "finished" and run.get("config") == config
+    as_stored = json.loads(json.dumps(config))
+    return bool(run and run.get("status") == "finished" and run.get("config") == as_stored
                 and bool(run.get("share_stages", False)) == share_stages
                 and (path / "eval.json").exists() and (path / "speed.json").exists())
 

@@ -175,3 +175,13 @@ def test_lite_task_runs_end_to_end_on_small_collected_data(tmp_path: Path, monke
     assert run["score_scale"] == "lite" and run["config"]["beta"] == 0.2  # hopper-medium-replay-v2's temperature
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert all(1 <= length <= 1000 for length in evaluation["lengths"]) and len(evaluation["returns"]) == 2
+
+
+def test_a_rerun_skips_every_finished_method(tmp_path: Path) -> None:
+    """Configs with tuple settings (SfBC's critic_hidden ...) must read back as equal, or reruns redo work."""
+    out = tmp_path / "results"
+    args = ("run", "--envs", "toy-two-moons", "--methods", "all", "--seeds", "0", "--profile", "smoke",
+            "--out", str(out), "--device", "cpu", "--quiet")
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)
+    assert again.exit_code == 0 and "0 runs trained, 5 already finished" in again.output, again.output
