@@ -24,9 +24,18 @@ def runs_frame(out: Path) -> pd.DataFrame:
             "actions_per_second_b1": batches.get("1", {}).get("actions_per_second"),
             "actions_per_second_b256": batches.get("256", {}).get("actions_per_second"),
             "nfe_per_action": speed.get("nfe_per_action"),
-            "fit_seconds": run.get("seconds", {}).get("fit"), "device": run.get("device", {}).get("type"),
+            "fit_seconds": training_seconds(run), "device": run.get("device", {}).get("type"),
         })
     return pd.DataFrame(rows)
+
+
+def training_seconds(run: dict) -> float | None:
+    """What the run's stages cost to train, wherever they were trained: a stage resumed from an interrupted
+    run or shared under --share-stages counts the seconds recorded when it was trained, not the load time."""
+    stages = run.get("stages") or []
+    if stages and all("seconds" in stage for stage in stages):
+        return float(sum(stage["seconds"] for stage in stages))
+    return run.get("seconds", {}).get("fit")
 
 
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
