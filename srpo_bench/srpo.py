@@ -29,7 +29,8 @@ On the toy bandits (our addition, no official setting) rewards are used unscaled
 On locomotion-lite (our suite, no official setting) beta is borrowed from the D4RL task of the same env and
 tier (`d4rl_equivalent`). beta multiplies Q, and pi* ~ mu exp(beta Q) is unchanged by (beta, Q) -> (beta / c, c Q),
 so a borrowed beta is only right if Q has D4RL's scale. It need not: lite Hopper's medium policy falls after
-~85 steps, so the official 1000 / (max - min return) scaling makes its per-step reward ~12 (D4RL's is ~1).
+~85 steps, so the official 1000 / (max - min return) scaling makes its per-step reward ~12 (D4RL's, estimated:
+~3 raw per step x 1000 / ~2,900 = ~1).
 Measured at the quick profile, seed 0 (official-tier beta -> smaller beta, normalized score):
 hopper-medium 0.05: -1.3 -> 0.01: 50.4; halfcheetah-medium 0.2: 0.9 -> 0.002: 26.2; walker2d-medium-expert
 0.1: -0.5 -> 0.01: 50.1; hopper-medium-expert 0.01: 37.8 -> 0.002: 65.1. Halfcheetah's reward scale matches
