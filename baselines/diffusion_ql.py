@@ -47,23 +47,24 @@ On the toy bandits (our addition, no official setting) rewards are used unscaled
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srpo_bench.critics import TwinQ
+from srpo_bench.config import positive
+from srpo_bench.core.agents import Agent, CandidateAgent, softmax_draw_selection
+from srpo_bench.core.critics import TwinQ
+from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
+from srpo_bench.core.method import Method
+from srpo_bench.core.nn import SinusoidalTimeEmbedding, mlp, polyak_update
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
-from srpo_bench.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
 from srpo_bench.evaluate import evaluate
-from srpo_bench.methods import Agent, FitContext, Method
-from srpo_bench.nn import SinusoidalTimeEmbedding, mlp, polyak_update
-from srpo_bench.srpo import d4rl_equivalent
-from srpo_bench.tasks import Task
+from srpo_bench.tasks import Task, d4rl_equivalent
 
 # Per-task settings from the official `main.py` `hyperparameters` dict (top_k is for offline model selection,
 # which we do not implement; eval_freq is always 50 epochs).
@@ -105,12 +106,15 @@ def official_settings(task_name: str) -> dict[str, Any] | None:
     return None
 
 
-@dataclass
+RewardTune = Literal["no", "cql_antmaze"]
+
+
+@dataclass(frozen=True)
 class DiffusionQLConfig:
     # schedule (`main.py`): batch 256, num_epochs x 1000 steps (2000 locomotion, 1000 AntMaze)
     steps: int = 2_000_000
     batch_size: int = 256
-    batch_sampling: str = "with_replacement"  # official torch.randint; "epoch": EpochSampler
+    batch_sampling: Literal["with_replacement", "epoch"] = "with_replacement"  # official torch.randint
     # diffusion policy (`--T 5`, `--beta_schedule vp`)
     diffusion_steps: int = 5
     beta_min: float = 0.1
@@ -128,18 +132,53 @@ class DiffusionQLConfig:
     tau: float = 0.005
     max_q_backup: bool = False
     max_q_backup_samples: int = 10
-    reward_tune: str = "no"  # "no" | "cql_antmaze"
+    reward_tune: RewardTune = "no"
     # EMA actor (`ema_decay=0.995, step_start_ema=1000, update_ema_every=5`)
     ema_decay: float = 0.995
     ema_start: int = 1000
     ema_every: int = 5
-    # acting (`sample_action`): candidates per state
+    # acting (`sample_action`): candidates per state (acting only, unless it selects weights: online-best)
     action_candidates: int = 50
     # model selection
-    selection: str = "final"  # "final" | "online-best"
-    eval_every: int = 50_000  # official eval_freq: 50 epochs
-    eval_episodes: int = 10  # official: 10 for -v2 envs, 100 otherwise
-    log_every: int = 1000
+    selection: Literal["final", "online-best"] = "final"
+    eval_every: int = 50_000  # official eval_freq: 50 epochs (online-best only)
+    eval_episodes: int = 10  # official: 10 for -v2 envs, 100 otherwise (online-best only)
+
+    def __post_init__(self) -> None:
+        positive(self, "steps", "batch_size", "diffusion_steps", "action_candidates", "ema_every",
+                 "max_q_backup_samples", "eval_every", "eval_episodes")
+
+
+@dataclass(frozen=True)
+class DiffusionQLJointStage(StageConfig):
+    """Everything that changes the jointly trained actor and critic. The acting settings enter only under
+    `selection="online-best"`, where evaluations pick the weights; otherwise they are 0 here."""
+
+    steps: int
+    batch_size: int
+    batch_sampling: str
+    diffusion_steps: int
+    beta_min: float
+    beta_max: float
+    time_embed_dim: int
+    hidden: int
+    lr: float
+    critic_lr: float
+    lr_decay: bool
+    eta: float
+    grad_norm: float
+    gamma: float
+    tau: float
+    max_q_backup: bool
+    max_q_backup_samples: int
+    reward_tune: str
+    ema_decay: float
+    ema_start: int
+    ema_every: int
+    selection: str
+    eval_every: int
+    eval_episodes: int
+    action_candidates: int
 
 
 # --- the noise network -----------------------------------------------------------------------------------
@@ -159,7 +198,7 @@ class DiffusionQLNoiseNet(nn.Module):
         return self.body(torch.cat([noisy_actions, self.time_mlp(t), states], dim=-1))
 
 
-def diffusion_ql_schedule(config: DiffusionQLConfig) -> DDPMSchedule:
+def diffusion_ql_schedule(config: DiffusionQLConfig | DiffusionQLJointStage) -> DDPMSchedule:
     """The 'vp' DDPM schedule (`helpers.vp_beta_schedule`): T = 5, b_min = 0.1, b_max = 10."""
     return DDPMSchedule.vp(config.diffusion_steps, config.beta_min, config.beta_max)
 
@@ -236,92 +275,48 @@ def actor_losses(
 
 
 # --- acting ----------------------------------------------------------------------------------------------
-def q_weighted_draw(
-    candidates: torch.Tensor, q_values: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """[B, N, act_dim] candidates and [B, N] values -> [B, act_dim]: one candidate per state drawn with
-    probability softmax(q) over its N candidates (`torch.multinomial(F.softmax(q_value), 1)`)."""
-    index = torch.multinomial(torch.softmax(q_values, dim=1), 1, generator=generator)  # [B, 1]
-    return candidates.gather(1, index[:, :, None].expand(-1, 1, candidates.shape[2])).squeeze(1)
+def diffusion_ql_agent(actor: nn.Module, critic_target: TwinQ, schedule: DDPMSchedule, act_dim: int,
+                       max_action: float, candidates: int, device: torch.device) -> CandidateAgent:
+    """`Diffusion_QL.sample_action`: `candidates` actions per state from the 5-step reverse chain of the
+    (non-EMA) actor, one drawn with probability softmax(min target-Q) (temperature 1): a stochastic policy.
+    Per action: candidates x T denoiser calls and candidates x 2 critic heads."""
+    schedule = schedule.to(device)
 
+    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return ddpm_sample_clipped_x0(actor, states, schedule, act_dim, max_action, generator=generator)
 
-class DiffusionQLAgent(Agent):
-    """50 candidates per state from the 5-step reverse chain, one drawn by softmax of min target-Q.
-
-    Batched: B states become B x 50 rows through the denoiser and the critic in one pass each step."""
-
-    def __init__(
-        self,
-        actor: nn.Module,
-        critic_target: TwinQ,
-        schedule: DDPMSchedule,
-        act_dim: int,
-        max_action: float = 1.0,
-        candidates: int = 50,
-    ) -> None:
-        self.actor = actor
-        self.critic_target = critic_target
-        self.act_dim = act_dim
-        self.max_action = max_action
-        self.candidates = candidates
-        self.schedule = schedule.to(self.device)
-        self.generator = torch.Generator(device=self.device)
-        # per action: candidates x T denoiser calls; candidates x 2 critic heads
-        self.network_evaluations = {"denoiser": candidates * schedule.steps, "critic": candidates * 2}
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.actor.parameters()).device
-
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
-    @torch.no_grad()
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        batch = observations.shape[0]
-        states = observations.repeat_interleave(self.candidates, dim=0)
-        candidates = ddpm_sample_clipped_x0(self.actor, states, self.schedule, self.act_dim, self.max_action,
-                                            generator=self.generator)
-        q_values = self.critic_target.min_q(states, candidates).view(batch, self.candidates)
-        return q_weighted_draw(candidates.view(batch, self.candidates, self.act_dim), q_values, self.generator)
+    cost = {"denoiser": candidates * schedule.steps, "critic": candidates * 2}
+    return CandidateAgent(sampler, critic_target.min_q, softmax_draw_selection, candidates, act_dim, cost, device)
 
 
 # --- the method ------------------------------------------------------------------------------------------
-class _Networks:
-    """Actor, EMA actor, critic and target critic with their optimisers (one joint stage)."""
+class DiffusionQLNetworks(nn.Module):
+    """Actor, EMA actor, critic and target critic (one joint stage)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: DiffusionQLConfig, device: torch.device) -> None:
-        self.actor = DiffusionQLNoiseNet(obs_dim, act_dim, config.time_embed_dim, config.hidden).to(device)
+    def __init__(self, obs_dim: int, act_dim: int, config: DiffusionQLJointStage) -> None:
+        super().__init__()
+        self.actor = DiffusionQLNoiseNet(obs_dim, act_dim, config.time_embed_dim, config.hidden)
         self.ema_actor = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = diffusion_ql_critic(obs_dim, act_dim, config.hidden).to(device)
+        self.critic = diffusion_ql_critic(obs_dim, act_dim, config.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-
-    def state(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {name: {k: v.detach().clone() for k, v in getattr(self, name).state_dict().items()}
-                for name in ("actor", "ema_actor", "critic", "critic_target")}
-
-    def load(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
-        for name, weights in state.items():
-            getattr(self, name).load_state_dict(weights)
 
 
 class DiffusionQL(Method):
     name = "diffusion-ql"
     Config = DiffusionQLConfig
-    stages = ("joint",)
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         # ~60 ms per step on 2 CPU threads (~185 ms with AntMaze's 10-sample max-Q backup), batch 256
         "smoke": {
-            "toy": dict(steps=30, log_every=10, eval_every=15, eval_episodes=2),
-            "locomotion": dict(steps=30, log_every=10, eval_every=15, eval_episodes=2),
-            "antmaze": dict(steps=12, log_every=4, eval_every=6, eval_episodes=2),
+            "toy": dict(steps=30, eval_every=15, eval_episodes=2),
+            "locomotion": dict(steps=30, eval_every=15, eval_episodes=2),
+            "antmaze": dict(steps=12, eval_every=6, eval_episodes=2),
         },
         # quick: about 12 s of training on the toy bandits; on locomotion ~4-5 min at one thread, about what
         # SRPO's quick schedule takes (profiles.py: quick budgets are matched in CPU time across methods).
         "quick": {
-            "toy": dict(steps=200, log_every=20, eval_every=50, eval_episodes=64),
-            "locomotion": dict(steps=5000, log_every=250, eval_every=1000, eval_episodes=5),
-            "antmaze": dict(steps=2000, log_every=100, eval_every=500, eval_episodes=5),
+            "toy": dict(steps=200, eval_every=50, eval_episodes=64),
+            "locomotion": dict(steps=5000, eval_every=1000, eval_episodes=5),
+            "antmaze": dict(steps=2000, eval_every=500, eval_episodes=5),
         },
     }
 
@@ -337,37 +332,48 @@ class DiffusionQL(Method):
         return dict(lr=row["lr"], eta=row["eta"], max_q_backup=row["max_q_backup"], reward_tune=row["reward_tune"],
                     grad_norm=row["gn"], steps=row["epochs"] * STEPS_PER_EPOCH)
 
+    @classmethod
+    def stages(cls, config: DiffusionQLConfig, plan: PlanContext) -> tuple[Stage, ...]:
+        selects = config.selection == "online-best"
+        joint = DiffusionQLJointStage(
+            steps=config.steps, batch_size=config.batch_size, batch_sampling=config.batch_sampling,
+            diffusion_steps=config.diffusion_steps, beta_min=config.beta_min, beta_max=config.beta_max,
+            time_embed_dim=config.time_embed_dim, hidden=config.hidden, lr=config.lr, critic_lr=config.critic_lr,
+            lr_decay=config.lr_decay, eta=config.eta, grad_norm=config.grad_norm, gamma=config.gamma, tau=config.tau,
+            max_q_backup=config.max_q_backup, max_q_backup_samples=config.max_q_backup_samples,
+            reward_tune=config.reward_tune, ema_decay=config.ema_decay, ema_start=config.ema_start,
+            ema_every=config.ema_every, selection=config.selection,
+            eval_every=config.eval_every if selects else 0, eval_episodes=config.eval_episodes if selects else 0,
+            action_candidates=config.action_candidates if selects else 0,
+        )
+        return (Stage("joint", joint),)
+
     def fit(self, ctx: FitContext, config: DiffusionQLConfig) -> Agent:
-        if config.selection not in ("final", "online-best"):
-            raise ValueError(f"unknown selection '{config.selection}' (final, online-best)")
-        if config.batch_sampling not in ("with_replacement", "epoch"):
-            raise ValueError(f"unknown batch_sampling '{config.batch_sampling}' (with_replacement, epoch)")
+        stage: DiffusionQLJointStage = ctx.config("joint")
         obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
         max_action = float(ctx.dataset.action_high)
-        schedule = diffusion_ql_schedule(config).to(ctx.device)
+        schedule = diffusion_ql_schedule(stage).to(ctx.device)
 
-        def train() -> dict[str, Any]:
-            return _train_joint(ctx, config, obs_dim, act_dim, max_action, schedule)
+        def agent_of(nets: DiffusionQLNetworks) -> CandidateAgent:
+            return diffusion_ql_agent(nets.actor, nets.critic_target, schedule, act_dim, max_action,
+                                      config.action_candidates, ctx.device)
 
-        stage_config = {k: v for k, v in dataclasses.asdict(config).items() if k != "log_every"}
-        networks = _Networks(obs_dim, act_dim, config, ctx.device)
-        networks.load(ctx.stage("joint", "diffusion-ql/joint", stage_config, train))
-        return DiffusionQLAgent(networks.actor, networks.critic_target, schedule, act_dim, max_action,
-                                config.action_candidates)
+        networks = ctx.fit("joint", lambda: DiffusionQLNetworks(obs_dim, act_dim, stage).to(ctx.device),
+                           lambda nets: train_joint(ctx, stage, nets, max_action, schedule, agent_of))
+        return agent_of(networks)
 
 
-def _train_joint(
+def train_joint(
     ctx: FitContext,
-    config: DiffusionQLConfig,
-    obs_dim: int,
-    act_dim: int,
+    config: DiffusionQLJointStage,
+    nets: DiffusionQLNetworks,
     max_action: float,
     schedule: DDPMSchedule,
-) -> dict[str, Any]:
+    agent_of: Callable[[DiffusionQLNetworks], CandidateAgent],
+) -> None:
     """The official training loop: per step a critic update, an actor update, the EMA (every 5 steps from step
-    1000) and the critic's Polyak target update."""
-    torch.manual_seed(ctx.seed)
-    nets = _Networks(obs_dim, act_dim, config, ctx.device)
+    1000) and the critic's Polyak target update. Under online-best the best evaluated weights are kept."""
+    act_dim = ctx.dataset.act_dim
     actor_optimizer = torch.optim.Adam(nets.actor.parameters(), lr=config.lr)
     critic_optimizer = torch.optim.Adam(nets.critic.parameters(), lr=config.critic_lr)
     schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps, eta_min=0.0)
@@ -383,7 +389,7 @@ def _train_joint(
         return ddpm_sample_clipped_x0(nets.ema_actor, next_states, schedule, act_dim, max_action, generator=generator)
 
     best_score, best_state = float("-inf"), None
-    for step, _bar in ctx.steps("joint", config.steps):
+    for step, _bar in ctx.steps("joint", config.steps, agent=lambda: agent_of(copy.deepcopy(nets))):
         if sampler is not None:
             batch = next(sampler)
         else:  # `Data_Sampler.sample`: uniform indices with replacement
@@ -419,27 +425,16 @@ def _train_joint(
         for scheduler in schedulers:
             scheduler.step()
 
-        if step % config.log_every == 0 or step == config.steps - 1:
+        if ctx.log_due(step, config.steps):
             ctx.log("joint", step, critic_loss=float(critic_loss.detach()), bc_loss=float(bc_loss.detach()),
                     q_loss=float(q_loss.detach()), actor_loss=float(actor_loss.detach()), target_q=float(target.mean()),
                     lr=actor_optimizer.param_groups[0]["lr"])
         if config.selection == "online-best" and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
-            score = _online_score(ctx, config, nets, schedule, act_dim, max_action)
-            ctx.log("joint", step, eval_normalized=score)
+            agent = agent_of(nets)
+            agent.seed(ctx.seed)
+            score = evaluate(agent, ctx.task, config.eval_episodes, dataset=ctx.dataset).mean_normalized
+            ctx.log("joint", step, selection_normalized=score)
             if score > best_score:
-                best_score, best_state = score, nets.state()
-    return best_state if best_state is not None else nets.state()
-
-
-def _online_score(
-    ctx: FitContext,
-    config: DiffusionQLConfig,
-    nets: _Networks,
-    schedule: DDPMSchedule,
-    act_dim: int,
-    max_action: float,
-) -> float:
-    """Mean normalized score of the current weights (`--ms online`), on the harness's evaluation loop."""
-    agent = DiffusionQLAgent(nets.actor, nets.critic_target, schedule, act_dim, max_action, config.action_candidates)
-    agent.seed(ctx.seed)
-    return evaluate(agent, ctx.task, config.eval_episodes, dataset=ctx.dataset).mean_normalized
+                best_score, best_state = score, copy.deepcopy(nets.state_dict())
+    if best_state is not None:
+        nets.load_state_dict(best_state)

@@ -29,8 +29,6 @@ Structure, not settings:
   problems and are trained here one after the other ("behavior", then "critic"), each with its own batches.
 - Minibatches come from the shared `EpochSampler` (a random permutation walked in order); the official loader
   draws indices uniformly with replacement. The shared IQL stage has only the epoch sampler.
-- Weights start from torch's default initialisation, not flax's (lecun-normal / xavier-uniform kernels, zero
-  biases); LayerNorm eps is torch's 1e-5 (flax 1e-6).
 
 Choices of the released code and the options it offers are named settings; the defaults are the official values:
     train_fraction     0.95: the official script trains on a random 95 % of the transitions (`ds.split(0.95)`;
@@ -42,34 +40,47 @@ Choices of the released code and the options it offers are named settings; the d
                        1 - tau, one categorical draw among the candidates (needs V at evaluation).
     actor_lr_decay     True: cosine decay to 0 over `actor_steps` (officially decay_steps = 3e6 = the step count).
     clip_sampler       True: clip to [-1, 1] after every denoising step (the result is clipped either way).
---share-stages (ctx.shared_stage_dir set; not a Config field): the critic stage is SRPO's IQL critic exactly (SRPO's
-expectile, batch, steps, reward transform, no V LayerNorm, its full unclipped data), so one artifact serves both
-methods and the comparison isolates the policy-extraction step. Without it IDQL trains its own official critic.
+    init               "flax" (official JAX/Flax): jaxrl5's initialisation, xavier-uniform kernels in the MLPs and
+                       the LN-ResNet's input/output Dense, flax's lecun-normal inside the residual blocks, zero
+                       biases (`core.nn.flax_initialize`). "torch" keeps torch's defaults.
+    layer_norm_eps     1e-6 (flax `nn.LayerNorm`); torch's default is 1e-5, which moves sampled candidates by ~5e-4.
+    critic_next_value  "after_v_step" (official: `update_v` then `update_q`, whose target reads the new V).
+    return_split       "trajectory" (jaxrl5 `split_into_trajectories` for `normalize_returns`).
+    critic_source      "own" (IDQL's official critic). "shared": the critic stage is SRPO's IQL critic exactly as
+                       SRPO resolves it in the same grid (its expectile, batch, steps, reward treatment, no V
+                       LayerNorm, full unclipped data, and the user's `--set srpo.*` overrides), so both methods
+                       use one artifact and the comparison isolates the policy-extraction step.
+Evaluation during training: the official launcher evaluates every 250k steps; here the policy (EMA behavior
+model + the critic being trained) is evaluated on the profile's schedule during the critic stage, which is
+the last. The reported score is the final policy's.
 On the toy bandits (our addition, no official setting) rewards are used unscaled.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from srpo_bench.critics import IQLConfig, fit_iql_critic
+from srpo_bench.config import positive
+from srpo_bench.core.agents import Agent, CandidateAgent, Selection, argmax_selection, pick
+from srpo_bench.core.critics import IQLCritic, IQLCriticStage, fit_iql_critic
+from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_ancestral
+from srpo_bench.core.method import FAMILIES, Method
+from srpo_bench.core.nn import LearnableFourierFeatures, NoisePredictor, flax_initialize, polyak_update
+from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
-from srpo_bench.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_ancestral
-from srpo_bench.methods import Agent, FitContext, Method, resolve_config
-from srpo_bench.nn import LearnableFourierFeatures, NoisePredictor, polyak_update
-from srpo_bench.srpo import SRPO, dataset_tensors, srpo_iql_config
 from srpo_bench.tasks import Task
 
-ACTION_SELECTIONS = ("argmax", "expectile-resample")
+ActionSelection = Literal["argmax", "expectile-resample"]
+Init = Literal["flax", "torch"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDQLConfig:
     # behavior ("actor") stage: DDPM behavior cloning (launcher `train_ddpm_iql_offline.py`, learner defaults)
     actor_steps: int = 3_000_000
@@ -83,7 +94,10 @@ class IDQLConfig:
     actor_width: int = 256
     actor_blocks: int = 3
     actor_dropout: float = 0.1
+    init: Init = "flax"
+    layer_norm_eps: float = 1e-6
     # critic stage: IQL with LayerNorm on V's input
+    critic_source: Literal["own", "shared"] = "own"
     critic_steps: int = 3_000_000
     critic_batch_size: int = 512
     critic_lr: float = 3e-4
@@ -91,72 +105,80 @@ class IDQLConfig:
     gamma: float = 0.99
     polyak: float = 0.005
     value_layer_norm: bool = True
-    reward_transform: str = "return_range"  # "return_range" | "minus_one" | "none"
+    critic_next_value: Literal["before_v_step", "after_v_step"] = "after_v_step"
+    reward_transform: RewardTransform = "return_range"
+    return_split: ReturnSplit = "trajectory"
     # data treatment
     train_fraction: float = 0.95
     action_clip_eps: float = 1e-5
-    # evaluation-time action selection
+    # evaluation-time action selection (acting only: in no stage key)
     num_candidates: int = 64
-    action_selection: str = "argmax"  # "argmax" | "expectile-resample"
+    action_selection: ActionSelection = "argmax"
     sampling_temperature: float = 1.0  # ddpm_temperature
     clip_sampler: bool = True
-    log_every: int = 1000
+
+    def __post_init__(self) -> None:
+        positive(self, "actor_steps", "actor_batch_size", "critic_steps", "critic_batch_size", "diffusion_steps",
+                 "num_candidates")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 
 
-@dataclass
-class IDQLCriticConfig(IQLConfig):
-    """IQL's settings plus IDQL's data treatment, so the critic's cache key names the data it was trained on."""
+@dataclass(frozen=True)
+class IDQLBehaviorStage(StageConfig):
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    lr_decay: bool
+    ema_rate: float
+    diffusion_steps: int
+    time_dim: int
+    width: int
+    blocks: int
+    dropout: float
+    init: Init
+    layer_norm_eps: float
+    train_fraction: float
+    action_clip_eps: float
 
-    train_fraction: float = 0.95
-    action_clip_eps: float = 1e-5
 
-
-def idql_score_model(obs_dim: int, act_dim: int, config: IDQLConfig) -> NoisePredictor:
+def idql_score_model(obs_dim: int, act_dim: int, config: IDQLBehaviorStage) -> NoisePredictor:
     """IDQL's `DDPM` + `MLPResNet`: learnable Fourier (128) -> MLP 128-256-256 swish -> LN-ResNet 256 x 3, swish."""
-    return NoisePredictor(
+    model = NoisePredictor(
         obs_dim, act_dim, LearnableFourierFeatures(config.time_dim), config.time_dim,
-        cond_dims=(2 * config.time_dim, 2 * config.time_dim), width=config.actor_width,
-        blocks=config.actor_blocks, dropout=config.actor_dropout, activation=nn.SiLU,
+        cond_dims=(2 * config.time_dim, 2 * config.time_dim), width=config.width, blocks=config.blocks,
+        dropout=config.dropout, activation=nn.SiLU, layer_norm_eps=config.layer_norm_eps,
     )
+    return flax_initialize(model) if config.init == "flax" else model
 
 
-def training_tensors(tensors: dict[str, torch.Tensor], config: IDQLConfig, seed: int) -> dict[str, torch.Tensor]:
-    """IDQL's view of the data: a random `train_fraction` of the transitions (`ds.split(0.95)`, drawn after the
-    reward transform), actions clipped to +-(1 - action_clip_eps) (`clip_to_eps`)."""
-    size = int(tensors["observations"].shape[0])
-    kept = dict(tensors)
-    if config.train_fraction < 1.0:
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        count = max(1, int(size * config.train_fraction))
-        index = torch.randperm(size, generator=generator)[:count].to(tensors["observations"].device)
-        kept = {key: value[index] for key, value in tensors.items()}
-    if config.action_clip_eps > 0:
-        limit = 1.0 - config.action_clip_eps
-        kept["actions"] = kept["actions"].clamp(-limit, limit)
-    return kept
+class IDQLBehavior(nn.Module):
+    """The score model being trained and its EMA copy (the one that samples at evaluation)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: IDQLBehaviorStage) -> None:
+        super().__init__()
+        self.model = idql_score_model(obs_dim, act_dim, config)
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False)
 
 
-def fit_ddpm_behavior(ctx: FitContext, tensors: dict[str, torch.Tensor], config: IDQLConfig) -> NoisePredictor:
+def fit_ddpm_behavior(ctx: FitContext) -> NoisePredictor:
     """Stage 1: behavior cloning with the T-step DDPM; returns the EMA model in eval mode (dropout off)."""
-    obs_dim, act_dim = tensors["observations"].shape[1], tensors["actions"].shape[1]
+    config: IDQLBehaviorStage = ctx.config("behavior")
+    tensors = training_tensors(ctx.dataset, ctx.device, "none", "trajectory", ctx.task.max_episode_steps,
+                               config.train_fraction, config.action_clip_eps, ctx.seed)
     schedule = DDPMSchedule.vp(config.diffusion_steps).to(ctx.device)
-    stage_config = {
-        key: value for key, value in dataclasses.asdict(config).items()
-        if key.startswith("actor_") or key in ("diffusion_steps", "time_dim", "train_fraction", "action_clip_eps")
-    }
 
-    def train() -> dict[str, Any]:
-        torch.manual_seed(ctx.seed)  # initial weights and dropout masks
-        model = idql_score_model(obs_dim, act_dim, config).to(ctx.device)
-        ema_model = copy.deepcopy(model).requires_grad_(False)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.actor_lr, weight_decay=config.actor_weight_decay)
-        lr_schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.actor_steps, eta_min=0.0)
-                       if config.actor_lr_decay else None)
+    def train(behavior: IDQLBehavior) -> None:
+        model, ema_model = behavior.model, behavior.ema_model
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        lr_schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
+                       if config.lr_decay else None)
         sampler = EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"]},
-                               config.actor_batch_size, seed=ctx.seed + 3)
+                               config.batch_size, seed=ctx.seed + 3)
         noise_generator = ctx.generator(offset=3)
-        model.train()  # dropout on while training (`training=True` in the official actor loss)
-        for step, _bar in ctx.steps("behavior", config.actor_steps):
+        train_mode(model)  # dropout on while training (`training=True` in the official actor loss)
+        for step, _bar in ctx.steps("behavior", config.steps):
             batch = next(sampler)
             lr = optimizer.param_groups[0]["lr"]
             loss = ddpm_denoising_loss(model, batch["actions"], batch["observations"], schedule,
@@ -166,101 +188,62 @@ def fit_ddpm_behavior(ctx: FitContext, tensors: dict[str, torch.Tensor], config:
             optimizer.step()
             if lr_schedule is not None:
                 lr_schedule.step()
-            polyak_update(ema_model, model, config.actor_ema_rate)
-            if step % config.log_every == 0 or step == config.actor_steps - 1:
+            polyak_update(ema_model, model, config.ema_rate)
+            if ctx.log_due(step, config.steps):
                 ctx.log("behavior", step, loss=loss.item(), lr=lr)
-        return {"model": model.state_dict(), "ema_model": ema_model.state_dict()}
 
-    state = ctx.stage("behavior", "ddpm-behavior/idql-ln-resnet", stage_config, train)
-    ema_model = idql_score_model(obs_dim, act_dim, config).to(ctx.device)
-    ema_model.load_state_dict(state["ema_model"])
-    return ema_model.eval().requires_grad_(False)
+    behavior = ctx.fit("behavior", lambda: IDQLBehavior(ctx.dataset.obs_dim, ctx.dataset.act_dim, config)
+                       .to(ctx.device), train)
+    return behavior.ema_model
 
 
-class IDQLAgent(Agent):
-    """N candidates per state from the EMA behavior model, one picked by the target critic.
+def expectile_resample_selection(value_net: nn.Module, expectile: float) -> Selection:
+    """The paper's importance-weighted resampling: weight tau where Q > V, 1 - tau elsewhere (`adv > 0`), one
+    categorical draw among the candidates (the older learner's `sample_implicit_policy`)."""
 
-    All B states are handled at once: states are repeated to [B * N] rows, sampled together, scored together.
-    """
+    def select(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
+               generator: torch.Generator) -> torch.Tensor:
+        advantage = q - value_net(observations)[:, None]
+        weights = torch.where(advantage > 0, expectile, 1.0 - expectile)
+        return pick(candidates, torch.multinomial(weights, 1, generator=generator).squeeze(1))
 
-    def __init__(
-        self,
-        score_model: nn.Module,
-        q_target: nn.Module,
-        schedule: DDPMSchedule,
-        act_dim: int,
-        num_candidates: int = 64,
-        action_selection: str = "argmax",
-        value_net: nn.Module | None = None,
-        expectile: float = 0.7,
-        sampling_temperature: float = 1.0,
-        clip_sampler: bool = True,
-    ) -> None:
-        if action_selection not in ACTION_SELECTIONS:
-            raise ValueError(f"unknown action_selection '{action_selection}' ({', '.join(ACTION_SELECTIONS)})")
-        if action_selection == "expectile-resample" and value_net is None:
-            raise ValueError("action_selection 'expectile-resample' needs the critic's V network")
-        self.score_model = score_model.eval()
-        self.q_target = q_target.eval()  # returns (Q1, Q2)
-        self.value_net = value_net.eval() if value_net is not None else None
-        self.schedule = schedule
-        self.act_dim = act_dim
-        self.num_candidates = num_candidates
-        self.action_selection = action_selection
-        self.expectile = expectile
-        self.sampling_temperature = sampling_temperature
-        self.clip_sampler = clip_sampler
-        self.network_evaluations = {"denoiser": num_candidates * schedule.steps, "critic": num_candidates * 2}
-        if action_selection == "expectile-resample":
-            self.network_evaluations["value"] = 1
-        self.generator = torch.Generator(device=self.device)
-        self.seed(0)
+    return select
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.score_model.parameters()).device
 
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
+def idql_agent(score_model: nn.Module, critic: IQLCritic, config: IDQLConfig, act_dim: int,
+               device: torch.device) -> CandidateAgent:
+    """N candidates per state from the 5-step ancestral sampler of the EMA model, q = min of the two *target*
+    Q heads, argmax (or the expectile resampling)."""
+    schedule = DDPMSchedule.vp(config.diffusion_steps).to(device)
+    clip = 1.0 if config.clip_sampler else None
 
-    @torch.no_grad()
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        batch, count = observations.shape[0], self.num_candidates
-        states = observations.repeat_interleave(count, dim=0)  # [B * N, obs_dim], state-major
-        candidates = ddpm_sample_ancestral(
-            self.score_model, states, self.schedule, self.act_dim, temperature=self.sampling_temperature,
-            clip=1.0 if self.clip_sampler else None, generator=self.generator,
-        ).clamp(-1.0, 1.0)  # the official sampler clips its result whatever `clip_sampler` says
-        q1, q2 = self.q_target(states, candidates)
-        q = torch.minimum(q1, q2).reshape(batch, count)
-        if self.action_selection == "argmax":
-            chosen = q.argmax(dim=1)
-        else:  # importance weights of the expectile: tau where Q > V, 1 - tau elsewhere (`adv > 0`)
-            advantage = q - self.value_net(observations)[:, None]
-            weights = torch.where(advantage > 0, self.expectile, 1.0 - self.expectile)
-            chosen = torch.multinomial(weights, 1, generator=self.generator).squeeze(1)
-        return candidates.reshape(batch, count, self.act_dim)[torch.arange(batch, device=q.device), chosen]
+    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return ddpm_sample_ancestral(score_model, states, schedule, act_dim, temperature=config.sampling_temperature,
+                                     clip=clip, generator=generator).clamp(-1.0, 1.0)  # clipped whatever clip says
+
+    cost = {"denoiser": config.num_candidates * config.diffusion_steps, "critic": config.num_candidates * 2}
+    selection = argmax_selection
+    if config.action_selection == "expectile-resample":
+        selection = expectile_resample_selection(critic.v, critic.config.expectile)
+        cost["value"] = 1
+    return CandidateAgent(sampler, critic.q_target.min_q, selection, config.num_candidates, act_dim, cost, device)
 
 
 class IDQL(Method):
     name = "idql"
     Config = IDQLConfig
-    stages = ("behavior", "critic")
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {
-            family: dict(actor_steps=40, actor_batch_size=64, critic_steps=50, critic_batch_size=128, log_every=10)
-            for family in ("toy", "locomotion", "antmaze")
+            family: dict(actor_steps=40, actor_batch_size=64, critic_steps=50, critic_batch_size=128)
+            for family in FAMILIES
         },
         "quick": {
             # measured on the 2-core CPU (1 thread, CPU time): actor step 22 ms at batch 128 / 37 ms at 256,
             # critic step 7 ms at 256. Toy: ~12 s of training; locomotion: ~4 min. The IQL critic gets the
             # same 20k steps as SRPO's quick IQL critic (profiles.py: quick budgets matched across methods).
-            "toy": dict(actor_steps=400, actor_batch_size=128, critic_steps=500, critic_batch_size=256,
-                        log_every=50),
-            "locomotion": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256,
-                               log_every=500),
-            "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256,
-                            log_every=500),
+            "toy": dict(actor_steps=400, actor_batch_size=128, critic_steps=500, critic_batch_size=256),
+            "locomotion": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
+            "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
         },
     }
 
@@ -272,29 +255,32 @@ class IDQL(Method):
             return {"expectile": 0.9, "reward_transform": "minus_one"}
         return {}
 
-    def fit(self, ctx: FitContext, config: IDQLConfig) -> Agent:
-        if config.action_selection not in ACTION_SELECTIONS:
-            raise ValueError(f"unknown action_selection '{config.action_selection}' ({', '.join(ACTION_SELECTIONS)})")
-        tensors = training_tensors(dataset_tensors(ctx, config.reward_transform), config, seed=ctx.seed)
-        score_model = fit_ddpm_behavior(ctx, tensors, config)
-        if ctx.shared_stage_dir is not None:
-            # --share-stages: SRPO's exact IQL critic (its own data treatment), one artifact for both methods.
-            srpo_config = resolve_config(SRPO, ctx.task, ctx.profile)
-            critic = fit_iql_critic(ctx, dataset_tensors(ctx, srpo_config.reward_transform),
-                                    srpo_iql_config(srpo_config), srpo_config.critic_steps,
-                                    srpo_config.critic_batch_size, srpo_config.reward_transform,
-                                    log_every=srpo_config.log_every)
-        else:
-            critic_config = IDQLCriticConfig(
-                expectile=config.expectile, gamma=config.gamma, polyak=config.polyak, lr=config.critic_lr,
-                value_layer_norm=config.value_layer_norm, train_fraction=config.train_fraction,
-                action_clip_eps=config.action_clip_eps,
-            )
-            critic = fit_iql_critic(ctx, tensors, critic_config, config.critic_steps, config.critic_batch_size,
-                                    config.reward_transform, log_every=config.log_every)
-        return IDQLAgent(
-            score_model, critic.q_target.requires_grad_(False), DDPMSchedule.vp(config.diffusion_steps).to(ctx.device),
-            ctx.dataset.act_dim, num_candidates=config.num_candidates, action_selection=config.action_selection,
-            value_net=critic.v.requires_grad_(False), expectile=critic.config.expectile,
-            sampling_temperature=config.sampling_temperature, clip_sampler=config.clip_sampler,
+    @classmethod
+    def stages(cls, config: IDQLConfig, plan: PlanContext) -> tuple[Stage, ...]:
+        behavior = IDQLBehaviorStage(
+            steps=config.actor_steps, batch_size=config.actor_batch_size, lr=config.actor_lr,
+            weight_decay=config.actor_weight_decay, lr_decay=config.actor_lr_decay, ema_rate=config.actor_ema_rate,
+            diffusion_steps=config.diffusion_steps, time_dim=config.time_dim, width=config.actor_width,
+            blocks=config.actor_blocks, dropout=config.actor_dropout, init=config.init,
+            layer_norm_eps=config.layer_norm_eps, train_fraction=config.train_fraction,
+            action_clip_eps=config.action_clip_eps,
         )
+        if config.critic_source == "shared":
+            critic = plan.stage_of("srpo", "critic")
+        else:
+            critic = Stage("critic", IQLCriticStage(
+                steps=config.critic_steps, batch_size=config.critic_batch_size, lr=config.critic_lr,
+                expectile=config.expectile, gamma=config.gamma, polyak=config.polyak,
+                next_value=config.critic_next_value, reward_transform=config.reward_transform,
+                return_split=config.return_split, value_layer_norm=config.value_layer_norm,
+                layer_norm_eps=config.layer_norm_eps, init=config.init, train_fraction=config.train_fraction,
+                action_clip_eps=config.action_clip_eps,
+            ))
+        return Stage("behavior", behavior), critic
+
+    def fit(self, ctx: FitContext, config: IDQLConfig) -> Agent:
+        score_model = fit_ddpm_behavior(ctx)
+        act_dim = ctx.dataset.act_dim
+        critic = fit_iql_critic(ctx, "critic", agent=lambda training: idql_agent(
+            score_model, copy.deepcopy(training), config, act_dim, ctx.device))
+        return idql_agent(score_model, critic, config, act_dim, ctx.device)

@@ -7,8 +7,8 @@ planning"; at evaluation time the agent draws candidates from mu and keeps the o
 behavior  Continuous VP-SDE (beta 0.1..20), score network s(a_t, t, s) = h / sigma_t with a U-shaped residual
           MLP (`SfBCScoreNet`). Loss, t ~ U(1e-5, 1), z ~ N(0, I), a_t = alpha_t a + sigma_t z:
               L = mean_batch sum_dims (s(a_t, t, s) sigma_t + z)^2       (= || eps_hat - z ||^2, eps_hat = -sigma_t s)
-          Adam 1e-4, batch 4096, 600 epochs x 977 iterations = 586,200 steps (an epoch is the dataset repeated
-          to round(4M / N) N samples: 977 batches of 4096 for N = 1M transitions).
+          Adam 1e-4, batch 4096, 600 epochs; an epoch is the dataset repeated to fake_len = max(round(4M / N), 1) N
+          samples, ceil(fake_len / 4096) batches (977 for N = 1M: 586,200 steps; the count depends on N).
 critic    Q(s, a): MLP (s, a) -> 256 -> 256 -> 1, SiLU (512-256-256 on antmaze-large). Adam 1e-3, batch 4096,
           MSE to standardised returns (R - mean) / max(std, 0.1).
           Iteration 0 targets: discounted Monte-Carlo returns R_i = r_i + gamma R_{i+1} (1 - done_i),
@@ -20,12 +20,18 @@ critic    Q(s, a): MLP (s, a) -> 256 -> 256 -> 1, SiLU (512-256-256 on antmaze-l
               R_i = max(r_i + gamma R_{i+1} (1 - done_i), V(s_i))            (backwards over the dataset),
           re-standardised, the critic is reset to its initial weights and a fresh Adam is made.
           K = 2 iterations of 100 epochs, 199 epochs in all (official `n_epochs = 100 K - 1`: the last
-          iteration is one epoch short); an epoch is 1M samples (2M on antmaze): 245 steps for N = 1M
-          (489 on antmaze), so 48,755 critic steps.
+          iteration is one epoch short); an epoch is fake_len = max(round(1M / N), 1) N samples (2M on antmaze),
+          ceil(fake_len / 4096) steps: 245 for N = 1M, so 48,755 critic steps; ~2x more for a 2M-row dataset.
 acting    32 candidates per state from the 15-step, order-3 singlestep DPM-Solver (time-uniform, t 1 -> 1e-3);
           logits 100 Q(s, a_j), capped at (the select_per_state-th largest logit) + 40; draw select_per_state
           candidates without replacement with probabilities softmax(logits) and return their plain mean:
           4 on locomotion ("stabilise performance"), 1 elsewhere (antmaze).
+
+Data: the official loader trains on the file's raw rows (`env.get_dataset()`, done = terminal or timeout), not on
+`qlearning_dataset` rows: the final step of a timed-out trajectory is kept and its reward counts in the returns.
+`data_rows="raw"` (official) does that where the source has raw rows (D4RL and lite hdf5); toy and Minari data
+have one kind of row. Steps per epoch follow the official `fake_len` rule unless a profile sets
+`behavior_steps` / `critic_steps_per_epoch` (> 0) explicitly (quick and smoke profiles, on CPU).
 
 Settings that are not the official code's own, each a named field whose default is the official value:
     planning_states   0 = every dataset state gets its M behavior samples and V(s_i) (official). n > 0 draws
@@ -33,8 +39,9 @@ Settings that are not the official code's own, each a named field whose default 
                       R_i = r_i + gamma R_{i+1} (1 - done_i), i.e. V(s_i) = -inf there.
     select_per_state  4 locomotion / 1 antmaze (official). Toy bandits (our suite, no official value): 1, since
                       averaging draws from different modes of a multi-modal bandit lands between them.
-With `--share-stages` the behavior model is SRPO's VP-SDE LN-ResNet (eps-prediction, `fit_vpsde_behavior`)
-instead of the U-MLP, so the comparison isolates action selection; default: SfBC's own network.
+    behavior_source   "own" (the U-MLP). "shared": SRPO's VP-SDE LN-ResNet behavior stage exactly as SRPO declares
+                      it in the same grid (eps-prediction, its data rows, its `--set srpo.*` overrides), one
+                      artifact for both methods, so the comparison isolates action selection.
 Not applied: the antmaze-medium-play-v2 reward-label fix of SfBC's loader (specific to D4RL's hdf5; our
 antmaze data are Minari's regenerated ports) and SfBC's dropping of antmaze trajectories shorter than 5 steps.
 Rewards are used as stored (SfBC standardises returns instead of scaling rewards). The final averaged action
@@ -44,40 +51,49 @@ is clamped to the action box (the official code leaves it to the simulator, whic
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srpo_bench.config import positive
+from srpo_bench.core.agents import Agent, CandidateAgent
+from srpo_bench.core.behavior import fit_vpsde_behavior
+from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
+from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
+from srpo_bench.core.method import Method
+from srpo_bench.core.nn import GaussianFourierProjection, mlp
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
+from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
-from srpo_bench.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
-from srpo_bench.dpm_solver import dpm_solver_nfe, dpm_solver_sample
-from srpo_bench.methods import Agent, FitContext, Method, resolve_config
-from srpo_bench.nn import GaussianFourierProjection, mlp
-from srpo_bench.srpo import SRPO, d4rl_equivalent, fit_vpsde_behavior
-from srpo_bench.tasks import Task
+from srpo_bench.tasks import Task, d4rl_equivalent
 
 PLANNING_CHUNK_STATES = 256  # official: behavior samples for planning are drawn 256 states (x 16) at a time
 VALUE_CHUNK_ROWS = 65_536  # rows per Q forward when computing V(s_i): memory only, no effect on results
+DataRows = Literal["raw", "qlearning"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SfBCConfig:
     # behavior model (official `train_behavior.py`)
-    behavior_steps: int = 586_200  # 600 epochs x 977 iterations of 4096 (4M samples per epoch, N = 1M)
+    behavior_source: Literal["own", "shared"] = "own"
+    behavior_epochs: int = 600
+    behavior_samples_per_epoch: int = 4_000_000
+    behavior_steps: int = 0  # > 0: this many steps instead of the epochs (CPU profiles)
     behavior_batch_size: int = 4096
     behavior_lr: float = 1e-4
     behavior_t_min: float = 1e-5  # `loss_fn(eps=1e-5)`
+    data_rows: DataRows = "raw"
     # critic with in-sample planning (official `train_critic.py`, `dataset.update_returns`)
     critic_lr: float = 1e-3
     critic_batch_size: int = 4096
     critic_hidden: tuple[int, ...] = (256, 256)
-    critic_steps_per_epoch: int = 245  # 1M samples per epoch / 4096 (antmaze: 2M -> 489)
+    critic_samples_per_epoch: int = 1_000_000  # antmaze: 2M
+    critic_steps_per_epoch: int = 0  # > 0: this many steps per epoch instead of the fake_len rule (CPU profiles)
     critic_epochs_per_iteration: int = 100
     planning_iterations: int = 2  # `--K`
     gamma: float = 0.99
@@ -88,14 +104,67 @@ class SfBCConfig:
     reset_critic: bool = True  # `--reset_critic 1`
     # sampling (DPM-Solver as SfBC calls it)
     diffusion_steps: int = 15
-    solver_order: int = 3
+    solver_order: Literal[1, 2, 3] = 3
     t_end: float = 1e-3  # DPM-Solver's default 1 / total_N, total_N = 1000
-    # evaluation-time selection (`ScoreBase.select_actions`, `pallaral_eval_policy`)
+    # evaluation-time selection (`ScoreBase.select_actions`, `pallaral_eval_policy`): acting only
     candidates: int = 32
     select_alpha: float = 100.0
     select_per_state: int = 4
     logit_cap: float = 40.0  # `allowed_max = sorted[-num] + 40`
-    log_every: int = 1000
+
+    def __post_init__(self) -> None:
+        positive(self, "behavior_epochs", "behavior_samples_per_epoch", "behavior_batch_size", "critic_batch_size",
+                 "critic_samples_per_epoch", "critic_epochs_per_iteration", "planning_iterations", "planning_samples",
+                 "diffusion_steps", "candidates", "select_per_state")
+        if self.select_per_state > self.candidates:
+            raise ValueError(f"select_per_state ({self.select_per_state}) > candidates ({self.candidates})")
+
+
+@dataclass(frozen=True)
+class SfBCBehaviorStage(StageConfig):
+    epochs: int
+    samples_per_epoch: int
+    steps: int  # > 0 overrides epochs
+    batch_size: int
+    lr: float
+    t_min: float
+    data_rows: DataRows
+
+
+@dataclass(frozen=True)
+class SfBCCriticStage(StageConfig):
+    lr: float
+    batch_size: int
+    hidden: tuple[int, ...]
+    samples_per_epoch: int
+    steps_per_epoch: int  # > 0 overrides the fake_len rule
+    epochs_per_iteration: int
+    planning_iterations: int
+    gamma: float
+    planning_samples: int
+    planning_alpha: float
+    planning_states: int
+    return_std_floor: float
+    reset_critic: bool
+    diffusion_steps: int
+    solver_order: int
+    t_end: float
+    data_rows: DataRows
+
+
+def epoch_steps(samples_per_epoch: int, size: int, batch_size: int) -> int:
+    """Official epoch length: the data repeated to fake_len = max(round(S / N), 1) N rows, in batches (the last
+    one partial): ceil(fake_len / batch)."""
+    fake_len = max(round(samples_per_epoch / size), 1) * size
+    return math.ceil(fake_len / batch_size)
+
+
+def training_rows(dataset: OfflineDataset, data_rows: DataRows) -> dict[str, np.ndarray]:
+    """observations, actions, rewards, ends (trajectory ends) of the rows SfBC trains on."""
+    if data_rows == "raw" and dataset.raw_rows is not None:
+        return dict(dataset.raw_rows)
+    return {"observations": dataset.observations, "actions": dataset.actions, "rewards": dataset.rewards,
+            "ends": dataset.episode_ends}
 
 
 # --- the behavior network ----------------------------------------------------------------------------
@@ -204,12 +273,12 @@ def soft_values(q_net: nn.Module, states: torch.Tensor, sampled_actions: torch.T
         return (torch.softmax(alpha * q, dim=-1) * q).sum(dim=-1)
 
 
-def critic_schedule(config: SfBCConfig) -> tuple[int, int]:
-    """(steps per planning iteration, total critic steps): official `n_epochs = 100 K - 1`, so the last
-    iteration is one epoch short (K = 2: 100 + 99 epochs x 245 = 48,755 steps)."""
-    iteration_steps = config.critic_epochs_per_iteration * config.critic_steps_per_epoch
-    total_epochs = config.planning_iterations * config.critic_epochs_per_iteration - 1
-    return iteration_steps, total_epochs * config.critic_steps_per_epoch
+def critic_schedule(config: SfBCCriticStage, size: int) -> tuple[int, int]:
+    """(steps per planning iteration, total critic steps) for `size` training rows: official
+    `n_epochs = 100 K - 1`, so the last iteration is one epoch short (K = 2, N = 1M: (100 + 99) x 245 = 48,755)."""
+    per_epoch = config.steps_per_epoch or epoch_steps(config.samples_per_epoch, size, config.batch_size)
+    total_epochs = config.planning_iterations * config.epochs_per_iteration - 1
+    return config.epochs_per_iteration * per_epoch, total_epochs * per_epoch
 
 
 # --- evaluation-time selection -----------------------------------------------------------------------
@@ -228,54 +297,35 @@ def select_candidates(q: torch.Tensor, candidates: torch.Tensor, alpha: float, s
     return picked.mean(dim=1)
 
 
-class SfBCAgent(Agent):
-    """32 behavior candidates per state (15-step DPM-Solver), a Q-softmax draw of `select_per_state`, their mean."""
+def sfbc_agent(noise_model: NoiseModel, q_net: nn.Module, act_dim: int, config: SfBCConfig, action_low: float,
+               action_high: float, device: torch.device) -> CandidateAgent:
+    """32 behavior candidates per state (15-step DPM-Solver), a Q-softmax draw of `select_per_state`, their mean,
+    clamped to the action box."""
+    sde = VPSDE()
 
-    def __init__(self, noise_model: NoiseModel, q_net: nn.Module, act_dim: int, config: SfBCConfig,
-                 action_low: float, action_high: float, device: torch.device) -> None:
-        self.noise_model = noise_model
-        self.q_net = q_net.eval()
-        self.act_dim = act_dim
-        self.config = config
-        self.action_low, self.action_high = action_low, action_high
-        self.sde = VPSDE()
-        self._device = torch.device(device)
-        self.generator = torch.Generator(device=self._device).manual_seed(0)
-        nfe = dpm_solver_nfe(config.diffusion_steps, config.solver_order)
-        self.network_evaluations = {"denoiser": config.candidates * nfe, "critic": config.candidates}
+    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return dpm_solver_sample(noise_model, states, act_dim, sde, steps=config.diffusion_steps,
+                                 order=config.solver_order, t_end=config.t_end, generator=generator)
 
-    @property
-    def device(self) -> torch.device:
-        return self._device
+    def selection(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+        return select_candidates(q, candidates, config.select_alpha, config.select_per_state, config.logit_cap,
+                                 generator).clamp(action_low, action_high)
 
-    def seed(self, seed: int) -> None:
-        self.generator.manual_seed(seed)
-
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        config = self.config
-        batch = observations.shape[0]
-        states = observations.repeat_interleave(config.candidates, dim=0)
-        with torch.no_grad():
-            candidates = dpm_solver_sample(self.noise_model, states, self.act_dim, self.sde,
-                                           steps=config.diffusion_steps, order=config.solver_order,
-                                           t_end=config.t_end, generator=self.generator)
-            q = q_values(self.q_net, states, candidates).view(batch, config.candidates)
-            action = select_candidates(q, candidates.view(batch, config.candidates, self.act_dim),
-                                       config.select_alpha, config.select_per_state, config.logit_cap,
-                                       self.generator)
-        return action.clamp(self.action_low, self.action_high)
+    cost = {"denoiser": config.candidates * dpm_solver_nfe(config.diffusion_steps, config.solver_order),
+            "critic": config.candidates}
+    return CandidateAgent(sampler, lambda states, actions: q_values(q_net, states, actions), selection,
+                          config.candidates, act_dim, cost, device)
 
 
 # --- the method --------------------------------------------------------------------------------------
 class SfBC(Method):
     name = "sfbc"
     Config = SfBCConfig
-    stages = ("behavior", "critic")
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {
             family: dict(behavior_steps=20, behavior_batch_size=256, critic_batch_size=256,
-                         critic_steps_per_epoch=5, critic_epochs_per_iteration=3, planning_states=64,
-                         log_every=10)
+                         critic_steps_per_epoch=5, critic_epochs_per_iteration=3, planning_states=64)
             for family in ("toy", "locomotion", "antmaze")
         },
         # Measured on this CPU, one thread (CPU seconds; the shared machine's wall clock runs 1.5-3x longer):
@@ -283,14 +333,11 @@ class SfBC(Method):
         # 256 states 5 s; locomotion (150k transitions, obs 17, act 6) fit 196 s, one 5-state action 95 ms.
         "quick": {
             "toy": dict(behavior_steps=300, behavior_batch_size=256, critic_batch_size=256,
-                        critic_steps_per_epoch=20, critic_epochs_per_iteration=15, planning_states=256,
-                        log_every=50),
+                        critic_steps_per_epoch=20, critic_epochs_per_iteration=15, planning_states=256),
             "locomotion": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
-                               critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024,
-                               log_every=250),
+                               critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024),
             "antmaze": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
-                            critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024,
-                            log_every=250),
+                            critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024),
         },
     }
 
@@ -299,134 +346,142 @@ class SfBC(Method):
         if task.family == "toy":
             return {"select_per_state": 1}
         if task.family == "antmaze":
-            settings: dict[str, Any] = {"select_per_state": 1, "critic_steps_per_epoch": 489}
+            settings: dict[str, Any] = {"select_per_state": 1, "critic_samples_per_epoch": 2_000_000}
             if "antmaze-large" in d4rl_equivalent(task.name):
                 settings["critic_hidden"] = (512, 256, 256)
             return settings
         return {}
 
+    @classmethod
+    def stages(cls, config: SfBCConfig, plan: PlanContext) -> tuple[Stage, ...]:
+        if config.behavior_source == "shared":
+            behavior = plan.stage_of("srpo", "behavior")
+        else:
+            behavior = Stage("behavior", SfBCBehaviorStage(
+                epochs=config.behavior_epochs, samples_per_epoch=config.behavior_samples_per_epoch,
+                steps=config.behavior_steps, batch_size=config.behavior_batch_size, lr=config.behavior_lr,
+                t_min=config.behavior_t_min, data_rows=config.data_rows))
+        critic = SfBCCriticStage(
+            lr=config.critic_lr, batch_size=config.critic_batch_size, hidden=config.critic_hidden,
+            samples_per_epoch=config.critic_samples_per_epoch, steps_per_epoch=config.critic_steps_per_epoch,
+            epochs_per_iteration=config.critic_epochs_per_iteration, planning_iterations=config.planning_iterations,
+            gamma=config.gamma, planning_samples=config.planning_samples, planning_alpha=config.planning_alpha,
+            planning_states=config.planning_states, return_std_floor=config.return_std_floor,
+            reset_critic=config.reset_critic, diffusion_steps=config.diffusion_steps,
+            solver_order=config.solver_order, t_end=config.t_end, data_rows=config.data_rows)
+        return behavior, Stage("critic", critic, depends_on=("behavior",))
+
     def fit(self, ctx: FitContext, config: SfBCConfig) -> Agent:
-        tensors = ctx.dataset.tensors(ctx.device)
-        noise_model = self.fit_behavior(ctx, tensors, config)
-        q_net = self.fit_critic(ctx, tensors, config, noise_model)
         dataset = ctx.dataset
-        return SfBCAgent(noise_model, q_net, dataset.act_dim, config, dataset.action_low, dataset.action_high,
-                         ctx.device)
+        if config.behavior_source == "shared":
+            noise_model: NoiseModel = fit_vpsde_behavior(ctx, "behavior")
+        else:
+            noise_model = fit_behavior(ctx).noise
 
-    # stage 1 -----------------------------------------------------------------------------------------
-    def fit_behavior(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig) -> NoiseModel:
-        if ctx.shared_stage_dir is not None:  # --share-stages: SRPO's eps-prediction LN-ResNet
-            return fit_vpsde_behavior(ctx, tensors, resolve_config(SRPO, ctx.task, ctx.profile))
-        obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
-        sde = VPSDE()
-        stage_config = {"steps": config.behavior_steps, "batch_size": config.behavior_batch_size,
-                        "lr": config.behavior_lr, "t_min": config.behavior_t_min}
+        def agent_of(q_net: nn.Module) -> CandidateAgent:
+            return sfbc_agent(noise_model, q_net, dataset.act_dim, config, dataset.action_low, dataset.action_high,
+                              ctx.device)
 
-        def train() -> dict:
-            torch.manual_seed(ctx.seed)
-            model = SfBCScoreNet(obs_dim, act_dim, sde).to(ctx.device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=config.behavior_lr)
-            sampler = EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"]},
-                                   config.behavior_batch_size, seed=ctx.seed)
-            for step, _bar in ctx.steps("behavior", config.behavior_steps):
-                batch = next(sampler)
-                # (score sigma_t + z)^2 == (eps_hat - z)^2 with eps_hat = -sigma_t score
-                loss = vpsde_denoising_loss(model.noise, batch["actions"], batch["observations"], sde,
-                                            t_min=config.behavior_t_min)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if step % config.log_every == 0 or step == config.behavior_steps - 1:
-                    ctx.log("behavior", step, loss=loss.item())
-            return model.state_dict()
+        q_net = fit_critic(ctx, noise_model, lambda training: agent_of(copy.deepcopy(training).eval()))
+        return agent_of(q_net)
 
-        model = SfBCScoreNet(obs_dim, act_dim, sde).to(ctx.device)
-        model.load_state_dict(ctx.stage("behavior", "vpsde-behavior/sfbc-u-mlp", stage_config, train))
-        model.eval().requires_grad_(False)
-        return model.noise
 
-    # stage 2 -----------------------------------------------------------------------------------------
-    def fit_critic(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
-                   noise_model: NoiseModel) -> nn.Module:
-        obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
-        stage_config = {
-            key: value for key, value in dataclasses.asdict(config).items()
-            if key.startswith(("critic_", "planning_")) or key in (
-                "gamma", "return_std_floor", "reset_critic", "diffusion_steps", "solver_order", "t_end")
-        }
-        stage_config["behavior_key"] = ctx.stage_key_of("behavior")
+# stage 1 -----------------------------------------------------------------------------------------------
+def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
+    config: SfBCBehaviorStage = ctx.config("behavior")
+    rows = training_rows(ctx.dataset, config.data_rows)
+    tensors = {key: torch.as_tensor(rows[key], device=ctx.device) for key in ("observations", "actions")}
+    steps = config.steps or config.epochs * epoch_steps(config.samples_per_epoch, len(rows["actions"]),
+                                                         config.batch_size)
+    sde = VPSDE()
 
-        def train() -> dict:
-            return self.train_critic(ctx, tensors, config, noise_model)
+    def train(model: SfBCScoreNet) -> None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
+        train_mode(model)
+        for step, _bar in ctx.steps("behavior", steps):
+            batch = next(sampler)
+            # (score sigma_t + z)^2 == (eps_hat - z)^2 with eps_hat = -sigma_t score
+            loss = vpsde_denoising_loss(model.noise, batch["actions"], batch["observations"], sde, t_min=config.t_min)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ctx.log_due(step, steps):
+                ctx.log("behavior", step, loss=loss.item())
 
-        q_net = q_network(obs_dim, act_dim, config.critic_hidden).to(ctx.device)
-        q_net.load_state_dict(ctx.stage("critic", "sfbc-critic", stage_config, train)["q"])
-        return q_net.eval().requires_grad_(False)
+    return ctx.fit("behavior", lambda: SfBCScoreNet(ctx.dataset.obs_dim, ctx.dataset.act_dim, sde).to(ctx.device),
+                   train)
 
-    def train_critic(self, ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
-                     noise_model: NoiseModel) -> dict:
-        dataset = ctx.dataset
-        torch.manual_seed(ctx.seed)
-        q_net = q_network(dataset.obs_dim, dataset.act_dim, config.critic_hidden).to(ctx.device)
+
+# stage 2 -----------------------------------------------------------------------------------------------
+def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Module:
+    config: SfBCCriticStage = ctx.config("critic")
+    rows = training_rows(ctx.dataset, config.data_rows)
+    tensors = {key: torch.as_tensor(rows[key], device=ctx.device) for key in ("observations", "actions")}
+    size = len(rows["actions"])
+
+    def train(q_net: nn.Module) -> None:
         initial_weights = copy.deepcopy(q_net.state_dict())
-        planned, sampled_actions = self.planning_candidates(ctx, tensors, config, noise_model)
-
-        returns, _ = planning_returns(dataset.rewards, dataset.episode_ends, config.gamma)
+        planned, sampled_actions = planning_candidates(ctx, tensors, config, noise_model)
+        returns, _ = planning_returns(rows["rewards"], rows["ends"], config.gamma)
         targets, mean, std = standardise(returns, config.return_std_floor)
         ctx.log("critic", 0, returns_mean=mean, returns_std=std, from_value_fraction=0.0)
-        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.critic_lr)
-        iteration_steps, total_steps = critic_schedule(config)
-        sampler = self.return_sampler(tensors, targets, config, ctx.seed + 1)
-        for step, _bar in ctx.steps("critic", total_steps):
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
+        iteration_steps, total_steps = critic_schedule(config, size)
+        sampler = return_sampler(tensors, targets, config, ctx.seed + 1)
+        for step, _bar in ctx.steps("critic", total_steps, agent=lambda: agent(q_net)):
             batch = next(sampler)
             loss = F.mse_loss(q_values(q_net, batch["observations"], batch["actions"]), batch["targets"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step % config.log_every == 0 or step == total_steps - 1:
+            if ctx.log_due(step, total_steps):
                 ctx.log("critic", step, loss=loss.item())
             if (step + 1) % iteration_steps == 0 and step + 1 < total_steps:  # planning: new targets
-                values = np.full(len(dataset), -np.inf)
+                values = np.full(size, -np.inf)
                 values[planned.cpu().numpy()] = (
                     soft_values(q_net, tensors["observations"][planned], sampled_actions, config.planning_alpha)
                     .double().cpu().numpy() * std + mean
                 )
-                returns, from_value = planning_returns(dataset.rewards, dataset.episode_ends, config.gamma, values)
+                returns, from_value = planning_returns(rows["rewards"], rows["ends"], config.gamma, values)
                 targets, mean, std = standardise(returns, config.return_std_floor)
                 ctx.log("critic", step + 1, returns_mean=mean, returns_std=std, from_value_fraction=from_value)
-                sampler = self.return_sampler(tensors, targets, config, ctx.seed + 1 + (step + 1) // iteration_steps)
+                sampler = return_sampler(tensors, targets, config, ctx.seed + 1 + (step + 1) // iteration_steps)
                 if config.reset_critic:
                     q_net.load_state_dict(initial_weights)
-                    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.critic_lr)
-        return {"q": q_net.state_dict(), "returns_mean": mean, "returns_std": std}
+                    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
 
-    @staticmethod
-    def return_sampler(tensors: dict[str, torch.Tensor], targets: np.ndarray, config: SfBCConfig,
-                       seed: int) -> EpochSampler:
-        device = tensors["observations"].device
-        return EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"],
-                             "targets": torch.as_tensor(targets, dtype=torch.float32, device=device)},
-                            config.critic_batch_size, seed=seed)
+    return ctx.fit("critic", lambda: q_network(ctx.dataset.obs_dim, ctx.dataset.act_dim, config.hidden)
+                   .to(ctx.device), train)
 
-    @staticmethod
-    def planning_candidates(ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCConfig,
-                            noise_model: NoiseModel) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices of the planned states and their M behavior actions [n, M, act], drawn once (official:
-        before critic training, 256 states at a time, with the same 15-step DPM-Solver as acting)."""
-        size = len(ctx.dataset)
-        generator = ctx.generator(offset=7)
-        if config.planning_states <= 0 or config.planning_states >= size:
-            planned = torch.arange(size, device=ctx.device)
-        else:
-            planned = torch.randperm(size, generator=torch.Generator().manual_seed(ctx.seed + 7))
-            planned = planned[: config.planning_states].sort().values.to(ctx.device)
-        chunks = math.ceil(len(planned) / PLANNING_CHUNK_STATES)
-        sampled = []
-        sde = VPSDE()
-        for chunk, _bar in ctx.steps("critic behavior samples", chunks):
-            index = planned[chunk * PLANNING_CHUNK_STATES: (chunk + 1) * PLANNING_CHUNK_STATES]
-            states = tensors["observations"][index].repeat_interleave(config.planning_samples, dim=0)
-            actions = dpm_solver_sample(noise_model, states, ctx.dataset.act_dim, sde, steps=config.diffusion_steps,
-                                        order=config.solver_order, t_end=config.t_end, generator=generator)
-            sampled.append(actions.view(len(index), config.planning_samples, ctx.dataset.act_dim))
-        return planned, torch.cat(sampled)
+
+def return_sampler(tensors: dict[str, torch.Tensor], targets: np.ndarray, config: SfBCCriticStage,
+                   seed: int) -> EpochSampler:
+    device = tensors["observations"].device
+    return EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"],
+                         "targets": torch.as_tensor(targets, dtype=torch.float32, device=device)},
+                        config.batch_size, seed=seed)
+
+
+def planning_candidates(ctx: FitContext, tensors: dict[str, torch.Tensor], config: SfBCCriticStage,
+                        noise_model: NoiseModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the planned states and their M behavior actions [n, M, act], drawn once (official:
+    before critic training, 256 states at a time, with the same 15-step DPM-Solver as acting)."""
+    size = int(tensors["observations"].shape[0])
+    generator = ctx.generator(offset=7)
+    if config.planning_states <= 0 or config.planning_states >= size:
+        planned = torch.arange(size, device=ctx.device)
+    else:
+        planned = torch.randperm(size, generator=torch.Generator().manual_seed(ctx.seed + 7))
+        planned = planned[: config.planning_states].sort().values.to(ctx.device)
+    chunks = math.ceil(len(planned) / PLANNING_CHUNK_STATES)
+    sampled = []
+    sde = VPSDE()
+    act_dim = int(tensors["actions"].shape[1])
+    for chunk, _bar in ctx.steps("critic behavior samples", chunks):
+        index = planned[chunk * PLANNING_CHUNK_STATES: (chunk + 1) * PLANNING_CHUNK_STATES]
+        states = tensors["observations"][index].repeat_interleave(config.planning_samples, dim=0)
+        actions = dpm_solver_sample(noise_model, states, act_dim, sde, steps=config.diffusion_steps,
+                                    order=config.solver_order, t_end=config.t_end, generator=generator)
+        sampled.append(actions.view(len(index), config.planning_samples, act_dim))
+    return planned, torch.cat(sampled)

@@ -37,8 +37,9 @@ def friendly_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from srpo_bench.config import ConfigError
         from srpo_bench.data.dataset import DatasetError
-        from srpo_bench.methods import ConfigError, UnknownMethodError
+        from srpo_bench.registry import UnknownMethodError
         from srpo_bench.store import StoreError
         from srpo_bench.tasks import UnknownTaskError
 
@@ -63,24 +64,6 @@ def parse_seeds(spec: str) -> list[int]:
     except ValueError:
         err_console.print(f"[red]error:[/red] --seeds expects '0,1,2' or '0-4', got '{spec}'")
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
-    """`--set beta=0.1` applies to every method; `--set srpo.beta=0.1` to one."""
-    overrides: dict[str, dict[str, str]] = {m: {} for m in methods}
-    for item in items:
-        if "=" not in item:
-            err_console.print(f"[red]error:[/red] --set expects KEY=VALUE or METHOD.KEY=VALUE, got '{item}'")
-            raise typer.Exit(EXIT_USAGE)
-        key, value = item.split("=", 1)
-        if "." in key:
-            method, key = key.split(".", 1)
-            targets = [method]
-        else:
-            targets = methods
-        for method in targets:
-            overrides.setdefault(method, {})[key] = value
-    return overrides
 
 
 def check_profile(profile: str) -> None:
@@ -108,16 +91,15 @@ def run(
     out: Out = Path("results"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
                                             "(e.g. srpo.weighting=constant)")] = [],  # noqa: B006
-    share_stages: Annotated[bool, typer.Option(help="reuse identical stages (IQL critic, VP-SDE behavior model) "
-                                               "across methods: compares policy extraction alone")] = False,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train, evaluate and time every (task, method, seed); write each run into the results folder."""
     import torch
 
-    from srpo_bench.methods import expand_methods
+    from srpo_bench.config import parse_overrides
     from srpo_bench.progress import Reporter
+    from srpo_bench.registry import expand_methods
     from srpo_bench.report.tables import for_display, runs_frame, task_summary
     from srpo_bench.runner import resolve_device, run_grid, validate_grid
     from srpo_bench.tasks import expand_tasks
@@ -141,7 +123,7 @@ def run(
         f"profile {profile}, device {torch_device}"
     )
     outcomes = run_grid(task_names, method_names, seed_list, profile, out, torch_device, reporter,
-                        overrides=overrides, share_stages=share_stages)
+                        overrides=overrides)
     frame = runs_frame(out)
     frame = frame[frame["task"].isin(task_names) & frame["method"].isin(method_names) & (frame["profile"] == profile)]
     typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys", showindex=False,
@@ -161,7 +143,8 @@ def collect(
     force: Annotated[bool, typer.Option(help="recollect even if cached files match")] = False,
 ) -> None:
     """Make D4RL-format datasets offline from behavior policies trained here (the locomotion-lite suite)."""
-    from srpo_bench.data.collect import collect_suite, lite_dir
+    from srpo_bench.collect.lite import collect_suite
+    from srpo_bench.data.lite import lite_dir
     from srpo_bench.progress import Reporter
 
     if suite != "locomotion-lite":
@@ -228,17 +211,18 @@ def speed(
     """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup, all in one process."""
     import torch
 
-    from srpo_bench.methods import FitContext, expand_methods, get_method, resolve_config
     from srpo_bench.progress import Reporter
-    from srpo_bench.runner import resolve_device
+    from srpo_bench.registry import expand_methods, get_method
+    from srpo_bench.runner import fit_context, resolve_device, validate_grid
     from srpo_bench.speed import measure_speed, speedup_table
-    from srpo_bench.store import atomic_write_json, now, open_store, run_dir
+    from srpo_bench.store import atomic_write_json, now, open_store
     from srpo_bench.tasks import get_task
 
     if threads > 0:
         torch.set_num_threads(threads)
     check_profile(profile)
     method_names = expand_methods(methods)
+    validate_grid([task], method_names, profile)
     the_task = get_task(task)
     dataset = the_task.load()
     torch_device = resolve_device(device)
@@ -247,14 +231,11 @@ def speed(
     sizes = tuple(int(b) for b in batch_sizes.split(","))
     results = {}
     for name in method_names:
-        method_cls = get_method(name)
-        config = resolve_config(method_cls, the_task, profile)
-        ctx = FitContext(task=the_task, dataset=dataset, seed=0, device=torch_device, reporter=reporter,
-                         run_dir=run_dir(out, profile, task, name, 0), profile=profile)
-        agent = method_cls().fit(ctx, config)
+        config, ctx = fit_context(the_task, name, dataset, 0, profile, out, torch_device, reporter)
+        agent = get_method(name)().fit(ctx, config)
         agent.seed(0)
         results[name] = measure_speed(agent, dataset.obs_dim, batch_sizes=sizes, repeats=repeats,
-                                      max_seconds=max_seconds, observations=dataset.observations)
+                                      max_seconds=max_seconds, observations=dataset.observations, context="alone")
     rows = []
     for name, result in results.items():
         info = result.to_dict()
@@ -278,10 +259,14 @@ def speed(
 @app.command("list")
 def list_things() -> None:
     """Suites, tasks and methods known to this installation."""
-    from srpo_bench.methods import available_methods
+    from srpo_bench.registry import registered
     from srpo_bench.tasks import SUITES, all_task_names
 
-    console.print("[bold]methods[/bold]: " + ", ".join(available_methods()))
+    methods = registered()
+    console.print("[bold]methods[/bold]: " + ", ".join(name for name, entry in methods.items() if entry.error is None))
+    for name, entry in methods.items():
+        if entry.error is not None:
+            console.print(f"[red]cannot load[/red] {name} ({entry.target}): {entry.error}", highlight=False)
     for suite, names in SUITES.items():
         console.print(f"[bold]{suite}[/bold]: " + ", ".join(names))
     extra = [n for n in all_task_names() if not any(n in names for names in SUITES.values())]

@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.methods import Agent
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import Task, normalized_score
 

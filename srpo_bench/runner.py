@@ -18,11 +18,14 @@ import numpy as np
 import torch
 
 from srpo_bench import store
+from srpo_bench.config import config_dict, plan_stages, resolve_config
+from srpo_bench.core.agents import Agent
+from srpo_bench.core.stages import EvaluationSchedule, FitContext
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.evaluate import evaluate
-from srpo_bench.methods import FitContext, config_dict, get_method, resolve_config
+from srpo_bench.evaluate import EvalResult, evaluate
 from srpo_bench.profiles import harness_settings
 from srpo_bench.progress import Reporter
+from srpo_bench.registry import get_method
 from srpo_bench.speed import measure_speed
 from srpo_bench.tasks import Task, get_task, normalized_score
 
@@ -48,7 +51,7 @@ class RunSpec:
     method: str
     seed: int
     profile: str
-    overrides: dict[str, str]
+    overrides: dict[str, dict[str, str]]  # the grid's overrides, by method (shared stages read others')
 
 
 @dataclass
@@ -61,11 +64,22 @@ class RunOutcome:
 
 def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
                   overrides: dict[str, dict[str, str]] | None = None) -> None:
-    """Resolve every (task, method) config up front: a typo in --set fails before anything runs."""
+    """Resolve every (task, method) config and stage plan up front: a bad --set fails before anything runs."""
     for task_name in tasks:
         task = get_task(task_name)
         for method in methods:
-            resolve_config(get_method(method), task, profile, (overrides or {}).get(method, {}))
+            plan_stages(method, task, profile, overrides)
+
+
+def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, profile: str, out: Path,
+                device: torch.device, reporter: Reporter, overrides: dict[str, dict[str, str]] | None = None,
+                evaluation: EvaluationSchedule | None = None, run_id: str = "") -> tuple[Any, FitContext]:
+    """The resolved config of `method` and the FitContext its `fit` runs in (stage plan, shared stage cache)."""
+    config = resolve_config(get_method(method), task, profile, (overrides or {}).get(method, {}))
+    ctx = FitContext(task=task, dataset=dataset, seed=seed, device=device, stage_dir=store.stage_dir(out),
+                     reporter=reporter, plan=plan_stages(method, task, profile, overrides), run_id=run_id,
+                     evaluation=evaluation)
+    return config, ctx
 
 
 def run_grid(
@@ -77,7 +91,6 @@ def run_grid(
     device: torch.device,
     reporter: Reporter,
     overrides: dict[str, dict[str, str]] | None = None,
-    share_stages: bool = False,
 ) -> list[RunOutcome]:
     """Run every (task, method, seed). Data is loaded and validated once per task, before anything is written."""
     store.open_store(out)
@@ -87,8 +100,8 @@ def run_grid(
         dataset = task.load()  # DatasetError here: nothing written for this task
         for method in methods:
             for seed in seeds:
-                spec = RunSpec(task_name, method, seed, profile, (overrides or {}).get(method, {}))
-                outcomes.append(run_one(spec, task, dataset, out, device, reporter, share_stages))
+                spec = RunSpec(task_name, method, seed, profile, overrides or {})
+                outcomes.append(run_one(spec, task, dataset, out, device, reporter))
     return outcomes
 
 
@@ -99,26 +112,28 @@ def run_one(
     out: Path,
     device: torch.device,
     reporter: Reporter,
-    share_stages: bool = False,
 ) -> RunOutcome:
-    method_cls = get_method(spec.method)
-    config = resolve_config(method_cls, task, spec.profile, spec.overrides)
-    resolved = config_dict(config)
     path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
-    if store.is_finished(path, resolved, share_stages):
+    harness = harness_settings(spec.profile, task.family)
+    config, ctx = fit_context(task, spec.method, dataset, spec.seed, spec.profile, out, device, reporter,
+                              spec.overrides, EvaluationSchedule(harness.evaluations_during_training,
+                                                                 harness.eval_episodes),
+                              run_id=str(path.relative_to(out)))
+    resolved = config_dict(config)
+    if store.is_finished(path, resolved, dict(ctx.keys)):
         reporter.print(f"[dim]skip {spec.task} {spec.method} seed {spec.seed}: finished ({path})[/dim]")
         return RunOutcome(spec, path, "skipped", store.read_json(path / "eval.json")["mean_normalized"])
 
-    harness = harness_settings(spec.profile, task.family)
     started = time.perf_counter()
     run: dict[str, Any] = {
         "schema_version": store.SCHEMA_VERSION,
         "status": "running",
         "task": spec.task, "suite": task.suite, "family": task.family, "score_scale": task.score_scale,
         "method": spec.method, "seed": spec.seed, "profile": spec.profile,
-        "config": resolved, "overrides": spec.overrides, "share_stages": share_stages,
+        "config": resolved, "overrides": spec.overrides.get(spec.method, {}), "stage_keys": dict(ctx.keys),
         "selection": getattr(config, "selection", "final"),
-        "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001.."},
+        "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001..",
+                    "evaluations_during_training": harness.evaluations_during_training},
         "dataset": {"name": dataset.name, "source": dataset.source, "transitions": len(dataset),
                     "fingerprint": dataset.fingerprint(),
                     "average_episode_return": float(dataset.episode_returns().mean()),
@@ -129,16 +144,13 @@ def run_one(
     store.atomic_write_json(path / "run.json", run)
 
     seed_everything(spec.seed)
-    ctx = FitContext(task=task, dataset=dataset, seed=spec.seed, device=device, run_dir=path, reporter=reporter,
-                     profile=spec.profile,
-                     shared_stage_dir=store.shared_stage_dir(out) if share_stages else None)
-    agent = method_cls().fit(ctx, config)
+    agent = get_method(spec.method)().fit(ctx, config)
     store.atomic_write_json(path / "curves.json", ctx.curves)
     fit_seconds = time.perf_counter() - started
 
     agent.seed(spec.seed)
     evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
-    store.atomic_write_json(path / "eval.json", evaluation.to_dict())
+    store.atomic_write_json(path / "eval.json", evaluation_record(evaluation, ctx.evaluations, ctx))
 
     store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness))
 
@@ -153,6 +165,25 @@ def run_one(
     return RunOutcome(spec, path, "finished", evaluation.mean_normalized)
 
 
+def evaluation_record(final: EvalResult, during_training: list[dict[str, Any]], ctx: FitContext) -> dict[str, Any]:
+    """eval.json: the final policy's episodes (the reported score), the periodic evaluations made while the last
+    stage trained, and the summaries a report may show: `final` (= the score), `mean_last3` over the curve's last
+    three points (the final evaluation included), and `best`, which picks the maximum after the fact and is an
+    optimistic estimate (Diffusion-QL's README reports online best-of)."""
+    last_stage = ctx.plan[-1].name
+    logged = ctx.curves.get(last_stage) or [{"step": -1}]
+    final_step = int(logged[-1]["step"]) + 1  # the last logged step is the stage's last
+    curve = [point for point in during_training if point["stage"] == last_stage]
+    curve.append({"stage": last_stage, "step": final_step, "mean_normalized": final.mean_normalized,
+                  "normalized": [float(x) for x in final.normalized], "final": True})
+    scores = [point["mean_normalized"] for point in curve]
+    record = final.to_dict()
+    record["during_training"] = curve
+    record["summaries"] = {"final": final.mean_normalized, "mean_last3": float(np.mean(scores[-3:])),
+                           "best_optimistic": float(np.max(scores)), "points": len(scores)}
+    return record
+
+
 # Inference cost depends on the network shapes and the sampler, not on the training seed or weights: within one
 # process the grid times each (task, method, config, device) once and every seed's speed.json records it, with
 # the seed whose agent was timed. This keeps a 3-seed toy grid of the samplers (seconds per batch-256 call on a
@@ -160,7 +191,7 @@ def run_one(
 _SPEED_CACHE: dict[str, dict[str, Any]] = {}
 
 
-def timed_speed(spec: RunSpec, agent: Any, dataset: OfflineDataset, resolved: dict[str, Any],
+def timed_speed(spec: RunSpec, agent: Agent, dataset: OfflineDataset, resolved: dict[str, Any],
                 device: torch.device, harness: Any) -> dict[str, Any]:
     key = json.dumps([spec.task, spec.method, str(device), resolved], sort_keys=True, default=str)
     if key not in _SPEED_CACHE:

@@ -15,15 +15,16 @@ methods through `speedup_table` on results measured in the same process and mach
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from srpo_bench.methods import Agent
+from srpo_bench.core.agents import Agent
 
 MIN_REPEATS = 3
 WARMUP_SHARE = 0.25  # warm-up may use at most this share of the per-batch-size budget
@@ -45,6 +46,8 @@ class BatchTiming:
     warmup_calls: int
     seconds_timed: float
     capped: bool  # the time budget cut warm-up or repeats
+    # Actions/s of every measurement, in order: the report bootstraps speedup intervals over these.
+    samples: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +59,11 @@ class SpeedResult:
     device_name: str
     torch_version: str
     torch_threads: int
+    # "alone": `srpo-bench speed`, nothing else of ours running; "in-run": timed inside a training grid, where
+    # other runs may have shared the device. The report prefers "alone" timings and says which it used.
+    context: str = "in-run"
+    # os.getloadavg() before and after timing, CPU count and torch threads: whether the machine was busy.
+    machine_load: dict[str, Any] = field(default_factory=dict)
 
     def actions_per_second(self, batch_size: int) -> float:
         return self.batches[batch_size].actions_per_second
@@ -68,6 +76,8 @@ class SpeedResult:
             "device": {"type": self.device_type, "name": self.device_name},
             "torch_version": self.torch_version,
             "torch_threads": int(self.torch_threads),
+            "context": self.context,
+            "machine_load": dict(self.machine_load),
         }
 
 
@@ -81,12 +91,14 @@ def measure_speed(
     observations: np.ndarray | None = None,
     max_seconds: float = 20.0,
     seed: int = 0,
+    context: str = "in-run",
 ) -> SpeedResult:
     """Time `agent.act` at each batch size.
 
     Observations are rows drawn from `observations` (dataset states, so conditional samplers see
     realistic inputs) or, without it, N(0, 1). `min_seconds` is the least duration of one measurement;
-    `max_seconds` the budget per batch size (warm-up plus measurements).
+    `max_seconds` the budget per batch size (warm-up plus measurements). `context` says whether the device
+    was ours alone ("alone") or shared with a training grid ("in-run"); the machine's load is recorded either way.
     """
     if not batch_sizes or any(int(size) < 1 for size in batch_sizes):
         raise ValueError(f"batch sizes must be positive integers, got {batch_sizes}")
@@ -95,6 +107,7 @@ def measure_speed(
     if observations is not None and (np.ndim(observations) != 2 or np.shape(observations)[1] != obs_dim):
         raise ValueError(f"observations must have shape [N, {obs_dim}], got {np.shape(observations)}")
     rng = np.random.default_rng(seed)
+    load_before = _load_average()
     batches = {}
     for size in (int(s) for s in batch_sizes):
         batch = _observation_batch(size, obs_dim, observations, rng, agent.device)
@@ -103,8 +116,18 @@ def measure_speed(
     return SpeedResult(
         batches=batches, network_evaluations=dict(agent.network_evaluations),
         nfe_per_action=agent.nfe_per_action, device_type=device_type, device_name=device_name,
-        torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+        torch_version=torch.__version__, torch_threads=torch.get_num_threads(), context=context,
+        machine_load={"loadavg_before": load_before, "loadavg_after": _load_average(),
+                      "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
     )
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none, e.g. Windows)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
 
 
 def _observation_batch(
@@ -145,6 +168,7 @@ def _time_batch(
         ms_per_call=float(np.median(seconds / calls) * 1000.0), calls_per_repeat=calls, repeats=len(measured),
         repeats_requested=repeats, calls_timed=calls * len(measured), warmup_calls=len(warmup_times),
         seconds_timed=float(seconds.sum()), capped=len(measured) < repeats or len(warmup_times) < warmup,
+        samples=[float(rate) for rate in rates],
     )
 
 

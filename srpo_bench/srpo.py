@@ -23,7 +23,12 @@ Deviations from the released code are named settings whose defaults are the offi
     epsilon_baseline   False (official default `--WT VDS` does not subtract z; the paper presents the
                        subtraction as a variance-reduction baseline: it leaves the expected gradient unchanged)
     q_head             "mean" (official) or "min"
-    eval_every         0: no evaluation during training; the final policy is reported (as the official README)
+    critic_next_value  "before_v_step" (official `IQL_Critic.update_q0`: next_v = V(s') is computed before the V
+                       update of the same step); "after_v_step" is IQL's/IDQL's order
+    return_split       "episode_limit" (official `utils.return_range`: q-learning rows cut at terminals or every
+                       1000 steps, final partial segment dropped); "trajectory" cuts at the true trajectory ends
+The policy is evaluated during its stage on the profile's schedule (a curve of scores); the reported score is
+the final policy's, as the official README reports it.
 On the toy bandits (our addition, no official setting) rewards are used unscaled and beta is per dataset.
 
 On locomotion-lite (our suite, no official setting) beta is borrowed from the D4RL task of the same env and
@@ -36,24 +41,32 @@ hopper-medium 0.05: -1.3 -> 0.01: 50.4; halfcheetah-medium 0.2: 0.9 -> 0.002: 26
 0.1: -0.5 -> 0.01: 50.1; hopper-medium-expert 0.01: 37.8 -> 0.002: 65.1. Halfcheetah's reward scale matches
 D4RL's, so an under-trained critic (quick: 20k of 1.5M IQL steps) is the other half of the story. The default
 stays the borrowed official value; `--set srpo.beta=...` changes it, and the run records the value it used.
+
+Stages (`stages`): behavior (shared definition `VPSDEBehaviorStage`), critic (`IQLCriticStage`, SRPO's settings),
+policy (`SRPOPolicyStage`, depends on both). Each key covers its whole stage config, so a policy-only change
+(beta, weighting) reuses the behavior model and critic already trained for the same data and seed.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from srpo_bench.critics import IQLConfig, TwinQ, fit_iql_critic
-from srpo_bench.data.dataset import OfflineDataset, return_range_scaled_rewards
+from srpo_bench.config import positive
+from srpo_bench.core.agents import Agent, PolicyAgent
+from srpo_bench.core.behavior import VPSDEBehaviorStage, fit_vpsde_behavior
+from srpo_bench.core.critics import IQLCriticStage, TwinQ, fit_iql_critic
+from srpo_bench.core.diffusion import VPSDE
+from srpo_bench.core.method import FAMILIES, Method
+from srpo_bench.core.nn import DeterministicPolicy
+from srpo_bench.core.rewards import ReturnSplit, RewardTransform
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
-from srpo_bench.diffusion import VPSDE, vpsde_denoising_loss
-from srpo_bench.methods import Agent, FitContext, Method
-from srpo_bench.nn import DeterministicPolicy, GaussianFourierProjection, NoisePredictor
-from srpo_bench.tasks import Task
+from srpo_bench.tasks import Task, d4rl_equivalent
 
 # Per-task temperature beta (`utils.py:temperature_coefficients` in thu-ml/SRPO).
 SRPO_TEMPERATURES: dict[str, float] = {
@@ -67,18 +80,11 @@ SRPO_TEMPERATURES: dict[str, float] = {
 # the contexts stay inside the support (two moons, quick profile: score 99; beta 0.02: 67; beta >= 2: 106).
 TOY_TEMPERATURE = 0.2
 
-
-def d4rl_equivalent(task_name: str) -> str:
-    """Map our names onto D4RL's for per-task settings: lite-hopper-medium-v0 -> hopper-medium-v2,
-    minari:D4RL/antmaze/umaze-v1 -> antmaze-umaze-v2. Other names map to themselves."""
-    if task_name.startswith("lite-"):
-        return task_name.removeprefix("lite-").rsplit("-v", 1)[0] + "-v2"
-    if task_name.startswith("minari:D4RL/antmaze/"):
-        return "antmaze-" + task_name.rsplit("/", 1)[1].rsplit("-v", 1)[0] + "-v2"
-    return task_name
+Weighting = Literal["sigma2", "constant", "score"]
+QHead = Literal["mean", "min"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SRPOConfig:
     # stage 1: diffusion behavior model
     behavior_steps: int = 2_000_000
@@ -94,6 +100,9 @@ class SRPOConfig:
     expectile: float = 0.7
     gamma: float = 0.99
     polyak: float = 0.005
+    critic_next_value: Literal["before_v_step", "after_v_step"] = "before_v_step"
+    reward_transform: RewardTransform = "return_range"
+    return_split: ReturnSplit = "episode_limit"
     # stage 3: policy extraction
     policy_steps: int = 1_000_000
     policy_batch_size: int = 256
@@ -101,40 +110,47 @@ class SRPOConfig:
     policy_layers: int = 2
     policy_hidden: int = 256
     beta: float = 0.05
-    weighting: str = "sigma2"
+    weighting: Weighting = "sigma2"
     epsilon_baseline: bool = False
     t_min: float = 0.02
     t_max: float = 0.98
-    q_head: str = "mean"
+    q_head: QHead = "mean"
     normalize_q_grad: bool = False
-    reward_transform: str = "return_range"  # "return_range" | "minus_one" | "none"
-    log_every: int = 1000
+
+    def __post_init__(self) -> None:
+        positive(self, "behavior_steps", "behavior_batch_size", "critic_steps", "critic_batch_size", "policy_steps",
+                 "policy_batch_size", "policy_layers", "policy_hidden")
+        if not 0.0 <= self.t_min < self.t_max <= 1.0:
+            raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}")
 
 
-def transformed_rewards(dataset: OfflineDataset, transform: str) -> torch.Tensor:
-    if transform == "return_range":
-        rewards = return_range_scaled_rewards(dataset)
-    elif transform == "minus_one":
-        rewards = dataset.rewards - 1.0
-    elif transform == "none":
-        rewards = dataset.rewards
-    else:
-        raise ValueError(f"unknown reward_transform '{transform}' (return_range, minus_one, none)")
-    return torch.as_tensor(rewards)
+@dataclass(frozen=True)
+class SRPOPolicyStage(StageConfig):
+    steps: int
+    batch_size: int
+    lr: float
+    layers: int
+    hidden: int
+    beta: float
+    weighting: Weighting
+    epsilon_baseline: bool
+    t_min: float
+    t_max: float
+    q_head: QHead
+    normalize_q_grad: bool
 
 
-def diffusion_weight(weighting: str, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+# --- the loss ------------------------------------------------------------------------------------------
+def diffusion_weight(weighting: Weighting, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """w(t) of the surrogate: sigma_t^2 (official 'VDS'), 1 ('stable'), alpha_t / sigma_t ('score')."""
     if weighting == "sigma2":
         return sigma**2
     if weighting == "constant":
         return torch.ones_like(sigma)
-    if weighting == "score":
-        return alpha / sigma
-    raise ValueError(f"unknown weighting '{weighting}' (sigma2, constant, score)")
+    return alpha / sigma
 
 
-def q_action_gradient(q_net: TwinQ, states: torch.Tensor, actions: torch.Tensor, q_head: str,
+def q_action_gradient(q_net: TwinQ, states: torch.Tensor, actions: torch.Tensor, q_head: QHead,
                       normalize: bool) -> torch.Tensor:
     """g = grad_a Q(s, a), constant w.r.t. the policy; Q = mean (official) or min of the twin target heads.
     AntMaze divides each row by its RMS over action dims (`regq`)."""
@@ -153,7 +169,7 @@ def score_regularized_loss(
     behavior_model: nn.Module,
     q_net: TwinQ,
     states: torch.Tensor,
-    config: SRPOConfig,
+    config: SRPOPolicyStage,
     sde: VPSDE,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -172,85 +188,21 @@ def score_regularized_loss(
     return (weight * eps_hat * actions - config.beta * q_grad * actions).sum(dim=-1).mean()
 
 
-def srpo_behavior_model(obs_dim: int, act_dim: int, config: SRPOConfig) -> NoisePredictor:
-    """SRPO's `ScoreNet_IDQL`: Gaussian Fourier (64, scale 30) -> MLP 64-128-128 Mish -> LN-ResNet."""
-    return NoisePredictor(
-        obs_dim, act_dim, GaussianFourierProjection(64, 30.0), 64, cond_dims=(128, 128),
-        width=config.behavior_width, blocks=config.behavior_blocks, dropout=config.behavior_dropout,
-        activation=nn.Mish,
-    )
-
-
-def fit_vpsde_behavior(ctx: FitContext, tensors: dict[str, torch.Tensor], config: SRPOConfig) -> NoisePredictor:
-    """Stage 1, also reusable by any method that wants SRPO's behavior model (`--share-stages`)."""
-    obs_dim, act_dim = tensors["observations"].shape[1], tensors["actions"].shape[1]
-    sde = VPSDE()
-    stage_config = {
-        "steps": config.behavior_steps, "batch_size": config.behavior_batch_size, "lr": config.behavior_lr,
-        "width": config.behavior_width, "blocks": config.behavior_blocks, "dropout": config.behavior_dropout,
-    }
-
-    def train() -> dict:
-        torch.manual_seed(ctx.seed)
-        model = srpo_behavior_model(obs_dim, act_dim, config).to(ctx.device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.behavior_lr)  # torch default wd 0.01
-        sampler = EpochSampler(tensors, config.behavior_batch_size, seed=ctx.seed)
-        model.train()  # dropout on while training, as the official code
-        for step, _bar in ctx.steps("behavior", config.behavior_steps):
-            batch = next(sampler)
-            loss = vpsde_denoising_loss(model, batch["actions"], batch["observations"], sde)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step % config.log_every == 0 or step == config.behavior_steps - 1:
-                ctx.log("behavior", step, loss=float(loss.detach()))
-        return model.state_dict()
-
-    model = srpo_behavior_model(obs_dim, act_dim, config).to(ctx.device)
-    model.load_state_dict(ctx.stage("behavior", "vpsde-behavior/ln-resnet", stage_config, train))
-    return model.eval().requires_grad_(False)  # stage 3 uses eval mode: dropout off
-
-
-class PolicyAgent(Agent):
-    """One forward pass of a deterministic policy per action."""
-
-    def __init__(self, policy: nn.Module) -> None:
-        self.policy = policy.eval()
-        self.network_evaluations = {"policy": 1}
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.policy.parameters()).device
-
-    def act(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.policy(observations)
-
-
-def dataset_tensors(ctx: FitContext, reward_transform: str) -> dict[str, torch.Tensor]:
-    tensors = ctx.dataset.tensors(ctx.device)
-    tensors["rewards"] = transformed_rewards(ctx.dataset, reward_transform).to(ctx.device)
-    return tensors
-
-
+# --- the method ----------------------------------------------------------------------------------------
 class SRPO(Method):
     name = "srpo"
     Config = SRPOConfig
-    stages = ("behavior", "critic", "policy")
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {
-            family: dict(behavior_steps=100, behavior_batch_size=256, critic_steps=100, policy_steps=100,
-                         log_every=20)
-            for family in ("toy", "locomotion", "antmaze")
+            family: dict(behavior_steps=100, behavior_batch_size=256, critic_steps=100, policy_steps=100)
+            for family in FAMILIES
         },
         "quick": {
-            "toy": dict(behavior_steps=600, behavior_batch_size=256, critic_steps=1000, policy_steps=1000,
-                        log_every=100),
+            "toy": dict(behavior_steps=600, behavior_batch_size=256, critic_steps=1000, policy_steps=1000),
             # ~6 min per task at one thread (behavior ~40 ms, IQL ~8 ms, policy ~15 ms per step). The critic gets
             # the most steps: with 5000 IQL steps, lite-halfcheetah-medium-replay scored 5.1 (data 5.6); 20000: 6.7.
-            "locomotion": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000,
-                               log_every=500),
-            "antmaze": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000,
-                            log_every=500),
+            "locomotion": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000),
+            "antmaze": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000),
         },
     }
 
@@ -258,49 +210,60 @@ class SRPO(Method):
     def task_settings(cls, task: Task) -> dict[str, Any]:
         if task.family == "toy":
             return {"beta": TOY_TEMPERATURE, "reward_transform": "none"}
-        name = d4rl_equivalent(task.name)
-        settings: dict[str, Any] = {"beta": SRPO_TEMPERATURES.get(name, 0.05)}
+        settings: dict[str, Any] = {"beta": SRPO_TEMPERATURES.get(d4rl_equivalent(task.name), 0.05)}
         if task.family == "antmaze":
             settings.update(expectile=0.9, policy_layers=4, normalize_q_grad=True, reward_transform="minus_one")
         return settings
 
+    @classmethod
+    def critic_stage(cls, config: SRPOConfig) -> IQLCriticStage:
+        """SRPO's IQL critic; IDQL reuses this exact definition under `critic_source="shared"`."""
+        return IQLCriticStage(
+            steps=config.critic_steps, batch_size=config.critic_batch_size, lr=config.critic_lr,
+            expectile=config.expectile, gamma=config.gamma, polyak=config.polyak,
+            next_value=config.critic_next_value, reward_transform=config.reward_transform,
+            return_split=config.return_split,
+        )
+
+    @classmethod
+    def behavior_stage(cls, config: SRPOConfig) -> VPSDEBehaviorStage:
+        """SRPO's VP-SDE behavior model; SfBC reuses it under `behavior_source="shared"`."""
+        return VPSDEBehaviorStage(steps=config.behavior_steps, batch_size=config.behavior_batch_size,
+                                  lr=config.behavior_lr, width=config.behavior_width, blocks=config.behavior_blocks,
+                                  dropout=config.behavior_dropout)
+
+    @classmethod
+    def stages(cls, config: SRPOConfig, plan: PlanContext) -> tuple[Stage, ...]:
+        policy = SRPOPolicyStage(
+            steps=config.policy_steps, batch_size=config.policy_batch_size, lr=config.policy_lr,
+            layers=config.policy_layers, hidden=config.policy_hidden, beta=config.beta, weighting=config.weighting,
+            epsilon_baseline=config.epsilon_baseline, t_min=config.t_min, t_max=config.t_max, q_head=config.q_head,
+            normalize_q_grad=config.normalize_q_grad,
+        )
+        return (Stage("behavior", cls.behavior_stage(config)), Stage("critic", cls.critic_stage(config)),
+                Stage("policy", policy, depends_on=("behavior", "critic")))
+
     def fit(self, ctx: FitContext, config: SRPOConfig) -> Agent:
-        tensors = dataset_tensors(ctx, config.reward_transform)
-        obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
-        behavior_model = fit_vpsde_behavior(ctx, tensors, config)
-        critic = fit_iql_critic(ctx, tensors, srpo_iql_config(config), config.critic_steps,
-                                config.critic_batch_size, config.reward_transform, log_every=config.log_every)
-        q_target = critic.q_target.requires_grad_(False)
+        behavior_model = fit_vpsde_behavior(ctx, "behavior")
+        q_target = fit_iql_critic(ctx, "critic").q_target
+        stage: SRPOPolicyStage = ctx.config("policy")
+        observations = ctx.dataset.tensors(ctx.device)["observations"]
         sde = VPSDE()
 
-        def train_policy() -> dict:
-            torch.manual_seed(ctx.seed)
-            policy = DeterministicPolicy(obs_dim, act_dim, config.policy_hidden, config.policy_layers).to(ctx.device)
-            optimizer = torch.optim.Adam(policy.parameters(), lr=config.policy_lr)
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.policy_steps, eta_min=0.0)
-            sampler = EpochSampler({"observations": tensors["observations"]}, config.policy_batch_size, ctx.seed + 2)
-            for step, _bar in ctx.steps("policy", config.policy_steps):
+        def train(policy: DeterministicPolicy) -> None:
+            optimizer = torch.optim.Adam(policy.parameters(), lr=stage.lr)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=stage.steps, eta_min=0.0)
+            sampler = EpochSampler({"observations": observations}, stage.batch_size, ctx.seed + 2)
+            for step, _bar in ctx.steps("policy", stage.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):
                 states = next(sampler)["observations"]
-                loss = score_regularized_loss(policy, behavior_model, q_target, states, config, sde)
+                loss = score_regularized_loss(policy, behavior_model, q_target, states, stage, sde)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                if step % config.log_every == 0 or step == config.policy_steps - 1:
+                if ctx.log_due(step, stage.steps):
                     ctx.log("policy", step, loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
-            return policy.state_dict()
 
-        policy_config = {
-            k: v for k, v in dataclasses.asdict(config).items()
-            if k.startswith("policy_") or k in ("beta", "weighting", "epsilon_baseline", "t_min", "t_max",
-                                                  "q_head", "normalize_q_grad")
-        }
-        policy_config["behavior_key"] = ctx.stage_key_of("behavior")
-        policy_config["critic_key"] = ctx.stage_key_of("critic")
-        policy = DeterministicPolicy(obs_dim, act_dim, config.policy_hidden, config.policy_layers).to(ctx.device)
-        policy.load_state_dict(ctx.stage("policy", "srpo-policy", policy_config, train_policy))
+        policy = ctx.fit("policy", lambda: DeterministicPolicy(ctx.dataset.obs_dim, ctx.dataset.act_dim, stage.hidden,
+                                                               stage.layers).to(ctx.device), train)
         return PolicyAgent(policy)
-
-
-def srpo_iql_config(config: SRPOConfig) -> IQLConfig:
-    return IQLConfig(expectile=config.expectile, gamma=config.gamma, polyak=config.polyak, lr=config.critic_lr)

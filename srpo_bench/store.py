@@ -6,8 +6,10 @@
         curves.json  training curves per stage
         eval.json    evaluation returns (raw and normalized x100)
         speed.json   actions/s at batch 1 and 256, network evaluations per action
-        stages/*.pt  stage checkpoints (keyed; an interrupted run resumes from the last finished stage)
-    <out>/shared-stages/                       artifacts reused across methods under --share-stages
+    <out>/stages/<Definition>-<key>.pt         stage artifacts, content-addressed by stage key (core/stages.py):
+                                               an interrupted run resumes from its last finished stage, and any
+                                               run whose stage has the same definition, config, data and seed
+                                               reuses it
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves a torn file.
 """
@@ -26,7 +28,8 @@ from typing import Any
 
 from srpo_bench.atomic import atomic_write_json  # noqa: F401  (re-exported: store.atomic_write_json)
 
-SCHEMA_VERSION = 1
+# 2: stage keys derived from whole stage configs; artifacts content-addressed under <out>/stages/.
+SCHEMA_VERSION = 2
 MARKER = "srpo-bench.json"
 
 
@@ -51,6 +54,12 @@ def open_store(out: Path, create: bool = True) -> Path:
                 f"{marker}: results written by a newer srpo-bench (schema {schema}, this version reads up to "
                 f"{SCHEMA_VERSION}); upgrade srpo-bench or use another --out folder"
             )
+        if schema < SCHEMA_VERSION and create:
+            raise StoreError(
+                f"{marker}: results written by an older srpo-bench (schema {schema}; schema {SCHEMA_VERSION} keys "
+                "stages by their whole config, so old stage checkpoints cannot be trusted to match): use another "
+                "--out folder (`srpo-bench report` still reads this one)"
+            )
     elif create:
         atomic_write_json(marker, {"schema_version": SCHEMA_VERSION, "created": now()})
     elif not out.exists():
@@ -67,8 +76,8 @@ def run_dir(out: Path, profile: str, task: str, method: str, seed: int) -> Path:
     return out / "runs" / profile / safe_task / method / f"seed{seed}"
 
 
-def shared_stage_dir(out: Path) -> Path:
-    return out / "shared-stages"
+def stage_dir(out: Path) -> Path:
+    return out / "stages"
 
 
 def load_run(path: Path) -> dict[str, Any] | None:
@@ -82,14 +91,14 @@ def load_run(path: Path) -> dict[str, Any] | None:
     return run
 
 
-def is_finished(path: Path, config: dict[str, Any], share_stages: bool = False) -> bool:
-    """A finished run with the same resolved config (and stage sharing) is skipped; anything else is (re)run.
+def is_finished(path: Path, config: dict[str, Any], stage_keys: dict[str, str]) -> bool:
+    """A finished run with the same resolved config and the same stage keys is skipped; anything else is (re)run.
 
     Configs are compared in their stored JSON form: a tuple setting (e.g. hidden sizes) reads back as a list."""
     run = load_run(path)
     as_stored = json.loads(json.dumps(config))
     return bool(run and run.get("status") == "finished" and run.get("config") == as_stored
-                and bool(run.get("share_stages", False)) == share_stages
+                and run.get("stage_keys") == stage_keys
                 and (path / "eval.json").exists() and (path / "speed.json").exists())
 
 

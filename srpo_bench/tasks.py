@@ -15,6 +15,14 @@ import gymnasium as gym
 import numpy as np
 
 from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.data.lite import (
+    LITE_DEFAULT_TIERS,
+    LITE_ENVS,
+    LITE_GYMNASIUM_ENVS,
+    LITE_TIERS,
+    lite_task_name,
+    load_lite,
+)
 from srpo_bench.envs import make_env
 
 
@@ -105,20 +113,17 @@ def _minari_task(name: str, suite: str = "minari") -> Task:
 
 
 # --- our collected lite suite ----------------------------------------------------------------------
-LITE_ENVS = ("hopper", "halfcheetah", "walker2d")
-LITE_TIERS = ("medium", "medium-replay", "medium-expert")
-LITE_EXTRA_TIERS = ("random", "expert")
-LITE_SUITE = [f"lite-{env}-{tier}-v0" for tier in LITE_TIERS for env in LITE_ENVS]
+# Named but not in the default suite: random and expert, the tiers behind the reference scores.
+LITE_EXTRA_TIERS = tuple(tier for tier in LITE_TIERS if tier not in LITE_DEFAULT_TIERS)
+LITE_SUITE = [lite_task_name(env, tier) for tier in LITE_DEFAULT_TIERS for env in LITE_ENVS]
 
 
 def _lite_task(name: str) -> Task:
-    from srpo_bench.data import collect
-
     env = name.split("-")[1]
     return Task(
         name=name, suite="locomotion-lite", family="locomotion", max_episode_steps=1000,
-        load=lambda: collect.load_lite(name),
-        make_env=_make_gym(collect.LITE_GYMNASIUM_ENVS[env], 1000),
+        load=lambda: load_lite(name),
+        make_env=_make_gym(LITE_GYMNASIUM_ENVS[env], 1000),
         score_scale="lite",
         note="Collected by `srpo-bench collect` from our own SAC behavior policies; scored against the "
         "random and expert policies' returns recorded at collection. Not D4RL.",
@@ -150,7 +155,7 @@ SUITES: dict[str, list[str]] = {
 
 
 def all_task_names() -> list[str]:
-    lite_all = [f"lite-{env}-{tier}-v0" for tier in LITE_TIERS + LITE_EXTRA_TIERS for env in LITE_ENVS]
+    lite_all = [lite_task_name(env, tier) for tier in LITE_DEFAULT_TIERS + LITE_EXTRA_TIERS for env in LITE_ENVS]
     return TOY_SUITE + lite_all + D4RL_LOCOMOTION + ANTMAZE_MINARI
 
 
@@ -181,3 +186,14 @@ def expand_tasks(spec: str) -> list[str]:
     if not names:
         raise UnknownTaskError("no task given")
     return names
+
+
+def d4rl_equivalent(task_name: str) -> str:
+    """Our task names mapped onto D4RL's, for per-task official settings (temperatures, gradient norms):
+    lite-hopper-medium-v0 -> hopper-medium-v2, minari:D4RL/antmaze/umaze-v1 -> antmaze-umaze-v2; other names
+    map to themselves."""
+    if task_name.startswith("lite-"):
+        return task_name.removeprefix("lite-").rsplit("-v", 1)[0] + "-v2"
+    if task_name.startswith("minari:D4RL/antmaze/"):
+        return "antmaze-" + task_name.rsplit("/", 1)[1].rsplit("-v", 1)[0] + "-v2"
+    return task_name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,6 +26,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from srpo_bench.atomic import atomic_write
 from srpo_bench.data.dataset import DatasetError, OfflineDataset
 from srpo_bench.progress import Reporter
 
@@ -71,12 +71,11 @@ def dataset_path(task_name: str) -> Path:
 
 # --- download ----------------------------------------------------------------------------------------
 def download(task_name: str, reporter: Reporter | None = None) -> Path:
-    """Fetch a task's file into `dataset_dir()`; a `.part` file is renamed only once it is complete."""
+    """Fetch a task's file into `dataset_dir()`; it appears under its name only once it is complete."""
     url = _check_task(task_name)
     path = dataset_path(task_name)
-    partial = path.with_name(path.name + ".part")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def fetch(partial: str) -> None:
         with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
@@ -85,12 +84,13 @@ def download(task_name: str, reporter: Reporter | None = None) -> Path:
                 while chunk := response.read(_DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
                     progress.advance(task_id, len(chunk))
-            written = partial.stat().st_size
+            written = os.path.getsize(partial)
             if total is not None and written != total:
                 raise OSError(f"connection closed after {written} of {total} bytes")
-        os.replace(partial, path)
+
+    try:
+        atomic_write(path, fetch)  # a failed or short download leaves nothing behind
     except (OSError, ValueError, http.client.HTTPException) as error:  # URLError is an OSError
-        partial.unlink(missing_ok=True)
         # URLError's str() wraps its reason in "<urlopen error ...>"; HTTPError's str() has the status.
         plain_url_error = isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError)
         reason = _one_line(error.reason if plain_url_error else error)
@@ -214,7 +214,19 @@ def qlearning_dataset(
         terminals=terminals[rows].astype(np.float32),
         episode_ends=ends[rows],
         metadata=dict(metadata or {}),
+        raw_rows=_raw_rows(raw, n, terminals, final),
     )
+
+
+def _raw_rows(raw: dict[str, np.ndarray], n: int, terminals: np.ndarray, final: np.ndarray) -> dict[str, np.ndarray]:
+    """The file's rows as `env.get_dataset()` gives them (SfBC's `D4RL_dataset` trains on these): done = terminal
+    or timeout; the last row ends its trajectory."""
+    ends = terminals.copy()
+    ends[: n - 1] |= final
+    ends[n - 1] = True
+    return {"observations": np.asarray(raw["observations"], dtype=np.float32),
+            "actions": np.asarray(raw["actions"], dtype=np.float32),
+            "rewards": np.asarray(raw["rewards"], dtype=np.float32).reshape(n), "ends": ends}
 
 
 def _check_raw(raw: dict[str, np.ndarray], source: str) -> int:
@@ -255,7 +267,7 @@ def _counter_final_steps(terminals: np.ndarray, max_episode_steps: int) -> np.nd
 def write_d4rl_hdf5(
     path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str | float | int]
 ) -> None:
-    """Write `arrays` in D4RL's layout, atomically (temp file in the same folder, then os.replace).
+    """Write `arrays` in D4RL's layout, atomically (`srpo_bench.atomic.atomic_write`).
 
     Keys: observations, actions, rewards, terminals (required), timeouts, next_observations, and
     'infos/<name>'. As in D4RL, observations/actions/rewards are float32 and terminals/timeouts bool;
@@ -275,20 +287,15 @@ def write_d4rl_hdf5(
         if not isinstance(value, str | int | float | np.generic):
             raise ValueError(f"write_d4rl_hdf5({path}): metadata '{key}' must be str, int or float")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    def write(temporary: str) -> None:
         with h5py.File(temporary, "w") as file:
             for key, value in arrays.items():
                 file.create_dataset(key, data=_d4rl_dtype(key, value))
             for key, value in metadata.items():
                 file.create_dataset(f"metadata/{key}", data=value)
                 file.attrs[key] = value
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def _d4rl_dtype(key: str, value: np.ndarray) -> np.ndarray:

@@ -46,6 +46,10 @@ class OfflineDataset:
     action_low: float = -1.0
     action_high: float = 1.0
     metadata: dict = field(default_factory=dict)
+    #: The file's rows before `qlearning_dataset` dropped the final step of every timed-out trajectory:
+    #: observations, actions, rewards and `ends` (terminal or timeout), for methods whose official code trains
+    #: on the raw rows (SfBC). None when the source has no such distinction (toy, Minari).
+    raw_rows: dict[str, np.ndarray] | None = field(default=None, repr=False)
     _fingerprint: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,8 +83,9 @@ class OfflineDataset:
         if self._fingerprint:
             return self._fingerprint
         digest = hashlib.sha1()
+        raw = [self.raw_rows[key] for key in sorted(self.raw_rows)] if self.raw_rows is not None else []
         for array in (self.observations, self.actions, self.rewards, self.next_observations,
-                      self.terminals, self.episode_ends):
+                      self.terminals, self.episode_ends, *raw):
             digest.update(np.ascontiguousarray(array).tobytes())
         self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
@@ -149,25 +154,3 @@ def validate_transitions(dataset: OfflineDataset) -> None:
     dataset.next_observations = np.asarray(dataset.next_observations, dtype=np.float32)
     dataset.terminals = np.asarray(dataset.terminals, dtype=np.float32)
     dataset.episode_ends = np.asarray(dataset.episode_ends, dtype=bool)
-
-
-# --- reward transforms used by the methods (each cites where its official code does it) -------------
-def return_range_scaled_rewards(dataset: OfflineDataset) -> np.ndarray:
-    """r * 1000 / (max episode return - min episode return): SRPO's and IDQL's locomotion transform
-    (SRPO `dataset.py`, IDQL `normalize_returns`)."""
-    returns = dataset.episode_returns()
-    span = float(returns.max() - returns.min())
-    if span <= 0:
-        raise DatasetError(dataset.source, "all episodes have the same return; cannot scale rewards")
-    return (dataset.rewards * (1000.0 / span)).astype(np.float32)
-
-
-def with_rewards(dataset: OfflineDataset, rewards: np.ndarray) -> OfflineDataset:
-    """A copy of `dataset` sharing every array but the rewards."""
-    return OfflineDataset(
-        name=dataset.name, source=dataset.source, observations=dataset.observations,
-        actions=dataset.actions, rewards=np.asarray(rewards, dtype=np.float32),
-        next_observations=dataset.next_observations, terminals=dataset.terminals,
-        episode_ends=dataset.episode_ends, action_low=dataset.action_low,
-        action_high=dataset.action_high, metadata=dict(dataset.metadata),
-    )

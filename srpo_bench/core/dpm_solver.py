@@ -65,7 +65,7 @@ from functools import lru_cache
 
 import torch
 
-from srpo_bench.diffusion import VPSDE, NoiseModel
+from srpo_bench.core.diffusion import VPSDE, NoiseModel
 
 INTERMEDIATE_CHOICES = ("time_grid", "lambda_fractions")
 

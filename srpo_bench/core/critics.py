@@ -9,20 +9,19 @@ IQL (Kostrikov et al. 2022) as SRPO (`SRPO.py:IQL_Critic`) and IDQL train it (AL
 from __future__ import annotations
 
 import copy
-import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srpo_bench.core.agents import Agent
+from srpo_bench.core.nn import flax_initialize, mlp, polyak_update
+from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
+from srpo_bench.core.stages import FitContext, StageConfig
 from srpo_bench.data.sampler import EpochSampler
-from srpo_bench.nn import mlp, polyak_update
-
-if TYPE_CHECKING:
-    from srpo_bench.methods import FitContext
 
 
 class TwinQ(nn.Module):
@@ -51,9 +50,11 @@ class TwinQ(nn.Module):
 class ValueNet(nn.Module):
     """V(s): MLP 2 x 256 ReLU; IDQL adds a LayerNorm on the input (`value_layer_norm=True`)."""
 
-    def __init__(self, obs_dim: int, hidden_dims: Sequence[int] = (256, 256), input_layer_norm: bool = False) -> None:
+    def __init__(self, obs_dim: int, hidden_dims: Sequence[int] = (256, 256), input_layer_norm: bool = False,
+                 layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, hidden_dims, 1, activation=nn.ReLU, input_layer_norm=input_layer_norm)
+        self.net = mlp(obs_dim, hidden_dims, 1, activation=nn.ReLU, input_layer_norm=input_layer_norm,
+                       layer_norm_eps=layer_norm_eps)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net(states).squeeze(-1)
@@ -65,31 +66,52 @@ def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     return (weight * diff**2).mean()
 
 
-@dataclass
-class IQLConfig:
-    expectile: float = 0.7  # 0.7 locomotion, 0.9 antmaze
-    gamma: float = 0.99
-    polyak: float = 0.005
-    lr: float = 3e-4
+@dataclass(frozen=True)
+class IQLCriticStage(StageConfig):
+    """The IQL critic stage, whole: every setting that changes the trained networks, and the data view."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    expectile: float  # 0.7 locomotion, 0.9 antmaze
+    gamma: float
+    polyak: float
+    next_value: Literal["before_v_step", "after_v_step"]
+    reward_transform: RewardTransform
+    return_split: ReturnSplit
     hidden: int = 256
     value_layer_norm: bool = False  # IDQL: True
+    layer_norm_eps: float = 1e-5  # torch's; IDQL's flax LayerNorm: 1e-6
+    init: Literal["torch", "flax"] = "torch"
+    train_fraction: float = 1.0  # IDQL: 0.95
+    action_clip_eps: float = 0.0  # IDQL: 1e-5
 
 
 class IQLCritic(nn.Module):
     """Twin Q, target twin Q and V with their Adam optimisers; `update` is one IQL step (V then Q)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: IQLConfig) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, config: IQLCriticStage) -> None:
         super().__init__()
         self.config = config
         self.q = TwinQ(obs_dim, act_dim, (config.hidden, config.hidden))
+        self.v = ValueNet(obs_dim, (config.hidden, config.hidden), input_layer_norm=config.value_layer_norm,
+                          layer_norm_eps=config.layer_norm_eps)
+        if config.init == "flax":  # jaxrl5 MLPs: xavier-uniform kernels, zero biases
+            flax_initialize(self.q)
+            flax_initialize(self.v)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.v = ValueNet(obs_dim, (config.hidden, config.hidden), input_layer_norm=config.value_layer_norm)
         self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)
         self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=config.lr)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One V step then one Q step; returns detached losses (no host sync in the hot loop)."""
+        """One V step then one Q step; returns detached losses (no host sync in the hot loop).
+
+        The Q target's V(s') is computed before the V step (SRPO `IQL_Critic.update_q0`: `next_v = self.vf(s_)`
+        precedes the V update) or after it (IDQL: `update_v` then `update_q`, which reads the new V)."""
         states, actions = batch["observations"], batch["actions"]
+        if self.config.next_value == "before_v_step":
+            with torch.no_grad():
+                next_v = self.v(batch["next_observations"])
         with torch.no_grad():
             target_q = self.q_target.min_q(states, actions)
         value = self.v(states)
@@ -99,7 +121,8 @@ class IQLCritic(nn.Module):
         self.v_optimizer.step()
 
         with torch.no_grad():
-            next_v = self.v(batch["next_observations"])
+            if self.config.next_value == "after_v_step":
+                next_v = self.v(batch["next_observations"])
             target = batch["rewards"] + self.config.gamma * (1.0 - batch["terminals"]) * next_v
         q1, q2 = self.q(states, actions)
         q_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
@@ -109,36 +132,26 @@ class IQLCritic(nn.Module):
         polyak_update(self.q_target, self.q, self.config.polyak)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "v_mean": value.mean().detach()}
 
-    def networks_state(self) -> dict[str, dict]:
-        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(), "v": self.v.state_dict()}
 
-    def load_networks(self, state: dict[str, dict]) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.v.load_state_dict(state["v"])
+def iql_training_tensors(ctx: FitContext, config: IQLCriticStage) -> dict[str, torch.Tensor]:
+    return training_tensors(ctx.dataset, ctx.device, config.reward_transform, config.return_split,
+                            ctx.task.max_episode_steps, config.train_fraction, config.action_clip_eps, ctx.seed)
 
 
-def fit_iql_critic(ctx: FitContext, tensors: dict[str, torch.Tensor], config: IQLConfig, steps: int,
-                   batch_size: int, reward_transform: str, stage: str = "critic", log_every: int = 1000) -> IQLCritic:
-    """Train (or load from the stage cache) an IQL critic; SRPO and IDQL both call this.
+def fit_iql_critic(ctx: FitContext, stage: str = "critic", agent: Callable[[IQLCritic], Agent] | None = None
+                   ) -> IQLCritic:
+    """Train (or load) the declared IQL critic stage `stage`; SRPO and IDQL both use it. `agent` makes the
+    policy from the critic in training, for periodic evaluation when this stage is the method's last."""
+    config: IQLCriticStage = ctx.config(stage)
+    tensors = iql_training_tensors(ctx, config)
+    obs_dim, act_dim = ctx.dataset.obs_dim, ctx.dataset.act_dim
 
-    `tensors["rewards"]` must already be transformed; `reward_transform` names how, for the cache key.
-    """
-    obs_dim = tensors["observations"].shape[1]
-    act_dim = tensors["actions"].shape[1]
-    critic = IQLCritic(obs_dim, act_dim, config).to(ctx.device)
-
-    def train() -> dict:
-        torch.manual_seed(ctx.seed)
-        fresh = IQLCritic(obs_dim, act_dim, config).to(ctx.device)
-        sampler = EpochSampler(tensors, batch_size, seed=ctx.seed + 1)
-        for step, _bar in ctx.steps(stage, steps):
-            metrics = fresh.update(next(sampler))
-            if step % log_every == 0 or step == steps - 1:
+    def train(critic: IQLCritic) -> None:
+        sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed + 1)
+        make_agent = None if agent is None else (lambda: agent(critic))
+        for step, _bar in ctx.steps(stage, config.steps, agent=make_agent):
+            metrics = critic.update(next(sampler))
+            if ctx.log_due(step, config.steps):
                 ctx.log(stage, step, **{k: float(v) for k, v in metrics.items()})
-        return fresh.networks_state()
 
-    stage_config = {**dataclasses.asdict(config), "steps": steps, "batch_size": batch_size,
-                    "reward_transform": reward_transform}
-    critic.load_networks(ctx.stage(stage, "iql-critic", stage_config, train))
-    return critic.eval()
+    return ctx.fit(stage, lambda: IQLCritic(obs_dim, act_dim, config).to(ctx.device), train)

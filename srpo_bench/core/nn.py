@@ -19,9 +19,10 @@ def mlp(
     activation: type[nn.Module] = nn.ReLU,
     output_activation: type[nn.Module] | None = None,
     input_layer_norm: bool = False,
+    layer_norm_eps: float = 1e-5,
 ) -> nn.Sequential:
     """Linear layers with `activation` between them; optional LayerNorm on the input (IDQL's V net)."""
-    layers: list[nn.Module] = [nn.LayerNorm(input_dim)] if input_layer_norm else []
+    layers: list[nn.Module] = [nn.LayerNorm(input_dim, eps=layer_norm_eps)] if input_layer_norm else []
     widths = [input_dim, *hidden_dims]
     for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
         layers += [nn.Linear(fan_in, fan_out), activation()]
@@ -77,11 +78,11 @@ class SinusoidalTimeEmbedding(nn.Module):
 class LNResidualBlock(nn.Module):
     """x + Linear(act(Linear(LayerNorm(Dropout(x))))) with a 4x wide hidden layer (IDQL's MLPResNetBlock)."""
 
-    def __init__(self, width: int, dropout: float, activation: type[nn.Module]) -> None:
+    def __init__(self, width: int, dropout: float, activation: type[nn.Module], layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Dropout(dropout),
-            nn.LayerNorm(width),
+            nn.LayerNorm(width, eps=layer_norm_eps),
             nn.Linear(width, 4 * width),
             activation(),
             nn.Linear(4 * width, width),
@@ -102,10 +103,12 @@ class LNResNet(nn.Module):
         blocks: int = 3,
         dropout: float = 0.1,
         activation: type[nn.Module] = nn.Mish,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.input = nn.Linear(input_dim, width)
-        self.blocks = nn.Sequential(*[LNResidualBlock(width, dropout, activation) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[LNResidualBlock(width, dropout, activation, layer_norm_eps)
+                                      for _ in range(blocks)])
         self.output = nn.Sequential(activation(), nn.Linear(width, output_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,11 +133,13 @@ class NoisePredictor(nn.Module):
         blocks: int = 3,
         dropout: float = 0.1,
         activation: type[nn.Module] = nn.Mish,
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.time_embedding = time_embedding
         self.cond = mlp(time_embed_dim, cond_dims[:-1], cond_dims[-1], activation=activation)
-        self.resnet = LNResNet(act_dim + obs_dim + cond_dims[-1], act_dim, width, blocks, dropout, activation)
+        self.resnet = LNResNet(act_dim + obs_dim + cond_dims[-1], act_dim, width, blocks, dropout, activation,
+                               layer_norm_eps)
 
     def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         cond = self.cond(self.time_embedding(t))
@@ -150,6 +155,33 @@ class DeterministicPolicy(nn.Module):
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.net(states)
+
+
+# --- Flax's initialisation, for methods whose official code is JAX/Flax (IDQL) ---------------------------
+FLAX_TRUNCATED_NORMAL_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2] (jax.nn.initializers)
+
+
+def lecun_normal_(weight: torch.Tensor) -> None:
+    """Flax `nn.Dense` default kernel init: variance 1 / fan_in, truncated normal (jax `lecun_normal`)."""
+    std = math.sqrt(1.0 / weight.shape[1]) / FLAX_TRUNCATED_NORMAL_STD
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+@torch.no_grad()
+def flax_initialize(module: nn.Module) -> nn.Module:
+    """jaxrl5's initialisation: every Linear xavier-uniform (`default_init` of its MLPs and of MLPResNet's input
+    and output Dense), except the Dense layers inside the LN-ResNet blocks, which keep flax's lecun-normal
+    default; all biases zero (flax's default)."""
+    in_blocks = {id(layer) for block in module.modules() if isinstance(block, LNResidualBlock)
+                 for layer in block.modules() if isinstance(layer, nn.Linear)}
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            if id(layer) in in_blocks:
+                lecun_normal_(layer.weight)
+            else:
+                nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return module
 
 
 def polyak_update(target: nn.Module, source: nn.Module, rate: float) -> None:

@@ -1,0 +1,233 @@
+"""Stages as data: what a method trains, declared once, cached by a key derived from the whole declaration.
+
+A `Stage` is a name, the frozen dataclass that configures it (its *definition*: every setting that can change
+the trained weights, and nothing else) and the stages it depends on. Its cache key hashes
+
+    definition name + revision, the whole stage config, the dataset fingerprint, the seed, upstream keys
+
+so a setting cannot be forgotten in a key (the training code only ever sees the stage config), an acting-time
+setting cannot enter one (it is not in any stage config), and two stages with identical definitions (SRPO's
+IQL critic and IDQL's `critic_source="shared"` critic) have one key and share one artifact.
+
+Artifacts live content-addressed in `<results>/stages/<Definition>-<key>.pt`: an interrupted run resumes from
+its last finished stage, a rerun with only a policy setting changed reuses the behavior model and critic, and
+nothing stale can be reused because anything that differs gives another key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
+
+from srpo_bench.atomic import atomic_torch_save
+from srpo_bench.core.agents import Agent
+from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.progress import Bar, Reporter
+from srpo_bench.tasks import Task
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class StageConfig:
+    """Base of every stage config (a frozen dataclass). Bump `revision` when a stage's training code changes
+    what it produces for the same config: old artifacts then stop matching."""
+
+    revision: ClassVar[int] = 1
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config: StageConfig
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def definition(self) -> str:
+        return f"{type(self.config).__name__}.r{type(self.config).revision}"
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def stage_key(stage: Stage, data_fingerprint: str, seed: int, upstream_keys: Sequence[str]) -> str:
+    """sha1 over the stage's whole declaration; 16 hex digits."""
+    blob = json.dumps({
+        "definition": stage.definition, "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
+        "data": data_fingerprint, "seed": seed, "after": list(upstream_keys),
+    }, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def plan_keys(stages: Sequence[Stage], data_fingerprint: str, seed: int) -> dict[str, str]:
+    """Keys of a method's stage plan, in declaration order (a stage may depend only on earlier ones)."""
+    keys: dict[str, str] = {}
+    for stage in stages:
+        missing = [name for name in stage.depends_on if name not in keys]
+        if missing:
+            raise ValueError(f"stage '{stage.name}' depends on {missing}, not declared before it")
+        if stage.name in keys:
+            raise ValueError(f"stage '{stage.name}' declared twice")
+        keys[stage.name] = stage_key(stage, data_fingerprint, seed, [keys[name] for name in stage.depends_on])
+    return keys
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a method may read while declaring its stages: the task, the profile, and the stages of another
+    method as that method declares them in the same grid (with its `--set` overrides), for a stage shared on
+    purpose (IDQL's `critic_source="shared"` takes SRPO's critic stage, whole)."""
+
+    task: Task
+    profile: str
+    stages_of: Callable[[str], tuple[Stage, ...]]
+
+    def stage_of(self, method: str, name: str) -> Stage:
+        for stage in self.stages_of(method):
+            if stage.name == name:
+                if stage.depends_on:
+                    raise ValueError(f"{method}'s stage '{name}' depends on {stage.depends_on}: only stages "
+                                     "without upstream stages can be shared")
+                return stage
+        raise ValueError(f"{method} declares no stage '{name}'")
+
+
+@dataclass(frozen=True)
+class EvaluationSchedule:
+    """Periodic evaluation of the policy during the last stage (official codes evaluate as they train):
+    `points` evaluations at evenly spaced steps before the end, `episodes` each. The final policy's
+    evaluation by the harness is the run's score and the curve's last point."""
+
+    points: int
+    episodes: int
+
+    def due(self, step: int, total: int) -> bool:
+        if self.points <= 0 or total < self.points + 1:
+            return False
+        return any(step + 1 == (k * total) // (self.points + 1) for k in range(1, self.points + 1))
+
+
+@dataclass
+class FitContext:
+    """What a method's `fit` may use: data, device, seed, its declared stages and their cache, curves,
+    periodic evaluation and progress bars."""
+
+    task: Task
+    dataset: OfflineDataset
+    seed: int
+    device: torch.device
+    stage_dir: Path  # content-addressed artifacts, shared by every run of a results folder
+    reporter: Reporter
+    plan: Sequence[Stage]
+    run_id: str = ""
+    evaluation: EvaluationSchedule | None = None
+    curve_points: int = 100  # training-curve points logged per stage
+    curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    stage_log: list[dict[str, Any]] = field(default_factory=list)
+    _bar: Bar | None = field(default=None, repr=False)
+    _keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._keys = plan_keys(self.plan, self.dataset.fingerprint(), self.seed)
+        self._stages = {stage.name: stage for stage in self.plan}
+
+    @property
+    def keys(self) -> Mapping[str, str]:
+        return dict(self._keys)
+
+    def config(self, name: str) -> Any:
+        return self._stages[name].config
+
+    def fit(self, name: str, build: Callable[[], M], train: Callable[[M], None]) -> M:
+        """The declared stage `name`: `build()` a fresh module and `train(module)` it in place (seeded with the
+        run's seed), or load it from its artifact. Returns the module in eval mode, gradients off."""
+        stage = self._stages.get(name)
+        if stage is None:
+            raise KeyError(f"stage '{name}' is not in the method's declared stages {list(self._stages)}")
+        unfitted = [dep for dep in stage.depends_on if not any(e["stage"] == dep for e in self.stage_log)]
+        if unfitted:
+            raise RuntimeError(f"stage '{name}' fitted before the stages it depends on: {unfitted}")
+        key = self._keys[name]
+        path = self.stage_dir / f"{stage.definition}-{key}.pt"
+        if path.exists():
+            saved = torch.load(path, map_location=self.device, weights_only=False)
+            if saved.get("key") == key:
+                module = build()
+                module.load_state_dict(saved["state"])
+                origin = "resumed" if saved.get("run_id") == self.run_id else "shared"
+                self.curves[name] = saved.get("curve", [])
+                self.evaluations.extend(saved.get("evaluations", []))
+                self.stage_log.append({"stage": name, "definition": stage.definition, "key": key, "origin": origin,
+                                       "seconds": saved.get("seconds", 0.0), "trained_by": saved.get("run_id")})
+                return module.eval().requires_grad_(False)
+        started = time.perf_counter()
+        self.curves[name] = []
+        evaluations_before = len(self.evaluations)
+        torch.manual_seed(self.seed)  # initial weights and any global-RNG draws of the stage
+        module = build()
+        train(module)
+        seconds = time.perf_counter() - started
+        atomic_torch_save({"key": key, "definition": stage.definition,
+                           "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
+                           "state": module.state_dict(), "seconds": seconds, "curve": self.curves[name],
+                           "evaluations": self.evaluations[evaluations_before:], "run_id": self.run_id}, path)
+        self.stage_log.append({"stage": name, "definition": stage.definition, "key": key, "origin": "trained",
+                               "seconds": seconds, "trained_by": self.run_id})
+        return module.eval().requires_grad_(False)
+
+    def log_due(self, step: int, total: int) -> bool:
+        """About `curve_points` evenly spaced points per stage, always the first and the last step."""
+        every = max(1, total // max(self.curve_points, 1))
+        return step % every == 0 or step == total - 1
+
+    def log(self, stage: str, step: int, **metrics: float) -> None:
+        """Append one point to a stage's training curve (saved with the stage and in curves.json)."""
+        point = {k: float(v) for k, v in metrics.items()}
+        self.curves.setdefault(stage, []).append({"step": step, **point})
+        if self._bar is not None:
+            self._bar.advance(0, **point)
+
+    def steps(self, stage: str, total: int, agent: Callable[[], Agent] | None = None) -> Iterator[tuple[int, Bar]]:
+        """`for step, bar in ctx.steps("critic", n):` with a progress bar (steps/s, ETA). Pass `agent` (a
+        function making the current policy's agent) on the stage that produces the policy: it is then
+        evaluated on the profile's schedule, and the points go to `evaluations` (the training curve of score)."""
+        label = f"{self.task.name} seed {self.seed} {stage}"
+        with self.reporter.track(label, total) as bar:
+            self._bar = bar
+            try:
+                for step in range(total):
+                    yield step, bar
+                    bar.advance()
+                    if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
+                        self._evaluate(stage, step, agent)
+            finally:
+                self._bar = None
+
+    def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
+        from srpo_bench.evaluate import evaluate  # evaluate imports agents; imported here to keep layers apart
+
+        assert self.evaluation is not None
+        agent = make_agent()
+        agent.seed(self.seed)
+        result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
+        self.evaluations.append({"stage": stage, "step": step + 1, "mean_normalized": result.mean_normalized,
+                                 "normalized": [float(x) for x in result.normalized]})
+        self.log(stage, step, eval_normalized=result.mean_normalized)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
+
+
+def train_mode(module: nn.Module) -> nn.Module:
+    """A freshly built module in training mode with gradients on (dropout on, as the official codes train)."""
+    return module.train().requires_grad_(True)
