@@ -163,35 +163,60 @@ def collect(
 @app.command()
 @friendly_errors
 def report(
-    out: Out = Path("results"),
+    out: Annotated[list[Path], typer.Option(help="results folder; repeat to merge several (the same run found "
+                                            "twice counts once)")] = [Path("results")],  # noqa: B006
     profile: Annotated[str | None, typer.Option(help="only runs of this profile")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table format: github, simple, csv")] = "github",
-    plots: Annotated[bool, typer.Option(help="also write score-vs-speed and per-task plots (PNG) into "
-                                        "<out>/report/")] = True,
+    fmt: Annotated[str, typer.Option("--format", help="leaderboard formats, comma separated: md,html,csv,json")
+                   ] = "md,html,csv,json",
+    leaderboard: Annotated[Path | None, typer.Option(help="where the leaderboard goes (default: "
+                                                     "<first --out>/leaderboard)")] = None,
+    reps: Annotated[int, typer.Option(help="bootstrap replications (rliable); 50000 for numbers to publish")] = 2000,
+    seed: Annotated[int, typer.Option(help="bootstrap seed: the same runs, reps and seed print the same numbers")] = 0,
 ) -> None:
-    """Per-task table of mean normalized score (over seeds), the behavior data's own score, actions/s at batch
-    1 and 256 and network evaluations per action, from whatever finished runs exist."""
-    from srpo_bench.report.plots import score_vs_speed, scores_by_task
-    from srpo_bench.report.tables import for_display, runs_frame, task_summary
-    from srpo_bench.store import open_store
+    """Leaderboard from finished runs: per-task means with 95% intervals, rliable aggregates (IQM, mean, median,
+    optimality gap), probability of improvement, speedups with intervals, published numbers beside ours; written
+    as Markdown, HTML, CSV and JSON with figures."""
+    from srpo_bench.report.build import build_report
+    from srpo_bench.report.leaderboard import OutputError, parse_formats, sections, write
 
-    open_store(out, create=False)
-    frame = runs_frame(out)
-    if profile:
-        frame = frame[frame["profile"] == profile]
-    if frame.empty:
-        err_console.print(f"no finished runs in {out}")
+    try:
+        formats = parse_formats(fmt)
+    except ValueError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if reps < 1:
+        err_console.print(f"[red]error:[/red] --reps must be at least 1, got {reps}")
+        raise typer.Exit(EXIT_USAGE)
+    result = build_report(list(out), profile=profile, reps=reps, seed=seed)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if not result.runs.stores:
+        err_console.print(f"[red]error:[/red] no readable results folder among {', '.join(map(str, out))}",
+                          highlight=False)
+        raise typer.Exit(EXIT_USAGE)
+    if result.runs.empty:
+        where = ", ".join(map(str, out)) + (f" for profile '{profile}'" if profile else "")
+        err_console.print(f"[red]error:[/red] no finished runs in {where}", highlight=False)
         raise typer.Exit(1)
-    summary = task_summary(frame)
-    if fmt == "csv":
-        typer.echo(summary.to_csv(index=False), nl=False)
-    else:
-        typer.echo(tabulate(for_display(summary), headers="keys", showindex=False, tablefmt=fmt, floatfmt=".4g"))
-    if plots:
-        for name, rows in summary.groupby("profile"):
-            written = [score_vs_speed(rows, out / "report" / f"{name}-score-vs-speed.png"),
-                       scores_by_task(rows, out / "report" / f"{name}-scores.png")]
-            err_console.print("plots: " + ", ".join(str(p) for p in written))
+    folder = leaderboard or out[0] / "leaderboard"
+    try:
+        written = write(result, folder, formats, warn=lambda line: err_console.print(
+            f"[yellow]warning:[/yellow] {line}", highlight=False))
+    except OutputError as error:
+        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    for section in sections(result, {}):
+        if not section.tables:
+            continue
+        typer.echo(f"\n== {section.title}")
+        for note in section.notes:
+            typer.echo(f"  note: {note}")
+        for table in section.tables:
+            typer.echo(f"\n{table.title}\n" + tabulate(table.plain_rows(), headers=table.columns, tablefmt="github",
+                                                                disable_numparse=True))
+    main = [p for p in written if p.suffix in (".md", ".html", ".json")]
+    console.print(f"\nleaderboard: {len(written)} files in {folder} ({', '.join(p.name for p in main)})",
+                  highlight=False)
 
 
 @app.command()

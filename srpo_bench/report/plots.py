@@ -1,53 +1,211 @@
-"""Plots over the per-task summary: score against acting speed (the paper's Figure 1), and scores per task."""
+"""Figures of one protocol group, readable without the tables: matplotlib's object API on the Agg canvas (no
+pyplot state, no display), each saved as PNG (also embedded in the HTML page) and SVG.
+
+- aggregates: IQM, mean, median and optimality gap with their 95% intervals (rliable's figure layout);
+- performance profiles: share of runs scoring above tau, with bands;
+- probability of improvement: P(SRPO > X) with intervals, 0.5 marked;
+- score vs speed: log actions/s at batch 1 against IQM, intervals on both axes (the paper's Figure 1);
+- training curves: each method's stages, one line per task (mean over seeds);
+- scores during training, when runs recorded periodic evaluations.
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from srpo_bench.atomic import atomic_write
+from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
+
+# Okabe-Ito, colorblind-safe; a method keeps its color in every figure.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+MAX_POINTS = 200  # per curve: keeps SVGs small
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
+@dataclass
+class SavedFigure:
+    name: str
+    title: str
+    png: Path
+    svg: Path
+    png_bytes: bytes
 
 
-def score_vs_speed(summary: pd.DataFrame, path: Path, batch: str = "b1") -> Path:
-    """One point per method: mean normalized score over tasks against median actions/s (log scale)."""
-    per_method = summary.groupby("method").agg(score=("score_mean", "mean"),
-                                               speed=(f"actions_per_second_{batch}", "median"))
-    figure = Figure(figsize=(5.5, 4.0))
+def colors(methods: Sequence[str]) -> dict[str, str]:
+    return {method: PALETTE[i % len(PALETTE)] for i, method in enumerate(methods)}
+
+
+def new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    for method, row in per_method.iterrows():
-        axes.scatter(row["speed"], row["score"], s=40)
-        axes.annotate(str(method), (row["speed"], row["score"]), textcoords="offset points", xytext=(5, 4))
-    axes.set_xscale("log")
-    axes.set(xlabel=f"actions per second, batch {batch[1:]} (log)", ylabel="mean normalized score",
-             title="score vs acting speed")
-    axes.grid(True, which="both", alpha=0.3)
-    return _save(figure, path)
+    return figure
 
 
-def scores_by_task(summary: pd.DataFrame, path: Path) -> Path:
-    """Grouped bars: mean normalized score (error bar: std over seeds) per task and method."""
-    tasks = sorted(summary["task"].unique())
-    methods = sorted(summary["method"].unique())
-    width = 0.8 / max(1, len(methods))
-    figure = Figure(figsize=(max(6.0, 1.3 * len(tasks) * max(1, len(methods)) / 2), 4.0))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    positions = np.arange(len(tasks))
-    for index, method in enumerate(methods):
-        rows = summary[summary["method"] == method].set_index("task").reindex(tasks)
-        axes.bar(positions + index * width, rows["score_mean"], width, yerr=rows["score_std"].fillna(0.0),
-                 label=method, capsize=2)
-    axes.set_xticks(positions + width * (len(methods) - 1) / 2, tasks, rotation=30, ha="right")
-    axes.set(ylabel="normalized score", title="normalized score per task (mean over seeds)")
-    axes.legend(fontsize=8)
-    return _save(figure, path)
+def save(figure: Figure, folder: Path, name: str, title: str) -> SavedFigure:
+    """Write `name`.png and `name`.svg atomically; keep the PNG bytes for embedding."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    svg = io.StringIO()
+    figure.savefig(svg, format="svg")
+    png_path, svg_path = folder / f"{name}.png", folder / f"{name}.svg"
+    atomic_write(png_path, lambda tmp: Path(tmp).write_bytes(png.getvalue()))
+    atomic_write(svg_path, lambda tmp: Path(tmp).write_text(svg.getvalue(), encoding="utf-8"))
+    return SavedFigure(name, title, png_path, svg_path, png.getvalue())
+
+
+def aggregates(estimates: Mapping[str, Mapping[str, Estimate]], palette: Mapping[str, str], title: str) -> Figure:
+    """One panel per metric, one interval per method (higher is better, except the optimality gap)."""
+    methods = list(estimates)
+    figure = new_figure(3.0 * len(METRICS), 0.8 + 0.42 * len(methods))
+    axes = figure.subplots(1, len(METRICS), sharey=True)
+    for ax, metric in zip(np.atleast_1d(axes), METRICS, strict=False):
+        for row, method in enumerate(methods):
+            estimate = estimates[method][metric]
+            low, high = _bounds(estimate)
+            ax.barh(row, high - low, left=low, height=0.6, color=palette[method], alpha=0.75)
+            ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
+        ax.set_title(METRIC_NAMES[metric] + (" (lower is better)" if metric == "optimality_gap" else ""),
+                     fontsize=10)
+        ax.set_yticks(range(len(methods)), methods)
+        ax.margins(x=0.12)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("normalized score")
+    figure.suptitle(f"aggregates with 95% stratified-bootstrap intervals\n{title}", fontsize=10)
+    return figure
+
+
+def profiles(taus: np.ndarray, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+             palette: Mapping[str, str], title: str) -> Figure:
+    figure = new_figure(6.5, 4.2)
+    ax = figure.add_subplot(1, 1, 1)
+    for method, (profile, low, high) in curves.items():
+        ax.plot(taus, profile, color=palette[method], label=method, linewidth=1.8)
+        ax.fill_between(taus, low, high, color=palette[method], alpha=0.18, linewidth=0)
+    ax.set(xlabel="normalized score tau", ylabel="fraction of runs with score > tau", ylim=(-0.02, 1.02))
+    ax.set_title(f"performance profiles (bands: 95% intervals)\n{title}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def improvement(estimates: Mapping[str, Estimate], reference: str, palette: Mapping[str, str], title: str
+                ) -> Figure:
+    others = list(estimates)
+    figure = new_figure(6.0, 0.9 + 0.45 * len(others))
+    ax = figure.add_subplot(1, 1, 1)
+    for row, other in enumerate(others):
+        estimate = estimates[other]
+        low, high = _bounds(estimate)
+        ax.barh(row, high - low, left=low, height=0.6, color=palette.get(other, "grey"), alpha=0.75)
+        ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(others)), [f"P({reference} > {other})" for other in others])
+    ax.set(xlim=(0, 1), xlabel="probability of improvement (0.5: no difference)")
+    ax.set_title(f"probability of improvement, 95% intervals\n{title}", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+@dataclass
+class SpeedPoint:
+    method: str
+    speed: Estimate  # actions/s at batch 1: median and interval
+    score: Estimate  # IQM and interval
+
+
+def score_vs_speed(points_by_device: Mapping[str, Sequence[SpeedPoint]], palette: Mapping[str, str], title: str
+                   ) -> Figure:
+    devices = list(points_by_device)
+    figure = new_figure(5.5 * len(devices), 4.2)
+    axes = np.atleast_1d(figure.subplots(1, len(devices), squeeze=False)[0])
+    for ax, device in zip(axes, devices, strict=False):
+        for point in points_by_device[device]:
+            x_low, x_high = _bounds(point.speed)
+            y_low, y_high = _bounds(point.score)
+            ax.errorbar(point.speed.point, point.score.point,
+                        xerr=[[point.speed.point - x_low], [x_high - point.speed.point]],
+                        yerr=[[point.score.point - y_low], [y_high - point.score.point]],
+                        fmt="o", color=palette.get(point.method, "grey"), capsize=3, label=point.method)
+            ax.annotate(point.method, (point.speed.point, point.score.point), textcoords="offset points",
+                        xytext=(6, 5), fontsize=8)
+        ax.set_xscale("log")
+        # Plain numbers at 1-2-5 steps: default log labels (1.2x10^4 ...) overlap on a narrow range.
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.15, y=0.15)
+        ax.set(xlabel="actions per second, batch 1 (log)", ylabel="IQM normalized score")
+        ax.set_title(device, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    figure.suptitle(f"score vs acting speed (95% intervals on both axes)\n{title}", fontsize=10)
+    return figure
+
+
+def training_curves(curves: Mapping[tuple[str, str], Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                    metrics_used: Mapping[tuple[str, str], str], title: str) -> Figure:
+    """`curves[(method, stage)][task] = (steps, mean over seeds)`: one panel per method and stage."""
+    panels = list(curves)
+    columns = min(4, len(panels))
+    rows = int(np.ceil(len(panels) / columns))
+    figure = new_figure(3.6 * columns, 2.8 * rows + 0.6)
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+    tasks = sorted({task for lines in curves.values() for task in lines})
+    task_colors = {task: PALETTE[i % len(PALETTE)] for i, task in enumerate(tasks)}
+    for ax, panel in zip(axes, panels, strict=False):
+        for task, (steps, values) in curves[panel].items():
+            ax.plot(*_thin(steps, values), color=task_colors[task], linewidth=1.2, label=task)
+        ax.set_title(f"{panel[0]}: {panel[1]}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(metrics_used[panel], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=7)
+    figure.suptitle(f"training curves per stage (mean over seeds)\n{title}", fontsize=10)
+    return figure
+
+
+def during_training(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
+                    palette: Mapping[str, str], title: str) -> Figure:
+    """`curves[task][method] = (steps, mean, spread)`: normalized score of periodic evaluations."""
+    tasks = list(curves)
+    columns = min(3, len(tasks))
+    rows = int(np.ceil(len(tasks) / columns))
+    figure = new_figure(4.0 * columns, 3.0 * rows + 0.5)
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
+    for ax, task in zip(axes, tasks, strict=False):
+        for method, (steps, mean, spread) in curves[task].items():
+            ax.plot(steps, mean, color=palette.get(method, "grey"), label=method, linewidth=1.4)
+            ax.fill_between(steps, mean - spread, mean + spread, color=palette.get(method, "grey"), alpha=0.15,
+                            linewidth=0)
+        ax.set_title(task, fontsize=9)
+        ax.set(xlabel="step", ylabel="normalized score")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"normalized score during training (mean ± std over seeds)\n{title}", fontsize=10)
+    return figure
+
+
+def _bounds(estimate: Estimate) -> tuple[float, float]:
+    """An interval to draw; a point without one is drawn as a thin bar at the point."""
+    if estimate.low is None or estimate.high is None:
+        return estimate.point, estimate.point
+    return estimate.low, estimate.high
+
+
+def _thin(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(steps) <= MAX_POINTS:
+        return steps, values
+    index = np.linspace(0, len(steps) - 1, MAX_POINTS).astype(int)
+    return steps[index], values[index]

@@ -1,41 +1,279 @@
-"""Tables over the results store: one row per finished run, then per-task summaries."""
+"""Tables for people: numbers formatted to read (no `1.271e+04`), missing shown as missing, never as zero.
+
+A `Table` holds text cells plus a sort key and a "best" flag per cell, so Markdown, HTML (sortable) and the
+terminal render the same content. The frames behind them (build.py) stay numeric for CSV and JSON.
+
+`runs_frame`, `task_summary` and `for_display` are the short per-task summary `srpo-bench run` prints.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from srpo_bench.store import iter_finished_runs
+from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
+from srpo_bench.report.frame import load_runs, training_seconds  # noqa: F401  (training_seconds: re-exported)
+
+MISSING = "—"
 
 
+# --- numbers -------------------------------------------------------------------------------------------
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def score(value: Any) -> str:
+    """A normalized score: one decimal, thousands separated."""
+    return MISSING if is_missing(value) else f"{float(value):,.1f}"
+
+
+def rate(value: Any) -> str:
+    """Actions/s and similar magnitudes: three significant figures, never scientific notation."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def ratio(value: Any) -> str:
+    """A speedup: '1,397x', '102x', '9.7x', '1.04x'."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if value >= 100:
+        return f"{value:,.0f}x"
+    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
+
+
+def count(value: Any) -> str:
+    """Counts (network evaluations, seeds): whole numbers without decimals."""
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    return f"{value:,.0f}" if value.is_integer() else rate(value)
+
+
+def seconds(value: Any) -> str:
+    if is_missing(value):
+        return MISSING
+    value = float(value)
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    if value >= 120:
+        return f"{value / 60:.1f} min"
+    return f"{value:.1f} s" if value >= 1 else f"{value:.2f} s"
+
+
+def interval(estimate: Estimate | None, fmt=score) -> str:
+    if estimate is None or is_missing(estimate.point):
+        return MISSING
+    if estimate.low is None or estimate.high is None:
+        return fmt(estimate.point)
+    return f"{fmt(estimate.point)} [{fmt(estimate.low)}, {fmt(estimate.high)}]"
+
+
+def probability(value: Any) -> str:
+    return MISSING if is_missing(value) else f"{float(value):.2f}"
+
+
+# --- tables --------------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    text: str
+    sort: float | str | None = None  # numeric key for sorting; None: sorts last
+    best: bool = False
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    notes: list[str] = field(default_factory=list)
+    key: str = ""  # stable id (file names, HTML anchors)
+
+    def plain_rows(self) -> list[list[str]]:
+        return [[cell.text for cell in row] for row in self.rows]
+
+
+def text(value: Any) -> Cell:
+    return Cell(MISSING if is_missing(value) else str(value), None if is_missing(value) else str(value))
+
+
+def number(value: Any, fmt=score, best: bool = False) -> Cell:
+    return Cell(fmt(value), None if is_missing(value) else float(value), best)
+
+
+def estimate_cell(estimate: Estimate | None, fmt=score, best: bool = False) -> Cell:
+    point = None if estimate is None else estimate.point
+    return Cell(interval(estimate, fmt), None if is_missing(point) else float(point), best)
+
+
+def per_task(rows: pd.DataFrame, methods: Sequence[str], title: str, key: str) -> Table:
+    """Tasks down, methods across: 'mean [low, high] n=seeds', the best mean of each task marked."""
+    table = Table(title, ["task", "data", *methods], [], key=key)
+    for task, cells in rows.groupby("task", sort=True):
+        by_method = cells.set_index("method")
+        row = [text(task), number(cells["data_score"].iloc[0])]
+        for method in methods:
+            if method not in by_method.index:
+                row.append(Cell("missing", None))
+                continue
+            cell = by_method.loc[method]
+            row.append(Cell(f"{interval(Estimate(cell['mean'], _none(cell['low']), _none(cell['high'])))} "
+                            f"n={int(cell['seeds'])}", float(cell["mean"]), bool(cell["best"])))
+        table.rows.append(row)
+    table.notes.append("mean normalized score over seeds [95% bootstrap interval] n=seeds; best mean of each task "
+                       "marked; data: the behavior data's own score")
+    return table
+
+
+def aggregates(estimates: dict[str, dict[str, Estimate]], runs_per_task: dict[str, int], tasks: Sequence[str],
+               title: str, key: str) -> Table:
+    table = Table(title, ["method", *(METRIC_NAMES[m] for m in METRICS), "runs/task"], [], key=key)
+    best = {m: (min if m == "optimality_gap" else max)(e[m].point for e in estimates.values()) for m in METRICS}
+    for method, metrics in estimates.items():
+        table.rows.append([text(method), *(estimate_cell(metrics[m], best=metrics[m].point == best[m])
+                                           for m in METRICS), number(runs_per_task.get(method), fmt=count)])
+    table.notes.append(f"over {len(tasks)} task{'s' if len(tasks) != 1 else ''} ({', '.join(tasks)}); "
+                       "95% stratified-bootstrap intervals (rliable); optimality gap: shortfall below 100, lower is "
+                       "better")
+    return table
+
+
+def improvement(estimates: dict[str, Estimate], reference: str, title: str, key: str) -> Table:
+    table = Table(title, ["comparison", "probability", "95% interval"], [], key=key)
+    for other, estimate in estimates.items():
+        table.rows.append([text(f"P({reference} > {other})"), number(estimate.point, fmt=probability),
+                           Cell(f"[{probability(estimate.low)}, {probability(estimate.high)}]", estimate.low)])
+    table.notes.append("probability that a run of the first method beats a run of the second on a random task "
+                       "(0.5: no difference); an interval above 0.5 is a statistically meaningful improvement")
+    return table
+
+
+def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference: str, key: str) -> Table:
+    table = Table(f"speed on {device}", ["task", "method", "timing", "load", "NFE/action", "actions/s b1",
+                                         "actions/s b256", f"{reference} speedup b1", f"{reference} speedup b256"],
+                  [], key=key)
+    mine = timings[timings["device"] == device]
+    ratios = speedups[speedups["device"] == device].set_index(["task", "method"]) if not speedups.empty else None
+    for record in mine.itertuples():
+        load = (f"{record.loadavg:.1f}/{int(record.cpu_count)}" if not is_missing(record.loadavg)
+                and not is_missing(record.cpu_count) else MISSING)
+        row = [text(record.task), text(record.method), text(f"{record.context} ({record.timings})"),
+               Cell(load, record.loadavg), number(record.nfe_per_action, fmt=count),
+               _speed_cell(record.aps_b1, record.p25_b1, record.p75_b1),
+               _speed_cell(record.aps_b256, record.p25_b256, record.p75_b256)]
+        if record.method == reference:
+            row += [Cell("1x", 1.0), Cell("1x", 1.0)]
+        elif ratios is not None and (record.task, record.method) in ratios.index:
+            found = ratios.loc[(record.task, record.method)]
+            row += [estimate_cell(Estimate(found[f"speedup_b{b}"], _none(found[f"low_b{b}"]),
+                                           _none(found[f"high_b{b}"])) if not is_missing(found[f"speedup_b{b}"])
+                                  else None, fmt=ratio) for b in ("1", "256")]
+        else:
+            row += [Cell(MISSING), Cell(MISSING)]
+        table.rows.append(row)
+    table.notes.append("actions/s: median [25th, 75th percentile] over repeated timings; timing: 'alone' = "
+                       "`srpo-bench speed` (preferred), 'in-run' = timed inside training runs, (k) timings pooled; "
+                       "load: 1-minute load average / CPUs when timed; speedup: ratio of medians [95% bootstrap "
+                       "interval over repeats], same device only")
+    return table
+
+
+def _speed_cell(median: Any, p25: Any, p75: Any) -> Cell:
+    if is_missing(median):
+        return Cell(MISSING)
+    spread = "" if is_missing(p25) or is_missing(p75) else f" [{rate(p25)}, {rate(p75)}]"
+    return Cell(rate(median) + spread, float(median))
+
+
+def training(times: pd.DataFrame, device: str, key: str) -> Table:
+    mine = times[times["device"] == device]
+    stages = sorted(s for s in mine["stage"].unique() if s != "total")
+    table = Table(f"training time per stage on {device}", ["profile", "task", "method", "seeds", *stages, "total"],
+                  [], key=key)
+    for (profile, task, method), rows in mine.groupby(["profile", "task", "method"], sort=True):
+        by_stage = rows.set_index("stage")["seconds"]
+        table.rows.append([text(profile), text(task), text(method), number(rows["seeds"].max(), fmt=count),
+                           *(number(by_stage.get(s), fmt=seconds) for s in [*stages, "total"])])
+    table.notes.append("mean over seeds of the seconds each stage took when trained (reused or resumed stages "
+                       "count their original time); runs may have shared the machine")
+    return table
+
+
+def comparison(rows: pd.DataFrame, key: str) -> Table:
+    table = Table("published (reported) vs ours (reproduced), D4RL tasks",
+                  ["group", "task", "method", "reproduced (ours)", "reported", "ours - reported",
+                   "reported in our interval", "source"], [], key=key)
+    for record in rows.itertuples():
+        inside = record.reported_in_interval
+        table.rows.append([
+            text(record.group), text(record.task), text(record.method),
+            Cell(f"{interval(Estimate(record.reproduced, _none(record.low), _none(record.high)))} "
+                 f"n={int(record.seeds)}", record.reproduced),
+            number(record.reported), number(record.difference),
+            text(MISSING if inside is None or is_missing(inside) else ("yes" if inside else "no")),
+            text(record.source + (f" ({record.note})" if record.note else ""))])
+    table.notes.append("reported numbers are the papers' (results/reference/), never part of our aggregates; "
+                       "D4RL -v2 data evaluated on gymnasium v4 envs: close to, not identical with, the papers' "
+                       "setting")
+    return table
+
+
+def selection(rows: pd.DataFrame, title: str, key: str) -> Table | None:
+    """Final policy (the reported score) beside the during-training summaries, when runs recorded them."""
+    rows = rows[rows["best_during_training"].notna() | rows["mean_last3"].notna()]
+    if rows.empty:
+        return None
+    table = Table(title, ["task", "method", "final (reported)", "last", "mean of last 3",
+                          "best during training (optimistic)"], [], key=key)
+    for record in rows.itertuples():
+        table.rows.append([text(record.task), text(record.method), number(record.mean), number(record.last),
+                           number(record.mean_last3), number(record.best_during_training)])
+    table.notes.append("the reported score is always the final policy's; 'best' picks the best evaluation after "
+                       "seeing the scores, so it is biased upward")
+    return table
+
+
+def failed(rows: pd.DataFrame, key: str) -> Table:
+    table = Table("runs that did not finish (not in any table above)",
+                  ["profile", "task", "method", "seed", "status", "reason", "folder"], [], key=key)
+    for record in rows.itertuples():
+        table.rows.append([text(record.profile), text(record.task), text(record.method), number(record.seed, fmt=count),
+                           text(record.status), text(record.reason), text(record.path)])
+    return table
+
+
+def _none(value: Any) -> float | None:
+    return None if is_missing(value) else float(value)
+
+
+# --- the summary `srpo-bench run` prints -----------------------------------------------------------------
 def runs_frame(out: Path) -> pd.DataFrame:
     """One row per finished run: task, method, seed, profile, normalized score, actions/s, NFE."""
-    rows = []
-    for record in iter_finished_runs(out):
-        run, speed = record.run, record.speed or {}
-        batches = speed.get("batches", {})
-        rows.append({
-            "profile": run["profile"], "suite": run.get("suite", ""), "task": run["task"], "method": run["method"],
-            "seed": run["seed"], "selection": run.get("selection", "final"),
-            "normalized": record.eval["mean_normalized"], "return": float(pd.Series(record.eval["returns"]).mean()),
-            "dataset_return": run.get("dataset", {}).get("average_episode_return"),
-            "dataset_score": run.get("dataset", {}).get("average_normalized"),
-            "actions_per_second_b1": batches.get("1", {}).get("actions_per_second"),
-            "actions_per_second_b256": batches.get("256", {}).get("actions_per_second"),
-            "nfe_per_action": speed.get("nfe_per_action"),
-            "fit_seconds": training_seconds(run), "device": run.get("device", {}).get("type"),
-        })
-    return pd.DataFrame(rows)
-
-
-def training_seconds(run: dict) -> float | None:
-    """What the run's stages cost to train, wherever they were trained: a stage resumed from an interrupted
-    run or shared under --share-stages counts the seconds recorded when it was trained, not the load time."""
-    stages = run.get("stages") or []
-    if stages and all("seconds" in stage for stage in stages):
-        return float(sum(stage["seconds"] for stage in stages))
-    return run.get("seconds", {}).get("fit")
+    finished = load_runs([out]).finished
+    columns = ["profile", "suite", "task", "method", "seed", "selection", "normalized", "dataset_score",
+               "actions_per_second_b1", "actions_per_second_b256", "nfe_per_action", "fit_seconds", "device"]
+    if finished.empty:
+        return pd.DataFrame(columns=columns)
+    frame = finished.rename(columns={"score": "normalized"})
+    speed = [s if isinstance(s, dict) else {} for s in frame["speed"]]
+    for size in ("1", "256"):
+        frame[f"actions_per_second_b{size}"] = [
+            (s.get("batches") or {}).get(size, {}).get("actions_per_second") for s in speed]
+    frame["nfe_per_action"] = [s.get("nfe_per_action") for s in speed]
+    frame["device"] = frame["device_type"]
+    return frame[columns]
 
 
 def task_summary(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,183 @@
+"""From results stores to the report's content: frames and interval estimates, no rendering and no writing.
+
+    load_runs (frame.py) -> per-task means with intervals -> per protocol group: score matrices -> rliable
+    aggregates, probability of improvement, performance profiles (aggregate.py) -> timings and speedups
+    (speedup.py) -> published numbers beside ours (reference.py)
+
+Each protocol group (suite, profile, evaluation episodes, score definition, selection rule) is analysed on
+its own: nothing is pooled across groups, and each table and figure names its group.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srpo_bench import __version__
+from srpo_bench.report import aggregate, reference, speedup
+from srpo_bench.report.frame import GROUP_KEYS, Runs, load_runs
+from srpo_bench.store import git_commit, library_versions
+
+REFERENCE_METHOD = "srpo"
+FEW_SEEDS = 5  # rliable's advice: below this, intervals are wide
+
+
+@dataclass
+class Group:
+    """One protocol group: its per-task table and, when at least one task has every method, its aggregates."""
+
+    key: dict[str, Any]
+    label: str
+    tasks: list[str]
+    methods: list[str]
+    per_task: pd.DataFrame
+    aggregate_tasks: list[str] = field(default_factory=list)
+    runs_per_task: dict[str, int] = field(default_factory=dict)  # runs per task each method's matrix keeps
+    estimates: dict[str, dict[str, aggregate.Estimate]] = field(default_factory=dict)
+    improvement: dict[str, aggregate.Estimate] = field(default_factory=dict)
+    taus: np.ndarray | None = None
+    profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    runs: Runs
+    groups: list[Group]
+    timings: pd.DataFrame  # one row per (device, task, method): the timings used
+    speedups: pd.DataFrame
+    training: pd.DataFrame
+    comparison: pd.DataFrame  # published numbers beside ours (D4RL tasks only)
+    stamp: dict[str, Any]
+    settings: dict[str, Any]
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.runs.warnings
+
+
+def build_report(stores: list[Path], profile: str | None = None, reps: int = aggregate.DEFAULT_REPS,
+                 seed: int = aggregate.DEFAULT_SEED) -> Report:
+    runs = load_runs(stores, profile)
+    per_task = per_task_table(runs.finished, reps, seed)
+    groups = [analyse_group(key, per_task, runs.finished, reps, seed) for key in group_keys(runs.finished)]
+    timings = speedup.select_timings(runs.timings)
+    return Report(
+        runs=runs, groups=groups, timings=timings,
+        speedups=speedup.speedups(timings, REFERENCE_METHOD, reps, seed),
+        training=speedup.training_times(runs.finished),
+        comparison=reference.compare(per_task, reference.load_reference()),
+        stamp=stamp(runs), settings={"reps": reps, "bootstrap_seed": seed, "confidence": aggregate.CONFIDENCE,
+                                     "optimality_gap_threshold": aggregate.GAMMA, "reference_method": REFERENCE_METHOD,
+                                     "profile_filter": profile},
+    )
+
+
+def group_keys(finished: pd.DataFrame) -> list[dict[str, Any]]:
+    if finished.empty:
+        return []
+    keys = finished[list(GROUP_KEYS)].drop_duplicates().sort_values(["suite", "profile"])
+    return keys.to_dict("records")
+
+
+def _in_group(frame: pd.DataFrame, key: dict[str, Any]) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in key.items():
+        mask &= frame[column].isna().to_numpy() if value is None or pd.isna(value) else (frame[column] == value)
+    return frame[mask]
+
+
+def per_task_table(finished: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
+    """Per (group, task, method): seeds, mean normalized score and its 95% bootstrap interval over seeds, the
+    data's own score, whether it is the best mean of its task, and the during-training summaries when the runs
+    recorded them ("best" is optimistic: it picks the best evaluation after seeing the scores)."""
+    columns = ["group", *GROUP_KEYS, "task", "method", "base_method", "seeds", "mean", "low", "high", "best",
+               "data_score", "last", "mean_last3", "best_during_training"]
+    if finished.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (group, task, method), cell in finished.groupby(["group", "task", "method"], sort=True):
+        estimate = aggregate.mean_interval(cell["score"].to_numpy(), reps=reps, seed=seed)
+        first = cell.iloc[0]
+        row = {"group": group, **{k: first[k] for k in GROUP_KEYS}, "task": task, "method": method,
+               "base_method": first["base_method"], "seeds": len(cell), "mean": estimate.point,
+               "low": estimate.low, "high": estimate.high, "data_score": first["dataset_score"]}
+        for name, column in (("last", "last"), ("mean_last3", "mean_last3"), ("best", "best_during_training")):
+            values = [s.get(name) for s in cell["summaries"] if isinstance(s, dict)
+                      and isinstance(s.get(name), (int, float))]
+            row[column] = float(np.mean(values)) if len(values) == len(cell) else None
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=columns)
+    table["best"] = table["mean"] == table.groupby(["group", "task"])["mean"].transform("max")
+    return table
+
+
+def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.DataFrame, reps: int, seed: int
+                  ) -> Group:
+    runs = _in_group(finished, key)
+    rows = _in_group(per_task, key)
+    tasks, methods = sorted(runs["task"].unique()), _method_order(runs["method"].unique())
+    group = Group(key=key, label=runs["group"].iloc[0], tasks=tasks, methods=methods, per_task=rows)
+    # rliable compares methods on one task set: the tasks every method of the group ran.
+    by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
+    group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]
+    left_out = [t for t in tasks if t not in group.aggregate_tasks]
+    if left_out:
+        group.notes.append(f"aggregates leave out {', '.join(left_out)}: not every method ran "
+                           f"{'it' if len(left_out) == 1 else 'them'}")
+    if not group.aggregate_tasks:
+        group.notes.append("no task was run by every method: no aggregates")
+        return group
+    score_dict = {}
+    for method in methods:
+        mine = runs[(runs["method"] == method) & runs["task"].isin(group.aggregate_tasks)]
+        per_task_scores = {task: list(zip(cell["seed"], cell["score"], strict=True))
+                           for task, cell in mine.groupby("task")}
+        counts = {t: len(v) for t, v in per_task_scores.items()}
+        score_dict[method], group.runs_per_task[method] = aggregate.rectangular(per_task_scores,
+                                                                               group.aggregate_tasks)
+        if len(set(counts.values())) > 1:
+            group.notes.append(f"{method}: {min(counts.values())}-{max(counts.values())} seeds per task; aggregates "
+                               f"use the lowest {group.runs_per_task[method]} seeds of every task")
+    fewest = min(group.runs_per_task.values())
+    if fewest < FEW_SEEDS:
+        group.notes.append(f"{fewest} seed{'s' if fewest != 1 else ''} per task for some method (fewer than "
+                           f"{FEW_SEEDS}): the intervals are wide, read them before the point estimates")
+    if len(set(group.runs_per_task.values())) > 1:
+        counts = ", ".join(f"{m} {n}" for m, n in group.runs_per_task.items())
+        group.notes.append(f"unequal seed counts between methods ({counts}): each method is bootstrapped over "
+                           "its own runs, so intervals differ in width")
+    group.estimates = aggregate.interval_estimates(score_dict, reps=reps, seed=seed)
+    if REFERENCE_METHOD in score_dict and len(score_dict) > 1:
+        group.improvement = aggregate.improvement_estimates(score_dict, REFERENCE_METHOD, reps=reps, seed=seed)
+    group.taus = aggregate.profile_thresholds(score_dict)
+    group.profiles = aggregate.performance_profiles(score_dict, group.taus, reps=reps, seed=seed)
+    return group
+
+
+def _method_order(methods: Any) -> list[str]:
+    """SRPO first (the subject), then the others alphabetically."""
+    return sorted(methods, key=lambda m: (not m.startswith(REFERENCE_METHOD), m))
+
+
+def stamp(runs: Runs) -> dict[str, Any]:
+    """What every output file carries: who made it, from what, on which devices, how many runs."""
+    finished = runs.finished
+    versions = sorted({tuple(sorted(v.items())) for v in finished["versions"]}) if not finished.empty else []
+    return {
+        "generator": f"srpo-bench {__version__}",
+        "report_git_commit": git_commit(),
+        "report_versions": library_versions(),
+        "python": platform.python_version(),
+        "run_git_commits": sorted(finished["git_commit"].unique().tolist()) if not finished.empty else [],
+        "run_versions": [dict(v) for v in versions],
+        "devices": sorted(finished["device"].unique().tolist()) if not finished.empty else [],
+        "profiles": sorted(finished["profile"].unique().tolist()) if not finished.empty else [],
+        "stores": [str(s) for s in runs.stores],
+        "runs": {"finished": len(finished), "not_finished": len(runs.failed), "damaged_skipped": runs.damaged},
+    }

@@ -1,0 +1,344 @@
+"""Read one or several results stores into pandas frames: finished runs, runs that did not finish, timings.
+
+The report never trusts a store: folders may be damaged by hand, copied half-way, or written by another
+version. Each problem becomes one warning line naming the file (`Problem`), the run is left out, and reading
+goes on. Only "no readable store at all" is fatal, and that is the caller's decision.
+
+Merging: the same run found twice (a store passed twice, or copied into a second store) is counted once. A run
+is identified by (profile, task, method label, seed, config hash); two different configs under the same
+(profile, task, method, seed) are different experiments, so the newest finished one is kept and that is said.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from srpo_bench.store import MARKER, SCHEMA_VERSION
+
+# Keys a run folder must have for its run to be counted; anything else is optional and shows as missing.
+RUN_KEYS = ("task", "method", "seed", "profile", "status")
+
+
+class Damaged(ValueError):
+    """A file the report cannot use; the message names the file and the problem."""
+
+
+@dataclass
+class Runs:
+    """Everything the report reads: `finished` has one row per finished run (the only scores used), `failed`
+    one row per run that did not finish, `timings` one row per speed measurement (in-run or `srpo-bench speed`).
+    """
+
+    finished: pd.DataFrame
+    failed: pd.DataFrame
+    timings: pd.DataFrame
+    stores: list[Path]
+    warnings: list[str] = field(default_factory=list)
+    damaged: int = 0  # run folders skipped
+
+    @property
+    def empty(self) -> bool:
+        return self.finished.empty
+
+
+# --- tolerant JSON ------------------------------------------------------------------------------------
+def read_object(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or `Damaged` saying why not (unreadable, invalid JSON, not an object)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise Damaged(f"{path}: cannot read ({error.__class__.__name__}: {error})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Damaged(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise Damaged(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, path: Path) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Damaged(f"{path}: missing or non-numeric '{key}' ({value!r})")
+    return float(value)
+
+
+def _numbers(data: dict[str, Any], key: str, path: Path, required: bool = True) -> list[float] | None:
+    values = data.get(key)
+    if values is None and not required:
+        return None
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        raise Damaged(f"{path}: '{key}' must be a non-empty list of finite numbers")
+    return [float(v) for v in values]
+
+
+def _dict(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+# --- labels --------------------------------------------------------------------------------------------
+def method_label(method: str, overrides: Any) -> str:
+    """The method as the report names it: overrides make a variant (`srpo[beta=0.01]`), never pooled with
+    the default settings."""
+    if not isinstance(overrides, dict) or not overrides:
+        return method
+    return f"{method}[{','.join(f'{key}={overrides[key]}' for key in sorted(overrides))}]"
+
+
+def config_hash(config: Any) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def device_label(device: dict[str, Any]) -> str:
+    """Where a run trained: 'cpu, 2 threads' or 'cuda NVIDIA H100'."""
+    kind = str(device.get("type", "unknown"))
+    if device.get("name"):
+        return f"{kind} {device['name']}"
+    if device.get("threads"):
+        return f"{kind}, {device['threads']} threads"
+    return kind
+
+
+GROUP_KEYS = ("suite", "profile", "eval_episodes", "score_scale", "selection")
+
+
+def group_label(key: dict[str, Any]) -> str:
+    """A protocol group as one line: numbers from different groups are never pooled."""
+    episodes = key["eval_episodes"]
+    episodes_text = "? episodes" if episodes is None or pd.isna(episodes) else f"{int(episodes)} episodes"
+    return (f"{key['suite']} · profile {key['profile']} · {episodes_text} · {key['score_scale']} score · "
+            f"{key['selection']} policy")
+
+
+# --- one run folder ------------------------------------------------------------------------------------
+def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
+    """('finished' | 'failed', row) for one run folder, or `Damaged`."""
+    run_path = folder / "run.json"
+    run = read_object(run_path)
+    schema = run.get("schema_version", 0)
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise Damaged(f"{run_path}: written by a newer srpo-bench (schema {schema}, this version reads up to "
+                      f"{SCHEMA_VERSION})")
+    missing = [key for key in RUN_KEYS if key not in run]
+    if missing:
+        raise Damaged(f"{run_path}: missing {', '.join(repr(k) for k in missing)}")
+    if not isinstance(run["seed"], int) or isinstance(run["seed"], bool):
+        raise Damaged(f"{run_path}: 'seed' must be an integer, found {run['seed']!r}")
+    device, harness = _dict(run, "device"), _dict(run, "harness")
+    episodes = harness.get("eval_episodes")
+    row: dict[str, Any] = {
+        "store": str(store), "path": str(folder),
+        "profile": str(run["profile"]), "suite": str(run.get("suite") or "unknown"),
+        "family": run.get("family"), "score_scale": str(run.get("score_scale") or "unknown"),
+        "task": str(run["task"]), "base_method": str(run["method"]),
+        "method": method_label(str(run["method"]), run.get("overrides")), "seed": int(run["seed"]),
+        "selection": str(run.get("selection") or "final"),
+        "eval_episodes": int(episodes) if isinstance(episodes, int) else None,
+        "config_hash": config_hash(run.get("config")), "status": str(run["status"]),
+        "device": device_label(device), "device_type": str(device.get("type", "unknown")),
+        "git_commit": str(run.get("git_commit") or "unknown"), "versions": _dict(run, "versions"),
+        "finished_at": str(run.get("finished") or run.get("started") or ""),
+        "dataset_score": _optional_number(_dict(run, "dataset").get("average_normalized")),
+    }
+    if run["status"] != "finished":
+        failure = _dict(run, "failure")
+        if run["status"] == "failed":
+            where = " ".join(str(x) for x in (failure.get("stage"), failure.get("step") is not None
+                                               and f"step {failure.get('step')}") if x)
+            reason = str(failure.get("reason") or "no reason recorded")
+            row["reason"] = f"{reason} ({where})" if where else reason
+        else:
+            row["reason"] = f"status '{run['status']}': still running, or interrupted before it finished"
+        row["last_metrics"] = failure.get("last_metrics")
+        return "failed", row
+
+    eval_path = folder / "eval.json"
+    if not eval_path.exists():
+        raise Damaged(f"{eval_path}: missing (run.json says finished)")
+    evaluation = read_object(eval_path)
+    row["score"] = _number(evaluation, "mean_normalized", eval_path)
+    row["episode_scores"] = _numbers(evaluation, "normalized", eval_path)
+    row["episode_returns"] = _numbers(evaluation, "returns", eval_path, required=False)
+    row["summaries"] = evaluation.get("summaries") if isinstance(evaluation.get("summaries"), dict) else None
+    during = evaluation.get("during_training")
+    row["during_training"] = during if isinstance(during, list) else None
+    stages = run.get("stages") if isinstance(run.get("stages"), list) else []
+    row["stage_seconds"] = {str(s["stage"]): float(s["seconds"]) for s in stages
+                            if isinstance(s, dict) and "stage" in s and _optional_number(s.get("seconds")) is not None}
+    row["fit_seconds"] = training_seconds(run)
+    speed_path = folder / "speed.json"
+    row["speed"] = read_object(speed_path) if speed_path.exists() else None
+    return "finished", row
+
+
+def _optional_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def training_seconds(run: dict[str, Any]) -> float | None:
+    """What the run's stages cost to train, wherever they were trained: a stage resumed from an interrupted
+    run or reused from another method counts the seconds recorded when it was trained, not the load time."""
+    stages = run.get("stages") or []
+    if stages and all(isinstance(stage, dict) and "seconds" in stage for stage in stages):
+        return float(sum(stage["seconds"] for stage in stages))
+    seconds = run.get("seconds")
+    return seconds.get("fit") if isinstance(seconds, dict) else None
+
+
+# --- stores --------------------------------------------------------------------------------------------
+def check_store(out: Path) -> str | None:
+    """None if `out` is a store this version can read, else the one-line reason."""
+    marker = out / MARKER
+    if not out.is_dir():
+        return f"{out}: no results folder here"
+    if not marker.exists():
+        return f"{marker}: missing (not an srpo-bench results folder)"
+    try:
+        schema = read_object(marker).get("schema_version", 0)
+    except Damaged as error:
+        return str(error)
+    if not isinstance(schema, int) or schema > SCHEMA_VERSION:
+        return (f"{marker}: results written by a newer srpo-bench (schema {schema}, this version reads up to "
+                f"{SCHEMA_VERSION}); upgrade srpo-bench")
+    return None
+
+
+def run_folders(out: Path) -> Iterator[Path]:
+    """Every folder that looks like a run (runs/<profile>/<task>/<method>/seed<k>/run.json), sorted."""
+    yield from (path.parent for path in sorted((out / "runs").glob("*/*/*/seed*/run.json")))
+
+
+def speed_files(out: Path) -> Iterator[Path]:
+    yield from sorted((out / "speed").glob("*.json"))
+
+
+def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
+    """Read every store; skip damaged folders with a warning; merge duplicates; keep one profile if asked."""
+    warnings: list[str] = []
+    readable: list[Path] = []
+    finished: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    timing_rows: list[dict[str, Any]] = []
+    damaged = 0
+    for out in stores:
+        problem = check_store(out)
+        if problem:
+            warnings.append(f"skipped store {problem}")
+            continue
+        readable.append(out)
+        for folder in run_folders(out):
+            try:
+                kind, row = read_run(folder, out)
+            except Damaged as error:
+                warnings.append(f"skipped run {error}")
+                damaged += 1
+                continue
+            if profile is None or row["profile"] == profile:
+                (finished if kind == "finished" else failed).append(row)
+        for path in speed_files(out):
+            try:
+                timing_rows.extend(read_speed_file(path))
+            except Damaged as error:
+                warnings.append(f"skipped timing {error}")
+    frame = _deduplicate(pd.DataFrame(finished), warnings)
+    failed_frame = pd.DataFrame(failed)
+    if not failed_frame.empty:
+        failed_frame = failed_frame.drop_duplicates(subset=["profile", "task", "method", "seed", "config_hash"])
+        if not frame.empty:  # failed in one store, finished in another (a rerun): the finished run counts
+            done = set(zip(frame["profile"], frame["task"], frame["method"], frame["seed"], strict=False))
+            keep = [key not in done for key in zip(failed_frame["profile"], failed_frame["task"],
+                                                   failed_frame["method"], failed_frame["seed"], strict=False)]
+            failed_frame = failed_frame[keep].reset_index(drop=True)
+    timing_rows.extend(_in_run_timings(frame, warnings))
+    timings = pd.DataFrame(timing_rows)
+    if not frame.empty:
+        frame["group"] = [group_label(key) for key in frame[list(GROUP_KEYS)].to_dict("records")]
+    return Runs(frame, failed_frame, timings, readable, warnings, damaged)
+
+
+def _deduplicate(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    frame = frame.sort_values(["finished_at", "path"]).drop_duplicates(
+        subset=["profile", "task", "method", "seed", "config_hash"], keep="last")
+    identity = ["profile", "task", "method", "seed"]
+    clashes = frame[frame.duplicated(subset=identity, keep=False)]
+    for key, rows in clashes.groupby(identity, sort=True):
+        kept = rows.iloc[-1]["path"]
+        warnings.append(f"{len(rows)} finished versions of {'/'.join(str(k) for k in key)} with different configs; "
+                        f"kept the newest ({kept})")
+    frame = frame.drop_duplicates(subset=identity, keep="last")
+    return frame.sort_values(["profile", "suite", "task", "method", "seed"]).reset_index(drop=True)
+
+
+# --- timings -------------------------------------------------------------------------------------------
+def read_speed_file(path: Path) -> list[dict[str, Any]]:
+    """Rows of a `srpo-bench speed` report: one per method. Such timings had the process to themselves."""
+    report = read_object(path)
+    results = report.get("results")
+    if not isinstance(results, dict) or "task" not in report:
+        raise Damaged(f"{path}: missing 'task' or 'results'")
+    rows = []
+    for method, speed in results.items():
+        if not isinstance(speed, dict):
+            raise Damaged(f"{path}: results['{method}'] is not an object")
+        rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(path),
+                               context=str(speed.get("context") or "alone"), taken=str(report.get("created", ""))))
+    return rows
+
+
+def _in_run_timings(frame: pd.DataFrame, warnings: list[str]) -> list[dict[str, Any]]:
+    """One row per distinct in-run timing: seeds timed in one process share one measurement (runner cache),
+    so identical speed.json contents are counted once."""
+    rows, seen = [], set()
+    if frame.empty:
+        return rows
+    for record in frame[frame["speed"].notna()].itertuples():
+        speed = record.speed
+        digest = hashlib.sha1(json.dumps(speed, sort_keys=True, default=str).encode()).hexdigest()
+        key = (record.task, record.method, digest)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(timing_row(speed, task=record.task, method=record.method, source=f"{record.path}/speed.json",
+                               context=str(speed.get("context") or "in-run"), taken=record.finished_at,
+                               profile=record.profile))
+    return rows
+
+
+def timing_row(speed: dict[str, Any], task: str, method: str, source: str, context: str, taken: str,
+               profile: str | None = None) -> dict[str, Any]:
+    device = _dict(speed, "device")
+    threads = speed.get("torch_threads")
+    kind = str(device.get("type", "unknown"))
+    name = str(device.get("name") or "")
+    # Ratios are only taken within one device: same kind, same model and (on CPUs) the same thread count.
+    device_key = f"{kind} {name}".strip() + (f", {threads} threads" if kind == "cpu" and threads else "")
+    load = _dict(speed, "machine_load")
+    row: dict[str, Any] = {
+        "device": device_key, "task": task, "method": method, "context": context, "source": source,
+        "taken": taken, "profile": profile, "nfe_per_action": _optional_number(speed.get("nfe_per_action")),
+        "loadavg": (load.get("loadavg_before") or [None])[0] if isinstance(load.get("loadavg_before"), list)
+        else None, "cpu_count": load.get("cpu_count"),
+    }
+    batches = _dict(speed, "batches")
+    for size in ("1", "256"):
+        timing = batches.get(size) if isinstance(batches.get(size), dict) else {}
+        row[f"aps_b{size}"] = _optional_number(timing.get("actions_per_second"))
+        samples = timing.get("samples")
+        row[f"samples_b{size}"] = ([float(s) for s in samples if _optional_number(s) is not None]
+                                   if isinstance(samples, list) else [])
+    return row

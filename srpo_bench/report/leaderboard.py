@@ -1,0 +1,493 @@
+"""The leaderboard: one report rendered as Markdown, a self-contained HTML page, CSV files and versioned JSON.
+
+Files written into the leaderboard folder (each stamped with the generator, git commits, library versions,
+devices, profiles and run counts):
+
+    leaderboard.md           README-ready; figures linked from figures/
+    leaderboard.html         one static page: tables with sortable columns (inline script), figures embedded as
+                             data: URIs, no request to any other host. `#sort=<table id>:<column>:<asc|desc>`
+                             in the address sorts a table on load.
+    leaderboard-*.csv        tasks, aggregates, improvement, speed, training, reference, runs, failed; stamp in
+                             leading '#' lines (pandas: read_csv(path, comment="#")); missing cells are empty
+    leaderboard.json         schema below
+    figures/*.png, *.svg     per protocol group: aggregates, profiles, improvement, score-vs-speed, curves
+
+JSON schema "srpo-bench-leaderboard", version 1 (`schema`, `schema_version`; a change of meaning bumps the
+version). Missing values are null, never 0. Top-level keys:
+
+    stamp             generator, report_git_commit, report_versions {library: version}, run_git_commits,
+                      run_versions, devices, profiles, stores, runs {finished, not_finished, damaged_skipped}
+    settings          reps, bootstrap_seed, confidence, optimality_gap_threshold, reference_method, profile_filter
+    groups[]          protocol {suite, profile, eval_episodes, score_scale, selection}, label, tasks, methods,
+                      notes[], per_task[] {task, method, seeds, mean, ci_low, ci_high, best, data_score, last,
+                      mean_last3, best_during_training (optimistic)}, aggregates {tasks, runs_per_task {method: n},
+                      metrics {method: {median|iqm|mean|optimality_gap: {point, ci_low, ci_high}}}} or null,
+                      probability_of_improvement {reference, vs {method: {point, ci_low, ci_high}}} or null,
+                      performance_profiles {taus[], methods {method: {profile[], ci_low[], ci_high[]}}} or null
+    speed             timings[] {device, task, method, context ("alone"|"in-run"), timings, loadavg, cpu_count,
+                      nfe_per_action, aps_b1, p25_b1, p75_b1, samples_b1[], same for b256},
+                      speedups[] {device, task, method, timings, speedup_b1, low_b1, high_b1, same for b256},
+                      training[] {device, profile, task, method, stage, seeds, seconds}
+    reference_comparison[]  {group, task, method, seeds, reproduced, low, high, reported, difference,
+                      reported_in_interval, source, note}: published numbers, never in the aggregates
+    failed_runs[]     {profile, task, method, seed, status, reason, path}
+    runs[]            every finished run: run_id, store, path, profile, suite, score_scale, task, method,
+                      base_method, seed, selection, eval_episodes, config_hash, device, git_commit, score (the
+                      final policy's mean), episode_scores[] (normalized x100, per evaluation episode),
+                      episode_returns[], summaries, during_training: enough to recompute every statistic
+    warnings[]        one line per store, run folder or file that was skipped, and why
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srpo_bench.atomic import atomic_write
+from srpo_bench.report import plots, tables
+from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
+from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
+from srpo_bench.report.frame import Damaged, read_object
+
+SCHEMA = "srpo-bench-leaderboard"
+SCHEMA_VERSION = 1
+FORMATS = ("md", "html", "csv", "json")
+
+
+class OutputError(RuntimeError):
+    """The leaderboard cannot be written; the message names the path and the problem."""
+
+
+def parse_formats(spec: str) -> list[str]:
+    formats = [part.strip().lower() for part in spec.split(",") if part.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown --format '{', '.join(unknown) or spec}' (choose from {', '.join(FORMATS)}, "
+                         "comma separated)")
+    return list(dict.fromkeys(formats))
+
+
+@dataclass
+class Section:
+    title: str
+    anchor: str
+    notes: list[str] = field(default_factory=list)
+    tables: list[tables.Table] = field(default_factory=list)
+    figures: list[plots.SavedFigure] = field(default_factory=list)
+
+
+# --- content --------------------------------------------------------------------------------------------
+def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> list[Section]:
+    out = []
+    for index, group in enumerate(report.groups):
+        section = Section(group.label, f"group-{index}", notes=list(group.notes), figures=figures.get(group.label, []))
+        section.tables.append(tables.per_task(group.per_task, group.methods, "per-task scores", f"tasks-{index}"))
+        if group.estimates:
+            section.tables.append(tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
+                                                    "aggregates", f"aggregates-{index}"))
+        if group.improvement:
+            section.tables.append(tables.improvement(group.improvement, REFERENCE_METHOD, "probability of improvement",
+                                                     f"improvement-{index}"))
+        chosen = tables.selection(group.per_task, "final policy vs during-training evaluations", f"selection-{index}")
+        if chosen is not None:
+            section.tables.append(chosen)
+        if group.key["score_scale"] == "lite":
+            section.notes.append("locomotion-lite is our own data (SAC behavior policies), not D4RL: published D4RL "
+                                 "numbers do not apply and are not shown")
+        out.append(section)
+    published = Section("published numbers beside ours", "published")
+    if not report.comparison.empty:
+        published.tables.append(tables.comparison(report.comparison, "published"))
+    else:
+        published.notes.append("no D4RL runs in this report: the papers' numbers (results/reference/) are only "
+                               "shown beside D4RL tasks")
+    out.append(published)
+    speed = Section("speed and training time", "speed")
+    for index, device in enumerate(sorted(report.timings["device"].unique()) if not report.timings.empty else []):
+        speed.tables.append(tables.speed(report.timings, report.speedups, device, REFERENCE_METHOD, f"speed-{index}"))
+    for index, device in enumerate(sorted(report.training["device"].unique()) if not report.training.empty else []):
+        speed.tables.append(tables.training(report.training, device, f"training-{index}"))
+    if not speed.tables:
+        speed.notes.append("no timings recorded")
+    out.append(speed)
+    if not report.runs.failed.empty:
+        out.append(Section("runs that did not finish", "failed",
+                           tables=[tables.failed(report.runs.failed, "failed")]))
+    if report.warnings:
+        out.append(Section("skipped while reading", "skipped", notes=list(report.warnings)))
+    return out
+
+
+def stamp_line(report: Report) -> str:
+    stamp, settings = report.stamp, report.settings
+    versions = stamp["report_versions"]
+    libraries = ", ".join(f"{name} {versions[name]}" for name in ("torch", "numpy", "pandas", "rliable", "scipy",
+                                                                   "matplotlib") if name in versions)
+    commits = ", ".join(stamp["run_git_commits"]) or "none"
+    runs = stamp["runs"]
+    return (f"{stamp['generator']} (commit {stamp['report_git_commit']}; python {stamp['python']}; {libraries}) · "
+            f"runs from commit {commits} · devices: {', '.join(stamp['devices']) or 'none'} · profiles: "
+            f"{', '.join(stamp['profiles']) or 'none'} · {runs['finished']} finished runs, {runs['not_finished']} "
+            f"not finished, {runs['damaged_skipped']} damaged folders skipped · bootstrap {settings['reps']} reps, "
+            f"seed {settings['bootstrap_seed']}")
+
+
+# --- figures --------------------------------------------------------------------------------------------
+def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> dict[str, list[plots.SavedFigure]]:
+    saved: dict[str, list[plots.SavedFigure]] = {}
+    for index, group in enumerate(report.groups):
+        palette = plots.colors(group.methods)
+        title = group.label
+        figures = []
+        if group.estimates:
+            figures.append(plots.save(plots.aggregates(group.estimates, palette, title), folder,
+                                      f"group{index}-aggregates", "aggregates"))
+            figures.append(plots.save(plots.profiles(group.taus, group.profiles, palette, title), folder,
+                                      f"group{index}-profiles", "performance profiles"))
+        if group.improvement:
+            figures.append(plots.save(plots.improvement(group.improvement, REFERENCE_METHOD, palette, title), folder,
+                                      f"group{index}-improvement", "probability of improvement"))
+        points = speed_points(report, group)
+        if points:
+            figures.append(plots.save(plots.score_vs_speed(points, palette, title), folder,
+                                      f"group{index}-score-vs-speed", "score vs speed"))
+        curves, metrics_used = training_curves(report, group, warn)
+        if curves:
+            figures.append(plots.save(plots.training_curves(curves, metrics_used, title), folder,
+                                      f"group{index}-curves", "training curves"))
+        evaluations = during_training(report, group)
+        if evaluations:
+            figures.append(plots.save(plots.during_training(evaluations, palette, title), folder,
+                                      f"group{index}-during-training", "scores during training"))
+        saved[group.label] = figures
+    return saved
+
+
+def speed_points(report: Report, group: Group) -> dict[str, list[plots.SpeedPoint]]:
+    """Per device: each method's batch-1 actions/s over the group's tasks (median of the pooled timings, bootstrap
+    interval) against its IQM."""
+    if not group.estimates or report.timings.empty:
+        return {}
+    timings = report.timings[report.timings["task"].isin(group.aggregate_tasks)]
+    points: dict[str, list[plots.SpeedPoint]] = {}
+    for device, rows in timings.groupby("device", sort=True):
+        for method in group.methods:
+            mine = rows[rows["method"] == method]
+            samples = [s for pooled in mine["samples_b1"] for s in pooled] or mine["aps_b1"].dropna().tolist()
+            if samples and method in group.estimates:
+                speed = median_interval(samples, reps=report.settings["reps"], seed=report.settings["bootstrap_seed"])
+                points.setdefault(device, []).append(plots.SpeedPoint(method, speed, group.estimates[method]["iqm"]))
+    return points
+
+
+def training_curves(report: Report, group: Group, warn: Callable[[str], None]
+                    ) -> tuple[dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]], dict]:
+    """Mean over seeds of each stage's main metric ('loss' when logged), per method, stage and task."""
+    runs = report.runs.finished
+    runs = runs[runs["group"] == group.label]
+    series: dict[tuple[str, str, str], list[pd.Series]] = {}
+    metrics_used: dict[tuple[str, str], str] = {}
+    for record in runs.itertuples():
+        path = Path(record.path) / "curves.json"
+        if not path.exists():
+            continue
+        try:
+            curves = read_object(path)
+        except Damaged as error:
+            warn(f"training curves left out: {error}")
+            continue
+        for stage, points in curves.items():
+            if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
+                continue
+            metric = metrics_used.get((record.method, stage)) or _main_metric(points)
+            if metric is None:
+                continue
+            metrics_used[(record.method, stage)] = metric
+            pairs = [(p["step"], p[metric]) for p in points if _finite(p.get("step")) and _finite(p.get(metric))]
+            if pairs:
+                steps, values = zip(*pairs, strict=False)
+                series.setdefault((record.method, stage, record.task), []).append(
+                    pd.Series(values, index=steps, dtype=float).groupby(level=0).mean())
+    curves_out: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for (method, stage, task), lines in sorted(series.items()):
+        mean = pd.concat(lines, axis=1).mean(axis=1).sort_index()
+        curves_out.setdefault((method, stage), {})[task] = (mean.index.to_numpy(float), mean.to_numpy(float))
+    return curves_out, metrics_used
+
+
+def _main_metric(points: list[dict[str, Any]]) -> str | None:
+    keys = [k for k in points[0] if k not in ("step", "lr") and _finite(points[0].get(k))]
+    return "loss" if "loss" in keys else (keys[0] if keys else None)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def during_training(report: Report, group: Group) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    runs = report.runs.finished
+    runs = runs[(runs["group"] == group.label) & runs["during_training"].notna()]
+    points = []
+    for record in runs.itertuples():
+        for entry in record.during_training:
+            if isinstance(entry, dict) and _finite(entry.get("step")) and _finite(entry.get("mean_normalized")):
+                points.append({"task": record.task, "method": record.method, "seed": record.seed,
+                               "step": float(entry["step"]), "score": float(entry["mean_normalized"])})
+    if not points:
+        return {}
+    frame = pd.DataFrame(points)
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for (task, method), rows in frame.groupby(["task", "method"], sort=True):
+        stats = rows.groupby("step")["score"].agg(["mean", "std"]).fillna(0.0)
+        out.setdefault(task, {})[method] = (stats.index.to_numpy(float), stats["mean"].to_numpy(float),
+                                            stats["std"].to_numpy(float))
+    return out
+
+
+# --- Markdown -------------------------------------------------------------------------------------------
+def _md_escape(value: str) -> str:
+    return value.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: tables.Table) -> str:
+    lines = [f"**{table.title}**", "", "| " + " | ".join(_md_escape(c) for c in table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    for row in table.rows:
+        lines.append("| " + " | ".join(f"**{_md_escape(c.text)}**" if c.best else _md_escape(c.text) for c in row)
+                     + " |")
+    lines += [""] + [f"_{note}_" for note in table.notes]
+    return "\n".join(lines)
+
+
+def to_markdown(report: Report, content: list[Section], figures_dir: str) -> str:
+    parts = ["# srpo-bench leaderboard", "", f"> {stamp_line(report)}", ""]
+    for section in content:
+        parts += [f"## {section.title}", ""]
+        parts += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
+        for table in section.tables:
+            parts += [table_markdown(table), ""]
+        for figure in section.figures:
+            parts += [f"![{figure.title}]({figures_dir}/{figure.png.name}) "
+                      f"([SVG]({figures_dir}/{figure.svg.name}))", ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# --- HTML -----------------------------------------------------------------------------------------------
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
+       padding: 0 1rem; color: #222; }
+.stamp { font-size: 0.8rem; color: #555; border-left: 3px solid #ccc; padding-left: 0.6rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 0.3rem; font-size: 0.85rem; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; white-space: nowrap; }
+th { background: #f3f3f3; cursor: pointer; user-select: none; }
+th[data-dir="asc"]::after { content: " \\25B2"; } th[data-dir="desc"]::after { content: " \\25BC"; }
+td.best { font-weight: bold; background: #e8f4ea; }
+.note { font-size: 0.8rem; color: #555; margin: 0 0 1rem; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; }
+"""
+
+# Sorting: click a header (again to reverse); cells sort by data-sort (numbers numerically), blanks last.
+SCRIPT = """
+function sortTable(table, column, dir) {
+  const body = table.tBodies[0];
+  const key = (row) => { const v = row.cells[column].dataset.sort;
+    return v === undefined || v === "" ? null : (isNaN(Number(v)) ? v : Number(v)); };
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === null) return y === null ? 0 : 1; if (y === null) return -1;
+    const c = (typeof x === "number" && typeof y === "number") ? x - y : String(x).localeCompare(String(y));
+    return dir === "asc" ? c : -c; });
+  rows.forEach((row) => body.appendChild(row));
+  table.querySelectorAll("th").forEach((th, i) => {
+    if (i === column) th.dataset.dir = dir; else delete th.dataset.dir; });
+}
+document.querySelectorAll("table.sortable").forEach((table) => {
+  table.querySelectorAll("th").forEach((th, i) => th.addEventListener("click", () =>
+    sortTable(table, i, th.dataset.dir === "asc" ? "desc" : "asc")));
+});
+const wanted = /^#sort=([^:]+):(\\d+):(asc|desc)$/.exec(decodeURIComponent(location.hash));
+if (wanted) {
+  const table = document.getElementById(wanted[1]);
+  if (table) sortTable(table, Number(wanted[2]), wanted[3]);
+}
+"""
+
+
+def table_html(table: tables.Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        cells = []
+        for cell in row:
+            sort = "" if cell.sort is None or (isinstance(cell.sort, float) and math.isnan(cell.sort)) else cell.sort
+            css = ' class="best"' if cell.best else ""
+            cells.append(f'<td{css} data-sort="{html.escape(str(sort))}">{html.escape(cell.text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in table.notes)
+    return (f'<h3>{html.escape(table.title)}</h3>\n<table class="sortable" id="{html.escape(table.key)}">'
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>\n{notes}")
+
+
+def to_html(report: Report, content: list[Section]) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             "<title>srpo-bench leaderboard</title>", f"<style>{STYLE}</style></head><body>",
+             "<h1>srpo-bench leaderboard</h1>", f'<p class="stamp">{html.escape(stamp_line(report))}</p>',
+             "<nav><ul>" + "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in content)
+             + "</ul></nav>"]
+    for section in content:
+        parts.append(f'<section id="{section.anchor}"><h2>{html.escape(section.title)}</h2>')
+        if section.notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in section.notes) + "</ul>")
+        parts += [table_html(table) for table in section.tables]
+        for figure in section.figures:
+            data = base64.b64encode(figure.png_bytes).decode("ascii")
+            parts.append(f'<figure><img alt="{html.escape(figure.title)}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(figure.title)}</figcaption></figure>")
+        parts.append("</section>")
+    parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+# --- JSON and CSV ---------------------------------------------------------------------------------------
+def clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars and arrays to Python, NaN and infinities to null (missing, never zero)."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [clean(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _estimate(estimate: Estimate) -> dict[str, Any]:
+    return {"point": estimate.point, "ci_low": estimate.low, "ci_high": estimate.high}
+
+
+def _records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    if frame.empty:
+        return []
+    frame = frame[columns] if columns else frame
+    return [dict(zip(frame.columns, row, strict=False)) for row in frame.itertuples(index=False, name=None)]
+
+
+RUN_FIELDS = ["run_id", "store", "path", "profile", "suite", "score_scale", "task", "method", "base_method", "seed",
+              "selection", "eval_episodes", "config_hash", "device", "git_commit", "finished_at", "score",
+              "episode_scores", "episode_returns", "summaries", "during_training"]
+TASK_FIELDS = ["task", "method", "seeds", "mean", "low", "high", "best", "data_score", "last", "mean_last3",
+               "best_during_training"]
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    groups = []
+    for group in report.groups:
+        per_task = [{("ci_low" if k == "low" else "ci_high" if k == "high" else k): v for k, v in row.items()}
+                    for row in _records(group.per_task, TASK_FIELDS)]
+        groups.append({
+            "protocol": group.key, "label": group.label, "tasks": group.tasks, "methods": group.methods,
+            "notes": group.notes, "per_task": per_task,
+            "aggregates": {"tasks": group.aggregate_tasks, "runs_per_task": group.runs_per_task,
+                           "metrics": {m: {k: _estimate(e[k]) for k in METRICS} for m, e in group.estimates.items()}}
+            if group.estimates else None,
+            "probability_of_improvement": {"reference": REFERENCE_METHOD,
+                                           "vs": {m: _estimate(e) for m, e in group.improvement.items()}}
+            if group.improvement else None,
+            "performance_profiles": {"taus": group.taus, "methods": {
+                m: {"profile": p, "ci_low": lo, "ci_high": hi} for m, (p, lo, hi) in group.profiles.items()}}
+            if group.profiles else None,
+        })
+    runs = report.runs.finished.copy()
+    if not runs.empty:
+        runs["run_id"] = [f"{p}/{t}/{m}/seed{s}" for p, t, m, s in
+                          zip(runs["profile"], runs["task"], runs["method"], runs["seed"], strict=False)]
+    failed_fields = ["profile", "task", "method", "seed", "status", "reason", "path"]
+    return clean({
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stamp": report.stamp, "settings": report.settings,
+        "groups": groups,
+        "speed": {"timings": _records(report.timings), "speedups": _records(report.speedups),
+                  "training": _records(report.training)},
+        "reference_comparison": _records(report.comparison),
+        "failed_runs": _records(report.runs.failed, failed_fields) if not report.runs.failed.empty else [],
+        "runs": _records(runs, RUN_FIELDS),
+        "warnings": report.warnings,
+    })
+
+
+def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
+    per_task = pd.concat([g.per_task for g in report.groups], ignore_index=True) if report.groups else pd.DataFrame()
+    aggregates = pd.DataFrame([
+        {"group": g.label, "method": m, "metric": k, "point": e[k].point, "ci_low": e[k].low, "ci_high": e[k].high,
+         "runs_per_task": g.runs_per_task[m], "tasks": ";".join(g.aggregate_tasks)}
+        for g in report.groups for m, e in g.estimates.items() for k in METRICS])
+    improvement = pd.DataFrame([
+        {"group": g.label, "reference": REFERENCE_METHOD, "method": m, "point": e.point, "ci_low": e.low,
+         "ci_high": e.high} for g in report.groups for m, e in g.improvement.items()])
+    timings = report.timings.drop(columns=[c for c in report.timings.columns if c.startswith("samples_")])
+    speed = timings.merge(report.speedups.drop(columns=["timings"]), on=["device", "task", "method"], how="left") \
+        if not report.speedups.empty else timings
+    runs = report.runs.finished
+    run_columns = ["profile", "suite", "score_scale", "task", "method", "base_method", "seed", "selection",
+                   "eval_episodes", "config_hash", "device", "git_commit", "score", "dataset_score", "fit_seconds",
+                   "path"]
+    return {
+        "tasks": per_task, "aggregates": aggregates, "improvement": improvement, "speed": speed,
+        "training": report.training, "reference": report.comparison,
+        "runs": runs[run_columns] if not runs.empty else pd.DataFrame(columns=run_columns),
+        "failed": report.runs.failed[["profile", "task", "method", "seed", "status", "reason", "path"]]
+        if not report.runs.failed.empty else pd.DataFrame(columns=["profile", "task", "method", "seed", "reason"]),
+    }
+
+
+# --- writing --------------------------------------------------------------------------------------------
+def _write_text(path: Path, content: str) -> Path:
+    try:
+        atomic_write(path, lambda tmp: Path(tmp).write_text(content, encoding="utf-8"))
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    return path
+
+
+def write(report: Report, folder: Path, formats: list[str], warn: Callable[[str], None]) -> list[Path]:
+    """Write the chosen formats into `folder` (figures too, for md and html); return the paths written."""
+    written: list[Path] = []
+    figures: dict[str, list[plots.SavedFigure]] = {}
+    if "md" in formats or "html" in formats:
+        try:
+            figures = make_figures(report, folder / "figures", warn)
+        except OSError as error:
+            raise OutputError(f"{folder / 'figures'}: cannot write ({error.strerror or error})") from None
+        written += [path for saved in figures.values() for f in saved for path in (f.png, f.svg)]
+    content = sections(report, figures)
+    if "md" in formats:
+        written.append(_write_text(folder / "leaderboard.md", to_markdown(report, content, "figures")))
+    if "html" in formats:
+        written.append(_write_text(folder / "leaderboard.html", to_html(report, content)))
+    if "json" in formats:
+        written.append(_write_text(folder / "leaderboard.json",
+                                   json.dumps(to_json(report), indent=1, allow_nan=False) + "\n"))
+    if "csv" in formats:
+        header = "".join(f"# {line}\n" for line in (
+            f"{SCHEMA} csv, schema version {SCHEMA_VERSION}", stamp_line(report)))
+        for name, frame in csv_frames(report).items():
+            frame = frame.map(lambda v: json.dumps(clean(v)) if isinstance(v, (dict, list)) else v) \
+                if not frame.empty else frame
+            written.append(_write_text(folder / f"leaderboard-{name}.csv", header + frame.to_csv(index=False)))
+    return written

@@ -1,0 +1,114 @@
+"""Speed: which timings the report uses, SRPO's speedup over each method with an interval, training time.
+
+A ratio of speeds means something only when both were measured on the same device (same kind, model and
+CPU thread count) and, ideally, with the device to themselves. So timings are grouped by device, and per
+(device, task, method) the report takes `srpo-bench speed` timings ("alone") when it has them, else the
+timings made inside training runs ("in-run", where other runs could share the machine), and marks which.
+The speedup is the ratio of median actions/s, its 95% interval bootstrapped over the repeated timings
+(aggregate.speedup_interval); timings recorded before per-repeat samples existed give the ratio alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from srpo_bench.report.aggregate import DEFAULT_REPS, DEFAULT_SEED, speedup_interval
+
+BATCHES = ("1", "256")
+TIMING_COLUMNS = ["device", "task", "method", "context", "timings", "loadavg", "cpu_count", "nfe_per_action",
+                  *(f"{kind}_b{b}" for b in BATCHES for kind in ("aps", "p25", "p75", "samples"))]
+
+
+def select_timings(timings: pd.DataFrame) -> pd.DataFrame:
+    """One row per (device, task, method): "alone" timings if any (the newest such file), else every distinct
+    in-run timing pooled. Columns: device, task, method, context, timings (how many were pooled), the
+    1-minute load average when taken, and per batch size the median actions/s, its quartiles and samples."""
+    if timings.empty:
+        return pd.DataFrame(columns=TIMING_COLUMNS)
+    rows = []
+    for (device, task, method), group in timings.groupby(["device", "task", "method"], sort=True):
+        alone = group[group["context"] == "alone"]
+        chosen = alone.sort_values("taken").tail(1) if not alone.empty else group
+        row: dict[str, Any] = {
+            "device": device, "task": task, "method": method,
+            "context": "alone" if not alone.empty else "in-run", "timings": len(chosen),
+            "loadavg": _mean_or_none(chosen["loadavg"]), "cpu_count": chosen["cpu_count"].dropna().max()
+            if chosen["cpu_count"].notna().any() else None,
+            "nfe_per_action": chosen["nfe_per_action"].dropna().iloc[0] if chosen["nfe_per_action"].notna().any()
+            else None,
+        }
+        for size in BATCHES:
+            samples = [s for pooled in chosen[f"samples_b{size}"] for s in pooled]
+            medians = chosen[f"aps_b{size}"].dropna()
+            values = np.asarray(samples if samples else medians, dtype=float)
+            row[f"samples_b{size}"] = samples
+            row[f"aps_b{size}"] = float(np.median(values)) if values.size else None
+            row[f"p25_b{size}"] = float(np.percentile(values, 25)) if len(samples) > 1 else None
+            row[f"p75_b{size}"] = float(np.percentile(values, 75)) if len(samples) > 1 else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=TIMING_COLUMNS)
+
+
+def speedups(selected: pd.DataFrame, reference: str = "srpo", reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED
+             ) -> pd.DataFrame:
+    """SRPO's speedup over each other method, per (device, task) and batch size: point, low, high, and which
+    kinds of timing the ratio compares ("alone", "in-run", or "alone/in-run" when they differ)."""
+    rows = []
+    for (device, task), group in selected.groupby(["device", "task"], sort=True):
+        base = group[group["method"] == reference]
+        if base.empty:
+            continue
+        base = base.iloc[0]
+        for other in group[group["method"] != reference].itertuples():
+            row: dict[str, Any] = {"device": device, "task": task, "method": other.method,
+                                   "timings": base["context"] if base["context"] == other.context
+                                   else f"{base['context']}/{other.context}"}
+            for size in BATCHES:
+                estimate = _ratio(base, other._asdict(), size, reps, seed)
+                row[f"speedup_b{size}"] = None if estimate is None else estimate.point
+                row[f"low_b{size}"] = None if estimate is None else estimate.low
+                row[f"high_b{size}"] = None if estimate is None else estimate.high
+            rows.append(row)
+    columns = ["device", "task", "method", "timings",
+               *(f"{kind}_b{b}" for b in BATCHES for kind in ("speedup", "low", "high"))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _ratio(base: Any, other: dict[str, Any], size: str, reps: int, seed: int):
+    ref_samples, other_samples = base[f"samples_b{size}"], other[f"samples_b{size}"]
+    if ref_samples and other_samples:
+        return speedup_interval(ref_samples, other_samples, reps=reps, seed=seed)
+    ref, oth = base[f"aps_b{size}"], other[f"aps_b{size}"]
+    if ref is None or oth is None or pd.isna(ref) or pd.isna(oth) or ref <= 0 or oth <= 0:
+        return None
+    return speedup_interval([ref], [oth])
+
+
+def training_times(finished: pd.DataFrame) -> pd.DataFrame:
+    """Mean seconds per training stage over seeds, per (training device, profile, task, method), plus the total.
+    Resumed or reused stages count the seconds they took when trained (frame.training_seconds)."""
+    if finished.empty:
+        return pd.DataFrame(columns=["device", "profile", "task", "method", "seeds", "stage", "seconds"])
+    rows = []
+    for record in finished.itertuples():
+        stages = record.stage_seconds or {}
+        for stage, seconds in stages.items():
+            rows.append({"device": record.device, "profile": record.profile, "task": record.task,
+                         "method": record.method, "seed": record.seed, "stage": stage, "seconds": seconds})
+        if record.fit_seconds is not None and not pd.isna(record.fit_seconds):
+            rows.append({"device": record.device, "profile": record.profile, "task": record.task,
+                         "method": record.method, "seed": record.seed, "stage": "total",
+                         "seconds": float(record.fit_seconds)})
+    if not rows:
+        return pd.DataFrame(columns=["device", "profile", "task", "method", "seeds", "stage", "seconds"])
+    long = pd.DataFrame(rows)
+    return (long.groupby(["device", "profile", "task", "method", "stage"], sort=True)
+            .agg(seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index())
+
+
+def _mean_or_none(values: pd.Series) -> float | None:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.mean()) if not values.empty else None
