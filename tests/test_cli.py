@@ -158,7 +158,7 @@ def test_list_shows_suites_and_methods() -> None:
 
 
 def test_lite_task_runs_end_to_end_on_small_collected_data(tmp_path: Path, monkeypatch) -> None:
-    from srpo_bench.data.collect import collect_suite
+    from srpo_bench.collect.lite import collect_suite
 
     monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path / "data"))
     missing = invoke("run", "--envs", "lite-hopper-medium-replay-v0", "--seeds", "0", "--profile", "smoke",

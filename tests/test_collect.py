@@ -11,13 +11,16 @@ import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from srpo_bench.data import collect, d4rl
+from srpo_bench.collect import lite as collection
+from srpo_bench.collect import rollouts
+from srpo_bench.collect.sac import GaussianActor, ReplayBuffer, SACConfig, TwinQ
+from srpo_bench.data import d4rl
 from srpo_bench.data.dataset import DatasetError
-from srpo_bench.data.sac import GaussianActor, ReplayBuffer, SACConfig, TwinQ
+from srpo_bench.data.lite import LITE_TIERS, MAX_EPISODE_STEPS, lite_dir, parse_lite_task
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import get_task
 
-TIERS = collect.LITE_TIERS
+TIERS = LITE_TIERS
 ROLLOUT_TIERS = ("random", "medium", "expert")
 
 
@@ -27,7 +30,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("srpo-data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SRPO_BENCH_DATA_DIR", str(root))
-        collect.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
+        collection.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
     yield root
 
 
@@ -54,27 +57,27 @@ def _episode_slices(raw: dict[str, np.ndarray]) -> list[slice]:
 # --- paths and names ---------------------------------------------------------------------------------
 def test_lite_dir_follows_the_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path))
-    assert collect.lite_dir() == tmp_path / "lite"
+    assert lite_dir() == tmp_path / "lite"
     monkeypatch.delenv("SRPO_BENCH_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert collect.lite_dir() == tmp_path / "home" / ".srpo-bench" / "lite"
+    assert lite_dir() == tmp_path / "home" / ".srpo-bench" / "lite"
 
 
 def test_parse_lite_task() -> None:
-    assert collect.parse_lite_task("lite-hopper-medium-replay-v0") == ("hopper", "medium-replay")
-    assert collect.parse_lite_task("lite-halfcheetah-medium-expert-v0") == ("halfcheetah", "medium-expert")
+    assert parse_lite_task("lite-hopper-medium-replay-v0") == ("hopper", "medium-replay")
+    assert parse_lite_task("lite-halfcheetah-medium-expert-v0") == ("halfcheetah", "medium-expert")
     with pytest.raises(ValueError, match="unknown lite task"):
-        collect.parse_lite_task("lite-ant-medium-v0")
+        parse_lite_task("lite-ant-medium-v0")
 
 
 def test_bad_arguments_are_clear_value_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="unknown lite env"):
-        collect.collect_suite(envs=("ant",), size="small")
+        collection.collect_suite(envs=("ant",), size="small")
     with pytest.raises(ValueError, match="unknown size"):
-        collect.collect_suite(envs=("hopper",), size="huge")
+        collection.collect_suite(envs=("hopper",), size="huge")
     with pytest.raises(ValueError, match="workers"):
-        collect.collect_suite(envs=("hopper",), size="small", workers=0)
+        collection.collect_suite(envs=("hopper",), size="small", workers=0)
 
 
 def test_missing_file_is_a_one_line_dataset_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -99,7 +102,7 @@ def test_every_tier_is_written_and_loads_through_the_task_registry(use_root: Pat
         meta = _meta(use_root, tier)
         assert task.reference_scores(dataset) == (meta["ref_min_score"], meta["ref_max_score"])
     for which in ("medium", "expert"):
-        assert collect.policy_path("hopper", which).is_file()
+        assert collection.policy_path("hopper", which).is_file()
 
 
 def test_files_have_the_d4rl_layout(use_root: Path) -> None:
@@ -115,17 +118,17 @@ def test_files_have_the_d4rl_layout(use_root: Path) -> None:
             # within an episode the next observation is the following row (qlearning_dataset relies on it)
             np.testing.assert_array_equal(raw["next_observations"][episode][:-1],
                                           raw["observations"][episode][1:])
-            assert episode.stop - episode.start <= collect.MAX_EPISODE_STEPS
+            assert episode.stop - episode.start <= MAX_EPISODE_STEPS
 
 
 def test_rollout_files_hold_complete_episodes_and_their_stated_returns(use_root: Path) -> None:
-    plan = collect.PLANS["small"]
+    plan = collection.PLANS["small"]
     for tier in ROLLOUT_TIERS + ("medium-expert",):
         raw, meta = _raw(use_root, tier), _meta(use_root, tier)
         slices = _episode_slices(raw)
         for episode in slices:  # a timeout only where the 1000-step limit was hit
             if raw["timeouts"][episode.stop - 1]:
-                assert episode.stop - episode.start == collect.MAX_EPISODE_STEPS
+                assert episode.stop - episode.start == MAX_EPISODE_STEPS
         returns = np.array([raw["rewards"][episode].sum(dtype=np.float64) for episode in slices])
         assert meta["episodes"] == len(slices)
         assert meta["transitions"] == len(raw["observations"])
@@ -134,7 +137,7 @@ def test_rollout_files_hold_complete_episodes_and_their_stated_returns(use_root:
         if tier in ROLLOUT_TIERS:
             assert len(raw["observations"]) >= plan.tier_transitions
             # lockstep envs stop as soon as the budget is met: at most one episode per env beyond it
-            assert len(raw["observations"]) < plan.tier_transitions + plan.rollout_envs * collect.MAX_EPISODE_STEPS
+            assert len(raw["observations"]) < plan.tier_transitions + plan.rollout_envs * MAX_EPISODE_STEPS
 
 
 def test_medium_expert_is_medium_then_expert(use_root: Path) -> None:
@@ -145,7 +148,7 @@ def test_medium_expert_is_medium_then_expert(use_root: Path) -> None:
 
 def test_medium_replay_is_the_replay_buffer_up_to_the_medium_snapshot(use_root: Path) -> None:
     raw, meta = _raw(use_root, "medium-replay"), _meta(use_root, "medium-replay")
-    sac = collect.PLANS["small"].sac
+    sac = collection.PLANS["small"].sac
     assert len(raw["observations"]) == meta["medium_training_steps"] == meta["behavior_training_steps"]
     assert sac.start_steps < meta["medium_training_steps"] <= sac.total_steps
     assert meta["medium_training_steps"] % sac.checkpoint_every == 0
@@ -157,7 +160,7 @@ def test_medium_replay_is_the_replay_buffer_up_to_the_medium_snapshot(use_root: 
 
 
 def test_metadata_records_references_and_provenance(use_root: Path) -> None:
-    sac = collect.PLANS["small"].sac
+    sac = collection.PLANS["small"].sac
     expected_steps = {"random": 0, "expert": sac.total_steps, "medium-expert": sac.total_steps}
     for tier in TIERS:
         meta = _meta(use_root, tier)
@@ -184,7 +187,7 @@ def _mtimes(lite: Path) -> dict[str, int]:
 def test_rerun_skips_files_already_collected(use_root: Path) -> None:
     before = _mtimes(use_root)
     assert len(before) == len(TIERS) + 2  # five tiers and two policies
-    paths = collect.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
+    paths = collection.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
     assert _mtimes(use_root) == before
     assert sorted(p.name for p in paths) == sorted(f"lite-hopper-{tier}-v0.hdf5" for tier in TIERS)
 
@@ -193,7 +196,7 @@ def test_a_deleted_tier_is_recollected_alone_and_identically(use_root: Path) -> 
     original = _raw(use_root, "random")
     (use_root / "lite-hopper-random-v0.hdf5").unlink()
     before = _mtimes(use_root)
-    collect.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
+    collection.collect_suite(envs=("hopper",), size="small", seed=0, workers=1, reporter=Reporter(quiet=True))
     after = _mtimes(use_root)
     assert {name for name in after if after[name] != before.get(name)} == {"lite-hopper-random-v0.hdf5"}
     again = _raw(use_root, "random")
@@ -207,7 +210,7 @@ def test_same_seed_gives_identical_arrays_in_worker_processes(
 ) -> None:
     """Two envs in two spawned workers reproduce, bit for bit, hopper collected alone in this process."""
     monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path))
-    collect.collect_suite(envs=("walker2d", "hopper"), size="small", seed=0, workers=2,
+    collection.collect_suite(envs=("walker2d", "hopper"), size="small", seed=0, workers=2,
                           reporter=Reporter(quiet=True))
     for tier in TIERS:
         first, second = _raw(data_root / "lite", tier), _raw(tmp_path / "lite", tier)
@@ -218,11 +221,11 @@ def test_same_seed_gives_identical_arrays_in_worker_processes(
 
 # --- rollouts ----------------------------------------------------------------------------------------
 def test_roll_out_modes() -> None:
-    envs = [collect.make_lite_env("hopper") for _ in range(3)]
-    policy = collect.uniform_policy(3, seed=1)
-    one_each = collect.roll_out(envs, policy, seed=2)
+    envs = [rollouts.make_lite_env("hopper") for _ in range(3)]
+    policy = rollouts.uniform_policy(3, seed=1)
+    one_each = rollouts.roll_out(envs, policy, seed=2)
     assert len(one_each.returns) == 3  # one episode per env
-    budget = collect.roll_out(envs, policy, seed=2, min_transitions=300)
+    budget = rollouts.roll_out(envs, policy, seed=2, min_transitions=300)
     assert len(budget) >= 300
     ends = np.flatnonzero(budget.arrays["terminals"] + budget.arrays["timeouts"])
     assert len(ends) == len(budget.returns) and ends[-1] == len(budget) - 1
@@ -272,9 +275,16 @@ def test_replay_prefix_ends_with_a_timeout_unless_terminal() -> None:
 
 
 def test_collection_key_depends_on_size_and_seed() -> None:
-    keys = {collect.collection_key(size, seed) for size in ("small", "full") for seed in (0, 1)}
+    keys = {collection.collection_key(size, seed) for size in ("small", "full") for seed in (0, 1)}
     assert len(keys) == 4
-    assert collect.collection_key("small", 0) == collect.collection_key("small", 0)
+    assert collection.collection_key("small", 0) == collection.collection_key("small", 0)
+
+
+def test_collection_key_is_pinned() -> None:
+    """Caches written by earlier versions stay current: these are the keys data/collect.py (before the split
+    into data/lite.py and collect/) gave. A plan change that alters them must bump `_FORMAT` deliberately."""
+    assert collection.collection_key("small", 0) == "3f7482f46ec9"
+    assert collection.collection_key("full", 0) == "da3a79164c49"
 
 
 def test_sac_config_rejects_impossible_schedules() -> None:
