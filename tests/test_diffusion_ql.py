@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -10,27 +11,29 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import context, fit
 from torch import nn
 
 import baselines.diffusion_ql as dql
 from baselines.diffusion_ql import (
     DiffusionQL,
-    DiffusionQLAgent,
     DiffusionQLConfig,
     DiffusionQLNoiseNet,
     actor_losses,
+    diffusion_ql_agent,
     diffusion_ql_critic,
     diffusion_ql_schedule,
-    q_weighted_draw,
     td_target,
     tuned_rewards,
 )
-from srpo_bench.critics import TwinQ
+from srpo_bench.config import ConfigError, plan_stages, resolve_config
+from srpo_bench.core.agents import CandidateAgent, softmax_draw_selection
+from srpo_bench.core.critics import TwinQ
+from srpo_bench.core.diffusion import ddpm_sample_clipped_x0
+from srpo_bench.core.stages import FitContext, PlanContext, plan_keys
 from srpo_bench.data import toy
-from srpo_bench.diffusion import ddpm_sample_clipped_x0
-from srpo_bench.methods import FitContext, resolve_config
-from srpo_bench.progress import Reporter
-from srpo_bench.tasks import get_task
+from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.tasks import Task, get_task
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +55,30 @@ def linear_twin_q(q1_weights: list[float], q2_weights: list[float]) -> TwinQ:
     return critic
 
 
-def smoke_context(tmp_path: Path, size: int = 512, seed: int = 0) -> FitContext:
-    """A FitContext as `runner.run_one` builds it, on a small two-moons dataset."""
-    task = get_task("toy-two-moons")
-    return FitContext(task=task, dataset=toy.load_toy("toy-two-moons", size=size), seed=seed,
-                      device=torch.device("cpu"), run_dir=tmp_path, reporter=Reporter(quiet=True), profile="smoke")
+def two_moons(size: int = 512) -> tuple[Task, OfflineDataset]:
+    return get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=size)
+
+
+def stage_state(ctx: FitContext, stage: str = "joint") -> dict[str, torch.Tensor]:
+    """The saved state_dict of a fitted stage, from its content-addressed artifact."""
+    entry = next(e for e in ctx.stage_log if e["stage"] == stage)
+    path = ctx.stage_dir / f"{entry['definition']}-{entry['key']}.pt"
+    return torch.load(path, weights_only=False)["state"]
+
+
+def sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {name[len(prefix) + 1:]: value for name, value in state.items() if name.startswith(prefix + ".")}
+
+
+def actor_of(agent: CandidateAgent) -> nn.Module:
+    """The noise network a Diffusion-QL agent samples its candidates from."""
+    return inspect.getclosurevars(agent.sampler).nonlocals["actor"]
+
+
+def joint_key(config: DiffusionQLConfig, task: Task, fingerprint: str = "data", seed: int = 0) -> str:
+    """The joint stage's cache key, with the plan built as `runner.fit_context` builds it."""
+    plan = PlanContext(task, "smoke", lambda other: plan_stages(other, task, "smoke"))
+    return plan_keys(DiffusionQL.stages(config, plan), fingerprint, seed)["joint"]
 
 
 def test_vp_betas_for_five_steps_match_the_formula_by_hand() -> None:
@@ -144,7 +166,7 @@ def test_draw_frequencies_follow_the_softmax_of_q() -> None:
     states = 20_000
     candidates = torch.tensor([[[0.0], [1.0], [2.0]]]).expand(states, 3, 1)
     q_values = torch.tensor([[0.0, 1.0, 2.0]]).expand(states, 3)
-    drawn = q_weighted_draw(candidates, q_values, torch.Generator().manual_seed(0))
+    drawn = softmax_draw_selection(torch.zeros(states, 1), q_values, candidates, torch.Generator().manual_seed(0))
     assert drawn.shape == (states, 1)
     frequencies = torch.bincount(drawn[:, 0].long(), minlength=3).double() / states
     expected = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()  # 0.090, 0.245, 0.665
@@ -155,7 +177,9 @@ def test_agent_draws_from_the_region_the_target_critic_favours() -> None:
     torch.manual_seed(0)
     actor = DiffusionQLNoiseNet(1, 2)
     critic_target = linear_twin_q([0.0, 20.0, 0.0], [0.0, 20.0, 0.0])  # Q = 20 a0: strongly prefers a0 > 0
-    agent = DiffusionQLAgent(actor, critic_target, diffusion_ql_schedule(DiffusionQLConfig()), act_dim=2)
+    schedule = diffusion_ql_schedule(DiffusionQLConfig())
+    agent = diffusion_ql_agent(actor, critic_target, schedule, act_dim=2, max_action=1.0, candidates=50,
+                               device=torch.device("cpu"))
     assert agent.network_evaluations == {"denoiser": 250, "critic": 100}
     agent.seed(3)
     actions = agent.act(torch.zeros(200, 1))
@@ -163,7 +187,7 @@ def test_agent_draws_from_the_region_the_target_critic_favours() -> None:
     assert (actions[:, 0] > 0).float().mean() > 0.95
     # the untrained actor's own candidates are not biased that way: the critic made the choice
     states = torch.zeros(200, 1)
-    raw = ddpm_sample_clipped_x0(actor, states, agent.schedule, 2, generator=torch.Generator().manual_seed(3))
+    raw = ddpm_sample_clipped_x0(actor, states, schedule.to("cpu"), 2, generator=torch.Generator().manual_seed(3))
     assert (raw[:, 0] > 0).float().mean() < 0.8
     # seeding makes the stochastic draw reproducible
     agent.seed(3)
@@ -184,59 +208,88 @@ def test_task_settings_follow_the_official_table() -> None:
 
 
 def test_smoke_fit_returns_an_agent_and_resumes_from_the_stage(tmp_path: Path) -> None:
-    ctx = smoke_context(tmp_path)
-    config = resolve_config(DiffusionQL, ctx.task, "smoke")
-    agent = DiffusionQL().fit(ctx, config)
+    task, dataset = two_moons()
+    agent, ctx = fit("diffusion-ql", task, dataset, tmp_path)
+    config = resolve_config(DiffusionQL, task, "smoke")
     agent.seed(1)
-    observations = torch.as_tensor(ctx.dataset.observations[:9])
+    observations = torch.as_tensor(dataset.observations[:9])
     actions = agent.act(observations)
     assert actions.shape == (9, 2) and torch.isfinite(actions).all() and actions.abs().max() <= 1.0
     assert [entry["origin"] for entry in ctx.stage_log] == ["trained"]
+    assert ctx.stage_log[0]["definition"] == "DiffusionQLJointStage.r1"
     assert ctx.curves["joint"][-1]["step"] == config.steps - 1
-    state = torch.load(tmp_path / "stages" / "joint.pt", weights_only=False)["state"]
-    assert set(state) == {"actor", "ema_actor", "critic", "critic_target"}
+    state = stage_state(ctx)
+    assert {name.split(".", 1)[0] for name in state} == {"actor", "ema_actor", "critic", "critic_target"}
     # before step 1000 the EMA actor is never updated: it keeps the initial weights the actor moved away from
-    assert not torch.equal(state["ema_actor"]["body.0.weight"], state["actor"]["body.0.weight"])
+    assert not torch.equal(state["ema_actor.body.0.weight"], state["actor.body.0.weight"])
 
-    again = smoke_context(tmp_path)
-    resumed = DiffusionQL().fit(again, config)
+    resumed, again = fit("diffusion-ql", task, dataset, tmp_path)
     assert [entry["origin"] for entry in again.stage_log] == ["resumed"]
+    assert again.stage_log[0]["key"] == ctx.stage_log[0]["key"]
+    assert len(list((tmp_path / "stages").glob("DiffusionQLJointStage.r1-*.pt"))) == 1
     resumed.seed(1)
     np.testing.assert_array_equal(resumed.act(observations).numpy(), actions.numpy())
 
 
 def test_ema_actor_follows_the_actor_from_ema_start(tmp_path: Path) -> None:
-    ctx = smoke_context(tmp_path, size=256)
-    config = dataclasses.replace(resolve_config(DiffusionQL, ctx.task, "smoke"), steps=6, ema_start=0, ema_every=1,
+    task, dataset = two_moons(size=256)
+    config = dataclasses.replace(resolve_config(DiffusionQL, task, "smoke"), steps=6, ema_start=0, ema_every=1,
                                  ema_decay=0.0)  # decay 0: the EMA copy equals the actor after every update
-    DiffusionQL().fit(ctx, config)
-    state = torch.load(tmp_path / "stages" / "joint.pt", weights_only=False)["state"]
-    for name, weights in state["actor"].items():
-        torch.testing.assert_close(state["ema_actor"][name], weights, rtol=0, atol=0)
+    _agent, ctx = fit("diffusion-ql", task, dataset, tmp_path, config=config)
+    state = stage_state(ctx)
+    actor, ema_actor = sub_state(state, "actor"), sub_state(state, "ema_actor")
+    assert actor and set(actor) == set(ema_actor)
+    for name, weights in actor.items():
+        torch.testing.assert_close(ema_actor[name], weights, rtol=0, atol=0)
 
 
 def test_online_best_selection_keeps_the_best_evaluated_weights(tmp_path: Path, monkeypatch: Any) -> None:
     scores = iter([5.0, 50.0, 10.0])
     seen: list[dict[str, torch.Tensor]] = []
 
-    def fake_evaluate(agent: DiffusionQLAgent, task: Any, episodes: int, dataset: Any = None) -> SimpleNamespace:
-        seen.append({k: v.clone() for k, v in agent.actor.state_dict().items()})
+    def fake_evaluate(agent: CandidateAgent, task: Any, episodes: int, dataset: Any = None) -> SimpleNamespace:
+        assert episodes == 2 and agent.num_candidates == config.action_candidates
+        seen.append({k: v.clone() for k, v in actor_of(agent).state_dict().items()})
         return SimpleNamespace(mean_normalized=next(scores))
 
     monkeypatch.setattr(dql, "evaluate", fake_evaluate)
-    ctx = smoke_context(tmp_path, size=256)
-    config = dataclasses.replace(resolve_config(DiffusionQL, ctx.task, "smoke"), steps=9, eval_every=3,
-                                 selection="online-best")
-    agent = DiffusionQL().fit(ctx, config)
+    task, dataset = two_moons(size=256)
+    config = dataclasses.replace(resolve_config(DiffusionQL, task, "smoke"), steps=9, eval_every=3,
+                                 eval_episodes=2, selection="online-best")
+    agent, ctx = fit("diffusion-ql", task, dataset, tmp_path, config=config)
     assert len(seen) == 3
-    assert [point["eval_normalized"] for point in ctx.curves["joint"] if "eval_normalized" in point] == [5, 50, 10]
-    for name, weights in agent.actor.state_dict().items():
+    assert [point["selection_normalized"] for point in ctx.curves["joint"]
+            if "selection_normalized" in point] == [5, 50, 10]
+    for name, weights in actor_of(agent).state_dict().items():
         torch.testing.assert_close(weights, seen[1][name], rtol=0, atol=0)
-    assert not torch.equal(agent.actor.state_dict()["body.0.weight"], seen[2]["body.0.weight"])
+    assert not torch.equal(actor_of(agent).state_dict()["body.0.weight"], seen[2]["body.0.weight"])
+    # the stage artifact holds the selected weights, so a resumed run acts with them too
+    for name, weights in sub_state(stage_state(ctx), "actor").items():
+        torch.testing.assert_close(weights, seen[1][name], rtol=0, atol=0)
 
 
 def test_unknown_selection_is_a_clear_error(tmp_path: Path) -> None:
-    ctx = smoke_context(tmp_path, size=64)
-    config = dataclasses.replace(resolve_config(DiffusionQL, ctx.task, "smoke"), selection="best")
-    with pytest.raises(ValueError, match="unknown selection 'best'"):
-        DiffusionQL().fit(ctx, config)
+    # selection is a Literal setting now: a bad value is refused when the config is resolved, before any fit
+    task, dataset = two_moons(size=64)
+    with pytest.raises(ConfigError, match="diffusion-ql.selection: expected one of final, online-best, got 'best'"):
+        resolve_config(DiffusionQL, task, "smoke", {"selection": "best"})
+    with pytest.raises(ValueError, match="got 'best'"):  # the runner's path (--set diffusion-ql.selection=best)
+        context("diffusion-ql", task, dataset, tmp_path, overrides={"diffusion-ql": {"selection": "best"}})
+    assert not (tmp_path / "stages").exists() or not any((tmp_path / "stages").iterdir())
+
+
+def test_joint_stage_key_ignores_acting_settings_unless_they_select_the_weights() -> None:
+    task = get_task("toy-two-moons")
+    final = resolve_config(DiffusionQL, task, "smoke")
+    assert final.selection == "final"
+    # under "final" the candidate count only changes acting: the trained weights, hence the key, are the same
+    assert joint_key(dataclasses.replace(final, action_candidates=7), task) == joint_key(final, task)
+    online = dataclasses.replace(final, selection="online-best")
+    assert joint_key(online, task) != joint_key(final, task)
+    # under "online-best" the evaluations (with that many candidates) pick the weights: another key
+    assert joint_key(dataclasses.replace(online, action_candidates=7), task) != joint_key(online, task)
+    assert joint_key(dataclasses.replace(online, eval_episodes=3), task) != joint_key(online, task)
+    # a training setting, the data and the seed always enter the key
+    assert joint_key(dataclasses.replace(final, eta=2.0), task) != joint_key(final, task)
+    assert joint_key(final, task, fingerprint="other") != joint_key(final, task)
+    assert joint_key(final, task, seed=1) != joint_key(final, task)

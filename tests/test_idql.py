@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from helpers import context, fit
 from torch import nn
 
 from baselines import idql
-from baselines.idql import IDQL, IDQLAgent, IDQLConfig, training_tensors
+from baselines.idql import IDQL, IDQLBehaviorStage, IDQLConfig, idql_agent, idql_score_model
+from srpo_bench.config import ConfigError, plan_stages, resolve_config
+from srpo_bench.core.agents import CandidateAgent
+from srpo_bench.core.critics import IQLCritic, IQLCriticStage
+from srpo_bench.core.diffusion import DDPMSchedule, ddpm_sample_ancestral
+from srpo_bench.core.nn import FLAX_TRUNCATED_NORMAL_STD, LearnableFourierFeatures, LNResidualBlock, NoisePredictor
+from srpo_bench.core.rewards import training_tensors
+from srpo_bench.core.stages import FitContext, PlanContext
 from srpo_bench.data import toy
-from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.diffusion import DDPMSchedule, ddpm_sample_ancestral
-from srpo_bench.methods import FitContext, resolve_config
-from srpo_bench.progress import Reporter
-from srpo_bench.srpo import SRPO
+from srpo_bench.data.dataset import DatasetError, OfflineDataset
 from srpo_bench.tasks import Task, get_task
 
 
@@ -27,6 +32,10 @@ class StateScaledHeads(nn.Module):
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return states[:, 0] * actions[:, 0], states[:, 0] * actions[:, 1]
+
+    def min_q(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        q1, q2 = self(states, actions)
+        return torch.minimum(q1, q2)
 
 
 class ConstantValue(nn.Module):
@@ -38,10 +47,17 @@ class ConstantValue(nn.Module):
         return torch.full((states.shape[0],), self.value)
 
 
-def hand_built_agent(num_candidates: int, **kwargs) -> IDQLAgent:
+def hand_built_critic(value: float = 0.0, expectile: float = 0.7) -> SimpleNamespace:
+    """What `idql_agent` reads of an `IQLCritic`: the target twin Q, V and the expectile."""
+    return SimpleNamespace(q_target=StateScaledHeads(), v=ConstantValue(value),
+                           config=SimpleNamespace(expectile=expectile))
+
+
+def hand_built_agent(num_candidates: int, critic: Any = None, **settings: Any) -> CandidateAgent:
     score_model = nn.Linear(1, 1)  # never called: the sampler is replaced in these tests
-    return IDQLAgent(score_model, StateScaledHeads(), DDPMSchedule.vp(5).to("cpu"), act_dim=2,
-                     num_candidates=num_candidates, **kwargs)
+    config = IDQLConfig(num_candidates=num_candidates, **settings)
+    return idql_agent(score_model, critic if critic is not None else hand_built_critic(), config, act_dim=2,
+                      device=torch.device("cpu"))
 
 
 def fixed_candidates(monkeypatch: pytest.MonkeyPatch, per_state: torch.Tensor) -> list[dict]:
@@ -94,8 +110,8 @@ def test_expectile_resample_draws_candidates_with_the_expectile_weights(monkeypa
     per_state = torch.stack([first_component, first_component], dim=-1)
     batch = 20_000
     fixed_candidates(monkeypatch, per_state.expand(batch, 4, 2))
-    agent = hand_built_agent(num_candidates=4, action_selection="expectile-resample",
-                             value_net=ConstantValue(0.0), expectile=0.7)
+    agent = hand_built_agent(num_candidates=4, critic=hand_built_critic(value=0.0, expectile=0.7),
+                             action_selection="expectile-resample")
     agent.seed(123)
     actions = agent.act(torch.ones(batch, 1))
     chosen = (actions[:, :1] == first_component[None, :]).float().argmax(dim=1)
@@ -110,11 +126,32 @@ def test_expectile_resample_draws_candidates_with_the_expectile_weights(monkeypa
     assert not torch.equal(agent.act(torch.ones(batch, 1)), actions)
 
 
-def test_expectile_resample_needs_a_value_network() -> None:
-    with pytest.raises(ValueError, match="needs the critic's V"):
-        hand_built_agent(num_candidates=4, action_selection="expectile-resample")
-    with pytest.raises(ValueError, match="unknown action_selection"):
-        hand_built_agent(num_candidates=4, action_selection="softmax")
+def test_expectile_resample_reads_the_critics_value_and_expectile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old agent took V and tau as optional arguments and refused resampling without V; the critic now always
+    carries both, so the equivalent check is that they are the ones used: V = 10 is above every Q, all weights
+    are 1 - tau and the draw is uniform; tau = 0.95 with V = 0 favours the two positive-advantage candidates."""
+    first_component = torch.tensor([0.5, -0.5, 0.0, 0.3])
+    per_state = torch.stack([first_component, first_component], dim=-1)
+    batch = 20_000
+    fixed_candidates(monkeypatch, per_state.expand(batch, 4, 2))
+
+    def frequencies(critic: SimpleNamespace) -> torch.Tensor:
+        agent = hand_built_agent(num_candidates=4, critic=critic, action_selection="expectile-resample")
+        agent.seed(0)
+        chosen = (agent.act(torch.ones(batch, 1))[:, :1] == first_component[None, :]).float().argmax(dim=1)
+        return torch.bincount(chosen, minlength=4).double() / batch
+
+    torch.testing.assert_close(frequencies(hand_built_critic(value=10.0)), torch.full((4,), 0.25, dtype=torch.float64),
+                               atol=0.012, rtol=0.0)
+    # weights 0.95, 0.05, 0.05, 0.95 -> 0.475, 0.025, 0.025, 0.475
+    torch.testing.assert_close(frequencies(hand_built_critic(value=0.0, expectile=0.95)),
+                               torch.tensor([0.475, 0.025, 0.025, 0.475], dtype=torch.float64), atol=0.012, rtol=0.0)
+
+
+def test_unknown_action_selection_is_refused_when_the_config_is_resolved() -> None:
+    with pytest.raises(ConfigError, match="idql.action_selection: expected one of argmax, expectile-resample, "
+                                          "got 'softmax'"):
+        resolve_config(IDQL, get_task("toy-two-moons"), "smoke", {"action_selection": "softmax"})
 
 
 class GaussianOptimalNoise(nn.Module):
@@ -180,21 +217,49 @@ def test_many_step_ancestral_sampler_recovers_the_gaussian() -> None:
 
 
 # --- data treatment, per-task settings -------------------------------------------------------------
+def counting_dataset(size: int = 1000, trajectory_length: int | None = None) -> OfflineDataset:
+    """Row i has observation i and reward i, actions spanning [-1, 1] (so the clip shows); one trajectory, or
+    trajectories of `trajectory_length` rows."""
+    observations = np.arange(size, dtype=np.float32)[:, None]
+    ends = np.arange(size) % (trajectory_length or size) == (trajectory_length or size) - 1
+    return OfflineDataset(
+        name="counting", source="test", observations=observations,
+        actions=np.repeat(np.linspace(-1, 1, size, dtype=np.float32)[:, None], 2, axis=1),
+        rewards=np.arange(size, dtype=np.float32), next_observations=observations + 1,
+        terminals=np.zeros(size, dtype=np.float32), episode_ends=ends,
+    )
+
+
 def test_training_tensors_keep_95_percent_and_clip_actions() -> None:
-    size = 1000
-    tensors = {"observations": torch.arange(size, dtype=torch.float32)[:, None],
-               "actions": torch.linspace(-1, 1, size)[:, None].repeat(1, 2),
-               "rewards": torch.arange(size, dtype=torch.float32)}
-    kept = training_tensors(tensors, IDQLConfig(), seed=0)
+    dataset = counting_dataset()
+    tensors = dataset.tensors("cpu")
+    config = IDQLConfig()
+    cpu = torch.device("cpu")
+
+    def view(seed: int, train_fraction: float, action_clip_eps: float) -> dict[str, torch.Tensor]:
+        return training_tensors(dataset, cpu, "none", config.return_split, 1000, train_fraction, action_clip_eps, seed)
+
+    kept = view(0, config.train_fraction, config.action_clip_eps)
     rows = kept["observations"][:, 0].long()
     assert len(rows) == 950 and len(set(rows.tolist())) == 950  # a subset, without repeats
-    torch.testing.assert_close(kept["rewards"], tensors["rewards"][rows])  # rows stay aligned
+    for key in ("rewards", "next_observations", "terminals"):  # rows stay aligned
+        torch.testing.assert_close(kept[key], tensors[key][rows])
     limit = 1 - 1e-5
     torch.testing.assert_close(kept["actions"], tensors["actions"][rows].clamp(-limit, limit))
     assert kept["actions"].abs().max() <= limit
-    assert not torch.equal(training_tensors(tensors, IDQLConfig(), seed=1)["observations"], kept["observations"])
-    everything = training_tensors(tensors, IDQLConfig(train_fraction=1.0, action_clip_eps=0.0), seed=0)
+    assert not torch.equal(view(1, config.train_fraction, config.action_clip_eps)["observations"],
+                           kept["observations"])
+    everything = view(0, 1.0, 0.0)
     torch.testing.assert_close(everything["actions"], tensors["actions"])
+    torch.testing.assert_close(everything["observations"], tensors["observations"])
+    # the reward transform comes first, on the whole dataset: one trajectory's return range is 0 -> an error;
+    # with two trajectories (returns 0+..+499 and 500+..+999) the scale is 1000 / (sum(500..999) - sum(0..499))
+    with pytest.raises(DatasetError, match="same return"):
+        training_tensors(dataset, cpu, "return_range", "trajectory", 1000)
+    scaled = training_tensors(counting_dataset(trajectory_length=500), cpu, "return_range", "trajectory", 1000,
+                              config.train_fraction, config.action_clip_eps, 0)
+    span = float(np.arange(500, 1000).sum() - np.arange(500).sum())  # 250,000
+    torch.testing.assert_close(scaled["rewards"], (kept["observations"][:, 0] * (1000.0 / span)))
 
 
 def _task(name: str, family: str) -> Task:
@@ -209,6 +274,72 @@ def test_per_family_official_settings() -> None:
     assert (antmaze.expectile, antmaze.reward_transform) == (0.9, "minus_one")
     assert (locomotion.actor_steps, locomotion.actor_batch_size, locomotion.critic_steps) == (3_000_000, 512, 3_000_000)
     assert locomotion.value_layer_norm and locomotion.num_candidates == 64
+    # fidelity defaults: jaxrl5's initialisation and flax's LayerNorm eps, the V-then-Q order, trajectory returns
+    for config in (locomotion, antmaze):
+        assert (config.init, config.layer_norm_eps, config.critic_next_value, config.return_split,
+                config.critic_source) == ("flax", 1e-6, "after_v_step", "trajectory", "own")
+
+
+# --- networks: jaxrl5's initialisation and flax's LayerNorm -------------------------------------------
+def idql_stage_configs(**overrides: str) -> tuple[IDQLBehaviorStage, IQLCriticStage]:
+    """IDQL's behavior and critic stage configs at the paper profile, declared as the runner declares them."""
+    task = get_task("toy-two-moons")
+    config = resolve_config(IDQL, task, "paper", overrides)
+    behavior, critic = IDQL.stages(config, PlanContext(task, "paper", lambda other: plan_stages(other, task, "paper")))
+    assert isinstance(behavior.config, IDQLBehaviorStage) and isinstance(critic.config, IQLCriticStage)
+    return behavior.config, critic.config
+
+
+def test_flax_init_zero_biases_lecun_blocks_xavier_elsewhere_and_flax_layer_norm_eps() -> None:
+    stage, critic_stage = idql_stage_configs()
+    assert (stage.init, stage.layer_norm_eps) == ("flax", 1e-6)
+    assert (critic_stage.init, critic_stage.layer_norm_eps, critic_stage.value_layer_norm) == ("flax", 1e-6, True)
+    torch.manual_seed(0)
+    model = idql_score_model(11, 3, stage)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    in_blocks = {id(m) for block in model.modules() if isinstance(block, LNResidualBlock)
+                 for m in block.modules() if isinstance(m, nn.Linear)}
+    assert len(in_blocks) == 2 * 3 and len(linears) == 2 + 2 + 2 * 3  # cond MLP, ResNet input/output, blocks
+    for layer in linears:
+        assert torch.count_nonzero(layer.bias) == 0
+        fan_out, fan_in = layer.weight.shape
+        weights = layer.weight.detach().double()
+        if id(layer) in in_blocks:  # lecun normal, truncated at 2 std of the underlying normal
+            std = math.sqrt(1.0 / fan_in)
+            assert weights.abs().max() <= 2 * std / FLAX_TRUNCATED_NORMAL_STD + 1e-7
+            assert abs(float(weights.std()) - std) < 0.1 * std, (fan_in, fan_out)
+            assert abs(float(weights.mean())) < 0.01 * std
+        else:  # xavier uniform
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            assert weights.abs().max() <= bound + 1e-7
+            if weights.numel() >= 512:  # filling the bound, not a narrower uniform (torch's is 1/sqrt(fan_in))
+                assert weights.abs().max() > 0.9 * bound
+                assert abs(float(weights.std()) - bound / math.sqrt(3)) < 0.1 * bound / math.sqrt(3)
+    # the 1024-wide hidden layers: std sqrt(1/256) on the way up, sqrt(1/1024) on the way down
+    widths = sorted({tuple(m.weight.shape) for m in linears if id(m) in in_blocks})
+    assert widths == [(256, 1024), (1024, 256)]
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(norms) == 3 and all(norm.eps == 1e-6 for norm in norms)
+    # the critic of the own critic stage: flax init too, and the same eps on V's input LayerNorm
+    critic = IQLCritic(11, 3, critic_stage)
+    assert all(torch.count_nonzero(m.bias) == 0 for m in critic.modules() if isinstance(m, nn.Linear))
+    critic_norms = [m for m in critic.modules() if isinstance(m, nn.LayerNorm)]
+    assert len(critic_norms) == 1 and critic_norms[0].eps == 1e-6
+
+
+def test_torch_init_and_eps_reproduce_the_previous_networks() -> None:
+    stage, _critic = idql_stage_configs(init="torch", layer_norm_eps="1e-5")
+    torch.manual_seed(0)
+    model = idql_score_model(11, 3, stage)
+    assert not all(torch.count_nonzero(m.bias) == 0 for m in model.modules() if isinstance(m, nn.Linear))
+    assert all(m.eps == 1e-5 for m in model.modules() if isinstance(m, nn.LayerNorm))
+    torch.manual_seed(0)  # the network as IDQL built it before the flax settings existed
+    previous = NoisePredictor(11, 3, LearnableFourierFeatures(128), 128, cond_dims=(256, 256), width=256, blocks=3,
+                              dropout=0.1, activation=nn.SiLU)
+    reference = previous.state_dict()
+    assert set(model.state_dict()) == set(reference)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0)
 
 
 # --- fitting through FitContext ----------------------------------------------------------------------
@@ -216,52 +347,59 @@ def tiny_toy(size: int = 256) -> tuple[Task, OfflineDataset]:
     return get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=size, seed=0)
 
 
-def context(task: Task, dataset: OfflineDataset, run_dir: Path, shared: Path | None = None,
-            profile: str = "smoke") -> FitContext:
-    return FitContext(task=task, dataset=dataset, seed=0, device=torch.device("cpu"), run_dir=run_dir,
-                      reporter=Reporter(quiet=True), profile=profile, shared_stage_dir=shared)
-
-
 def critic_entry(ctx: FitContext) -> dict:
     return next(entry for entry in ctx.stage_log if entry["stage"] == "critic")
 
 
-def test_share_stages_makes_idql_reuse_srpos_critic(tmp_path: Path) -> None:
-    task, dataset = tiny_toy()
-    shared = tmp_path / "shared"
-    # SRPO's behavior and policy stages are cut short: only its critic, at the smoke profile, matters here
-    srpo_config = dataclasses.replace(resolve_config(SRPO, task, "smoke"), behavior_steps=2, policy_steps=2)
-    srpo_ctx = context(task, dataset, tmp_path / "srpo", shared)
-    SRPO().fit(srpo_ctx, srpo_config)
-    idql_config = dataclasses.replace(resolve_config(IDQL, task, "smoke"), actor_steps=2, num_candidates=4)
-    idql_ctx = context(task, dataset, tmp_path / "idql", shared)
-    IDQL().fit(idql_ctx, idql_config)
-    assert critic_entry(idql_ctx)["key"] == critic_entry(srpo_ctx)["key"]
-    assert critic_entry(idql_ctx)["origin"] == "shared"
-    assert len(list(shared.glob("iql-critic-*.pt"))) == 1
+# SRPO's behavior and policy stages are cut short: only its critic, at the smoke profile, matters here
+SRPO_SHORT = {"behavior_steps": "2", "policy_steps": "2"}
+IDQL_SHORT = {"actor_steps": "2", "num_candidates": "4"}
 
-    own_ctx = context(task, dataset, tmp_path / "idql-own")
-    IDQL().fit(own_ctx, idql_config)
+
+def test_shared_critic_source_makes_idql_reuse_srpos_critic(tmp_path: Path) -> None:
+    task, dataset = tiny_toy()
+    _srpo, srpo_ctx = fit("srpo", task, dataset, tmp_path, overrides={"srpo": SRPO_SHORT}, run_id="srpo-run")
+    shared = {"idql": {**IDQL_SHORT, "critic_source": "shared"}, "srpo": SRPO_SHORT}
+    agent, idql_ctx = fit("idql", task, dataset, tmp_path, overrides=shared, run_id="idql-run")
+    entry = critic_entry(idql_ctx)
+    assert entry["key"] == critic_entry(srpo_ctx)["key"]
+    assert entry["definition"] == critic_entry(srpo_ctx)["definition"] == "IQLCriticStage.r1"
+    assert (entry["origin"], entry["trained_by"]) == ("shared", "srpo-run")
+    assert len(list((tmp_path / "stages").glob("IQLCriticStage.r1-*.pt"))) == 1
+    assert agent.act(torch.as_tensor(dataset.observations[:3])).shape == (3, dataset.act_dim)
+    # the shared critic is SRPO's as resolved with the grid's srpo overrides: another SRPO critic, another key
+    _config, other = context("idql", task, dataset, tmp_path, run_id="idql-run",
+                             overrides={**shared, "srpo": {**SRPO_SHORT, "expectile": "0.8"}})
+    assert other.keys["critic"] != entry["key"]
+
+    _own, own_ctx = fit("idql", task, dataset, tmp_path, overrides={"idql": IDQL_SHORT}, run_id="idql-own")
     assert critic_entry(own_ctx)["origin"] == "trained"
     assert critic_entry(own_ctx)["key"] != critic_entry(srpo_ctx)["key"]
+    assert critic_entry(own_ctx)["definition"] == "IQLCriticStage.r1"
+    assert len(list((tmp_path / "stages").glob("IQLCriticStage.r1-*.pt"))) == 2
+    # the behavior stage does not depend on where the critic comes from: the own run shares the shared run's
+    assert own_ctx.stage_log[0]["key"] == idql_ctx.stage_log[0]["key"]
+    assert (own_ctx.stage_log[0]["origin"], own_ctx.stage_log[0]["trained_by"]) == ("shared", "idql-run")
 
 
 def test_smoke_fit_returns_an_agent_acting_in_the_box_and_resumes(tmp_path: Path) -> None:
     task, dataset = tiny_toy(300)
+    agent, ctx = fit("idql", task, dataset, tmp_path)
     config = resolve_config(IDQL, task, "smoke")
-    ctx = context(task, dataset, tmp_path / "run")
-    agent = IDQL().fit(ctx, config)
     observations = torch.as_tensor(dataset.observations[:7])
     actions = agent.act(observations)
     assert actions.shape == (7, dataset.act_dim)
     assert torch.isfinite(actions).all() and actions.abs().max() <= 1.0
     assert agent.nfe_per_action == config.num_candidates * (5 + 2)
-    assert [entry["origin"] for entry in ctx.stage_log] == ["trained", "trained"]
+    assert [(entry["stage"], entry["origin"]) for entry in ctx.stage_log] == [("behavior", "trained"),
+                                                                               ("critic", "trained")]
     assert ctx.curves["behavior"] and ctx.curves["critic"]
+    assert ctx.curves["behavior"][-1]["step"] == config.actor_steps - 1
+    assert ctx.curves["critic"][-1]["step"] == config.critic_steps - 1
 
-    again = context(task, dataset, tmp_path / "run")
-    resumed = IDQL().fit(again, config)
+    resumed, again = fit("idql", task, dataset, tmp_path)
     assert [entry["origin"] for entry in again.stage_log] == ["resumed", "resumed"]
+    assert [entry["key"] for entry in again.stage_log] == [entry["key"] for entry in ctx.stage_log]
     agent.seed(5)
     resumed.seed(5)
     torch.testing.assert_close(resumed.act(observations), agent.act(observations))

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import context, fit
 from torch import nn
 
 from baselines.sfbc import (
     SfBC,
-    SfBCAgent,
     SfBCConfig,
+    SfBCCriticStage,
     SfBCScoreNet,
     critic_schedule,
+    epoch_steps,
     planning_returns,
     select_candidates,
+    sfbc_agent,
     soft_values,
     standardise,
+    training_rows,
 )
+from srpo_bench.config import plan_stages, resolve_config
+from srpo_bench.core.diffusion import VPSDE
+from srpo_bench.core.dpm_solver import dpm_solver_nfe
+from srpo_bench.core.stages import PlanContext, Stage
+from srpo_bench.data.d4rl import qlearning_dataset
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.diffusion import VPSDE
-from srpo_bench.dpm_solver import dpm_solver_nfe
-from srpo_bench.methods import FitContext, get_method, resolve_config
-from srpo_bench.progress import Reporter
-from srpo_bench.srpo import SRPO
+from srpo_bench.registry import get_method
 from srpo_bench.tasks import Task, get_task
 
 
@@ -110,8 +116,37 @@ def test_soft_values_weight_q_by_its_softmax() -> None:
     torch.testing.assert_close(values, torch.tensor([(weights * torch.tensor([0.0, 0.1])).sum(), 0.5]))
 
 
+def sfbc_stages(config: SfBCConfig, task: Task | None = None) -> tuple[Stage, ...]:
+    """SfBC's declared stages, with the plan built as `runner.fit_context` builds it."""
+    task = task or get_task("toy-two-moons")
+    return SfBC.stages(config, PlanContext(task, "paper", lambda other: plan_stages(other, task, "paper")))
+
+
+def critic_stage(config: SfBCConfig, task: Task | None = None) -> SfBCCriticStage:
+    stage = sfbc_stages(config, task)[1]
+    assert stage.name == "critic" and isinstance(stage.config, SfBCCriticStage)
+    return stage.config
+
+
+def test_epoch_steps_follow_the_official_fake_len_rule() -> None:
+    # fake_len = max(round(S / N), 1) N rows, ceil(fake_len / batch) batches
+    assert epoch_steps(4_000_000, 1_000_000, 4096) == 977  # behavior: 4M rows -> 976.6 -> 977
+    assert epoch_steps(1_000_000, 1_000_000, 4096) == 245  # critic: 1M rows -> 244.1 -> 245
+    # medium-expert size: round(0.5) = 0 -> max(0, 1) = 1 -> the whole 2M rows: more steps for bigger data
+    assert epoch_steps(1_000_000, 2_000_000, 4096) == 489
+    assert epoch_steps(1_000_000, 400_000, 4096) == 196  # round(2.5) = 2 (half to even): 800k rows
+    assert epoch_steps(1_000_000, 1_000_000, 1_000_000) == 1
+
+
 def test_critic_schedule_is_one_epoch_short_of_k_iterations() -> None:
-    assert critic_schedule(SfBCConfig()) == (24_500, 48_755)  # 100 + 99 epochs of 245 steps
+    stage = critic_stage(SfBCConfig())
+    assert (stage.steps_per_epoch, stage.planning_iterations, stage.epochs_per_iteration) == (0, 2, 100)
+    # steps_per_epoch 0: the fake_len rule, 245 steps per epoch for N = 1M; 100 + 99 epochs
+    assert critic_schedule(stage, 1_000_000) == (24_500, 48_755)
+    assert critic_schedule(stage, 2_000_000) == (100 * 489, 199 * 489)
+    # an explicit steps_per_epoch (CPU profiles) overrides the rule, whatever the data size
+    explicit = dataclasses.replace(stage, steps_per_epoch=5)
+    assert critic_schedule(explicit, 1_000_000) == critic_schedule(explicit, 300) == (500, 995)
 
 
 def test_score_net_predicts_the_score_and_minus_h_as_noise() -> None:
@@ -130,7 +165,7 @@ def test_agent_acts_in_the_box_and_counts_network_evaluations() -> None:
     def noise_model(x: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         return -3.0 * torch.ones_like(x)  # pushes samples beyond +1, so the clamp shows
 
-    agent = SfBCAgent(noise_model, nn.Sequential(q_net), 2, config, -1.0, 1.0, torch.device("cpu"))
+    agent = sfbc_agent(noise_model, nn.Sequential(q_net), 2, config, -1.0, 1.0, torch.device("cpu"))
     assert agent.network_evaluations == {"denoiser": 8 * dpm_solver_nfe(6, 3), "critic": 8}
     agent.seed(3)
     first = agent.act(torch.randn(4, 3))
@@ -144,10 +179,72 @@ def test_task_settings() -> None:
     assert resolve_config(SfBC, get_task("toy-two-moons"), "paper").select_per_state == 1
     loco = resolve_config(SfBC, get_task("hopper-medium-v2"), "paper")
     assert loco.select_per_state == 4 and loco.critic_hidden == (256, 256)
-    large = resolve_config(SfBC, get_task("minari:D4RL/antmaze/large-play-v1"), "paper")
+    assert (loco.critic_samples_per_epoch, loco.critic_steps_per_epoch, loco.data_rows) == (1_000_000, 0, "raw")
+    large_task = get_task("minari:D4RL/antmaze/large-play-v1")
+    large = resolve_config(SfBC, large_task, "paper")
     assert large.select_per_state == 1 and large.critic_hidden == (512, 256, 256)
-    assert large.critic_steps_per_epoch == 489
+    # antmaze epochs are 2M samples (fake_len rule): 489 steps per epoch on the 1M-row antmaze datasets
+    assert (large.critic_samples_per_epoch, large.critic_steps_per_epoch) == (2_000_000, 0)
+    assert critic_schedule(critic_stage(large, large_task), 1_000_000) == (100 * 489, 199 * 489)
     assert get_method("sfbc") is SfBC
+
+
+def timed_out_raw() -> dict[str, np.ndarray]:
+    """A D4RL-format file: trajectory A (rows 0-2) times out at row 2, trajectory B (rows 3-4) terminates at
+    row 4, trajectory C (rows 5-6) runs to the end of the file."""
+    rewards = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0], dtype=np.float32)
+    return {
+        "observations": np.arange(14, dtype=np.float32).reshape(7, 2),
+        "actions": np.linspace(-0.9, 0.9, 7, dtype=np.float32)[:, None],
+        "rewards": rewards,
+        "terminals": np.array([0, 0, 0, 0, 1, 0, 0], dtype=bool),
+        "timeouts": np.array([0, 0, 1, 0, 0, 0, 0], dtype=bool),
+    }
+
+
+def test_raw_rows_keep_the_timed_out_final_step_and_its_reward() -> None:
+    raw = timed_out_raw()
+    dataset = qlearning_dataset(raw, "test.hdf5", "timed-out")
+    # qlearning rows drop the timed-out final step (row 2) and the file's last row (6)
+    np.testing.assert_array_equal(dataset.rewards, [1.0, 2.0, 8.0, 16.0, 32.0])
+    rows = training_rows(dataset, "raw")
+    assert dataset.raw_rows is not None and set(rows) == {"observations", "actions", "rewards", "ends"}
+    np.testing.assert_array_equal(rows["observations"], raw["observations"])
+    np.testing.assert_array_equal(rows["actions"], raw["actions"])
+    np.testing.assert_array_equal(rows["rewards"], raw["rewards"])
+    np.testing.assert_array_equal(rows["ends"], [False, False, True, False, True, False, True])  # terminal or timeout
+    qlearning = training_rows(dataset, "qlearning")
+    np.testing.assert_array_equal(qlearning["rewards"], dataset.rewards)
+    np.testing.assert_array_equal(qlearning["ends"], [False, True, False, True, True])
+    # gamma 0.5: on raw rows R_0 = 1 + 0.5 * 2 + 0.25 * 4 = 3 (the timed-out step's reward counts);
+    # the qlearning rows stop before it: R_0 = 1 + 0.5 * 2 = 2
+    raw_returns, _ = planning_returns(rows["rewards"], rows["ends"], gamma=0.5)
+    assert raw_returns[0] == 3.0
+    np.testing.assert_allclose(raw_returns, [3.0, 4.0, 4.0, 16.0, 16.0, 64.0, 64.0])
+    assert planning_returns(qlearning["rewards"], qlearning["ends"], gamma=0.5)[0][0] == 2.0
+    # a source without raw rows (toy, Minari) trains on its one kind of row either way
+    plain = tiny_dataset()
+    assert plain.raw_rows is None
+    for key, value in training_rows(plain, "raw").items():
+        np.testing.assert_array_equal(value, training_rows(plain, "qlearning")[key])
+
+
+def test_fit_counts_epochs_over_the_rows_it_trains_on(tmp_path: Path) -> None:
+    """Behavior epochs of 10 samples, batch 1: max(round(10 / 7), 1) 7 = 7 steps on the 7 raw rows,
+    max(round(10 / 5), 1) 5 = 10 steps on the 5 qlearning rows; the critic epoch likewise."""
+    dataset = qlearning_dataset(timed_out_raw(), "test.hdf5", "timed-out")
+    task = Task(name="timed-out", suite="test", family="locomotion", max_episode_steps=3, load=lambda: dataset,
+                make_env=get_task("toy-two-moons").make_env, score_scale="toy", ref_min_score=0.0, ref_max_score=1.0)
+    schedule = {"behavior_epochs": "1", "behavior_samples_per_epoch": "10", "behavior_steps": "0",
+                "behavior_batch_size": "1", "critic_samples_per_epoch": "10", "critic_steps_per_epoch": "0",
+                "critic_batch_size": "1", "critic_epochs_per_iteration": "1", "planning_states": "0",
+                "diffusion_steps": "2", "candidates": "4", "planning_samples": "2"}
+    for rows, steps in (("raw", 7), ("qlearning", 10)):
+        _agent, ctx = fit("sfbc", task, dataset, tmp_path / rows, overrides={"sfbc": {**schedule, "data_rows": rows}})
+        assert ctx.curves["behavior"][-1]["step"] == steps - 1
+        # K = 2 iterations of one epoch, one epoch short: one epoch of critic steps, no planning update
+        assert [point["step"] for point in ctx.curves["critic"] if "loss" in point][-1] == steps - 1
+        assert [point["step"] for point in ctx.curves["critic"] if "from_value_fraction" in point] == [0]
 
 
 def tiny_dataset() -> OfflineDataset:
@@ -164,40 +261,46 @@ def tiny_dataset() -> OfflineDataset:
     )
 
 
-def smoke_context(tmp_path: Path, shared_stage_dir: Path | None = None) -> FitContext:
+def tiny_task() -> Task:
     toy = get_task("toy-two-moons")
-    task = Task(name="tiny", suite="test", family="locomotion", max_episode_steps=50, load=tiny_dataset,
+    return Task(name="tiny", suite="test", family="locomotion", max_episode_steps=50, load=tiny_dataset,
                 make_env=toy.make_env, score_scale="toy", ref_min_score=0.0, ref_max_score=1.0)
-    return FitContext(task=task, dataset=tiny_dataset(), seed=0, device=torch.device("cpu"),
-                      run_dir=tmp_path / "run", reporter=Reporter(quiet=True), profile="smoke",
-                      shared_stage_dir=shared_stage_dir)
 
 
 SMOKE_OVERRIDES = {"diffusion_steps": "3", "candidates": "4", "behavior_steps": "10"}
 
 
 def test_smoke_fit_returns_an_agent_and_resumes(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    ctx = smoke_context(tmp_path)
-    config = resolve_config(SfBC, ctx.task, "smoke", SMOKE_OVERRIDES)
-    agent = SfBC().fit(ctx, config)
-    actions = agent.act(torch.as_tensor(ctx.dataset.observations[:7]))
+    task, dataset = tiny_task(), tiny_dataset()
+    agent, ctx = fit("sfbc", task, dataset, tmp_path, overrides={"sfbc": SMOKE_OVERRIDES})
+    config = resolve_config(SfBC, task, "smoke", SMOKE_OVERRIDES)
+    actions = agent.act(torch.as_tensor(dataset.observations[:7]))
     assert actions.shape == (7, 2) and torch.isfinite(actions).all() and actions.abs().max() <= 1.0
-    assert [(e["stage"], e["kind"], e["origin"]) for e in ctx.stage_log] == [
-        ("behavior", "vpsde-behavior/sfbc-u-mlp", "trained"), ("critic", "sfbc-critic", "trained")]
+    assert [(e["stage"], e["definition"], e["origin"]) for e in ctx.stage_log] == [
+        ("behavior", "SfBCBehaviorStage.r1", "trained"), ("critic", "SfBCCriticStage.r1", "trained")]
     planning = [point for point in ctx.curves["critic"] if "from_value_fraction" in point]
     assert len(planning) == config.planning_iterations  # the MC targets, then one planning update
-    again = smoke_context(tmp_path)
-    SfBC().fit(again, config)
+    _resumed, again = fit("sfbc", task, dataset, tmp_path, overrides={"sfbc": SMOKE_OVERRIDES})
     assert [entry["origin"] for entry in again.stage_log] == ["resumed", "resumed"]
+    assert [entry["key"] for entry in again.stage_log] == [entry["key"] for entry in ctx.stage_log]
 
 
-def test_share_stages_uses_srpo_behavior_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.set_num_threads(1)
-    shortened = {family: {**values, "behavior_steps": 5} for family, values in SRPO.profiles["smoke"].items()}
-    monkeypatch.setitem(SRPO.profiles, "smoke", shortened)
-    ctx = smoke_context(tmp_path, shared_stage_dir=tmp_path / "shared")
-    agent = SfBC().fit(ctx, resolve_config(SfBC, ctx.task, "smoke", SMOKE_OVERRIDES))
+def test_shared_behavior_source_uses_srpos_behavior_model(tmp_path: Path) -> None:
+    task, dataset = tiny_task(), tiny_dataset()
+    overrides = {"sfbc": {**SMOKE_OVERRIDES, "behavior_source": "shared"}, "srpo": {"behavior_steps": "5"}}
+    agent, ctx = fit("sfbc", task, dataset, tmp_path, overrides=overrides, run_id="sfbc-run")
     assert agent.act(torch.zeros(3, 3)).shape == (3, 2)
-    assert ctx.stage_log[0]["kind"] == "vpsde-behavior/ln-resnet"
-    assert any((tmp_path / "shared").glob("vpsde-behavior_ln-resnet-*.pt"))
+    assert [(e["stage"], e["definition"]) for e in ctx.stage_log] == [
+        ("behavior", "VPSDEBehaviorStage.r1"), ("critic", "SfBCCriticStage.r1")]
+    assert [path.name for path in (tmp_path / "stages").glob("VPSDEBehaviorStage.r1-*.pt")] == [
+        f"VPSDEBehaviorStage.r1-{ctx.stage_log[0]['key']}.pt"]
+    # it is SRPO's stage exactly as SRPO declares it with the grid's srpo overrides: one key, one artifact
+    _config, srpo_ctx = context("srpo", task, dataset, tmp_path, overrides=overrides, run_id="srpo-run")
+    assert srpo_ctx.keys["behavior"] == ctx.stage_log[0]["key"]
+    srpo_behavior = dataclasses.asdict(srpo_ctx.config("behavior"))
+    assert srpo_behavior["steps"] == 5 and dataclasses.asdict(ctx.config("behavior")) == srpo_behavior
+    # the critic stage depends on the behavior stage: another behavior model, another critic key
+    _own_config, own = context("sfbc", task, dataset, tmp_path, overrides={"sfbc": SMOKE_OVERRIDES})
+    assert own.keys["critic"] != ctx.keys["critic"]
+    assert own.keys["critic"] != context("sfbc", task, dataset, tmp_path, overrides={
+        **overrides, "srpo": {"behavior_steps": "6"}})[1].keys["critic"]
