@@ -101,6 +101,11 @@ def resolve_config(method: type[Method], task: Task, profile: str, overrides: Ma
         raise ConfigError(f"{method.name}: {error}") from None
 
 
+def check_choices(method: str, config: Any) -> None:
+    for key, kind in field_types(type(config)).items():
+        check_choice(method, key, getattr(config, key), kind)
+
+
 def check_choice(method: str, key: str, value: Any, kind: Any) -> None:
     if typing.get_origin(kind) is Literal and value not in typing.get_args(kind):
         raise ConfigError(f"{method}.{key}: expected {describe(kind)}, got '{value}'")

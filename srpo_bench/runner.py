@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from srpo_bench import store
-from srpo_bench.config import config_dict, plan_stages, resolve_config
+from srpo_bench.config import check_choices, config_dict, plan_stages, resolve_config
 from srpo_bench.core.agents import Agent
-from srpo_bench.core.stages import EvaluationSchedule, FitContext
+from srpo_bench.core.stages import EvaluationSchedule, FitContext, PlanContext
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import EvalResult, evaluate
 from srpo_bench.profiles import harness_settings
@@ -73,12 +73,17 @@ def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
 
 def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, profile: str, out: Path,
                 device: torch.device, reporter: Reporter, overrides: dict[str, dict[str, str]] | None = None,
-                evaluation: EvaluationSchedule | None = None, run_id: str = "") -> tuple[Any, FitContext]:
-    """The resolved config of `method` and the FitContext its `fit` runs in (stage plan, shared stage cache)."""
-    config = resolve_config(get_method(method), task, profile, (overrides or {}).get(method, {}))
+                evaluation: EvaluationSchedule | None = None, run_id: str = "", config: Any = None
+                ) -> tuple[Any, FitContext]:
+    """The resolved config of `method` (or `config` as given) and the FitContext its `fit` runs in: the stage
+    plan declared from that config, and the results folder's shared stage cache."""
+    method_cls = get_method(method)
+    if config is None:
+        config = resolve_config(method_cls, task, profile, (overrides or {}).get(method, {}))
+    check_choices(method, config)  # a config built in code gets the same Literal checks as a resolved one
+    plan = PlanContext(task, profile, lambda other: plan_stages(other, task, profile, overrides))
     ctx = FitContext(task=task, dataset=dataset, seed=seed, device=device, stage_dir=store.stage_dir(out),
-                     reporter=reporter, plan=plan_stages(method, task, profile, overrides), run_id=run_id,
-                     evaluation=evaluation)
+                     reporter=reporter, plan=method_cls.stages(config, plan), run_id=run_id, evaluation=evaluation)
     return config, ctx
 
 

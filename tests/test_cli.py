@@ -39,16 +39,23 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
                     "--out", str(out), "--device", "cpu", "--quiet")
     assert result.exit_code == 0, result.output
     run_dir = out / "runs" / "smoke" / "toy-two-moons" / "srpo" / "seed0"
-    for name in ("run.json", "curves.json", "eval.json", "speed.json", "stages/behavior.pt", "stages/critic.pt",
-                 "stages/policy.pt"):
+    for name in ("run.json", "curves.json", "eval.json", "speed.json"):
         assert (run_dir / name).exists(), name
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["schema_version"] == SCHEMA_VERSION
     assert run["config"]["beta"] > 0 and run["config"]["policy_steps"] == 100
     assert {s["stage"] for s in run["stages"]} == {"behavior", "critic", "policy"}
+    for stage in run["stages"]:  # content-addressed artifacts, one per stage key
+        assert (out / "stages" / f"{stage['definition']}-{stage['key']}.pt").exists()
+        assert run["stage_keys"][stage["stage"]] == stage["key"]
     assert run["versions"]["torch"] and run["device"]["type"] == "cpu"
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert len(evaluation["returns"]) == 64 and np.isfinite(evaluation["mean_normalized"])
+    # smoke: one evaluation during the policy stage, then the final policy's (the reported score)
+    curve = evaluation["during_training"]
+    assert [point["step"] for point in curve] == [50, 100] and curve[-1]["final"]
+    assert curve[-1]["mean_normalized"] == evaluation["mean_normalized"] == evaluation["summaries"]["final"]
+    assert evaluation["summaries"]["best_optimistic"] == max(p["mean_normalized"] for p in curve)
     speed = json.loads((run_dir / "speed.json").read_text())
     assert speed["nfe_per_action"] == 1 and speed["batches"]["256"]["actions_per_second"] > 0
     curves = json.loads((run_dir / "curves.json").read_text())
@@ -60,8 +67,6 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
 
     report = invoke("report", "--out", str(out))
     assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
-    for plot in ("smoke-score-vs-speed.png", "smoke-scores.png"):
-        assert (out / "report" / plot).read_bytes()[:4] == b"\x89PNG"
 
     speed = invoke("speed", "--methods", "srpo,bc", "--task", "toy-two-moons", "--out", str(out), "--device", "cpu",
                    "--repeats", "3", "--max-seconds", "1")
@@ -82,8 +87,9 @@ def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path,
         runner_module.run_grid(**common)
     run_dir = tmp_path / "runs" / "smoke" / "toy-checkerboard" / "srpo" / "seed1"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
-    assert (run_dir / "stages" / "critic.pt").exists() and not (run_dir / "stages" / "policy.pt").exists()
-    assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave no torn files
+    stages = tmp_path / "stages"
+    assert list(stages.glob("IQLCriticStage.r1-*.pt")) and not list(stages.glob("SRPOPolicyStage.r1-*.pt"))
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no torn files
 
     monkeypatch.undo()
     runner_module.run_grid(**common)
@@ -105,6 +111,32 @@ def test_unknown_task_method_and_profile_are_one_line_errors(tmp_path: Path) -> 
                                  "--out", str(tmp_path / "r")))
     assert "no setting 'betta'" in line
     assert not (tmp_path / "r" / "runs").exists()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("srpo.weighting=bogus", "srpo.weighting: expected one of sigma2, constant, score, got 'bogus'"),
+    ("srpo.q_head=mena", "srpo.q_head: expected one of mean, min, got 'mena'"),
+    ("srop.beta=0.1", "'srop' is not a method of this run (methods: srpo, idql)"),
+    ("betta=0.1", "no method of this run (srpo, idql) has a setting 'betta'"),
+    ("idql.num_candidates=many", "idql.num_candidates: expected int, got 'many'"),
+    ("srpo.behavior_batch_size=0", "srpo: must be at least 1: behavior_batch_size=0"),
+    ("idql.critic_source=srpo", "idql.critic_source: expected one of own, shared, got 'srpo'"),
+])
+def test_bad_settings_are_refused_before_anything_trains(tmp_path: Path, setting: str, expected: str) -> None:
+    """Each bad --set is one line naming method, key and what is allowed; nothing is written (the validation
+    resolves every (task, method) config and stage plan before the results folder is touched)."""
+    out = tmp_path / "r"
+    result = invoke("run", "--envs", "toy", "--methods", "srpo,idql", "--set", setting, "--seeds", "0",
+                    "--profile", "smoke", "--out", str(out))
+    assert expected in one_line_error(result)
+    assert not out.exists()
+
+
+def test_a_global_setting_applies_to_the_methods_that_have_it() -> None:
+    from srpo_bench.config import parse_overrides
+
+    overrides = parse_overrides(["beta=0.3", "critic_steps=7"], ["srpo", "idql", "bc"])
+    assert overrides == {"srpo": {"beta": "0.3", "critic_steps": "7"}, "idql": {"critic_steps": "7"}, "bc": {}}
 
 
 def write_hopper_file(folder: Path, rewards: np.ndarray) -> Path:
@@ -148,6 +180,17 @@ def test_results_written_by_a_newer_version_are_refused(tmp_path: Path) -> None:
     assert "newer srpo-bench" in line and str(out) in line
     line = one_line_error(invoke("report", "--out", str(out)))
     assert "newer srpo-bench" in line
+
+
+def test_results_written_by_an_older_schema_are_refused_for_training(tmp_path: Path) -> None:
+    """Schema 1 keyed stages by hand-picked fields: its checkpoints cannot be trusted to match schema 2's keys."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "srpo-bench.json").write_text(json.dumps({"schema_version": 1}))
+    line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--seeds", "0", "--profile", "smoke",
+                                 "--out", str(out)))
+    assert "older srpo-bench (schema 1" in line and "another --out folder" in line
+    assert sorted(p.name for p in out.iterdir()) == ["srpo-bench.json"]
 
 
 def test_list_shows_suites_and_methods() -> None:

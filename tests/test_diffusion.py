@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from srpo_bench.diffusion import (
+from srpo_bench.core.diffusion import (
     VPSDE,
     DDPMSchedule,
     ddpm_denoising_loss,

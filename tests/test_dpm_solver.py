@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srpo_bench.diffusion import VPSDE
-from srpo_bench.dpm_solver import (
+from srpo_bench.core.diffusion import VPSDE
+from srpo_bench.core.dpm_solver import (
     apply_segment,
     build_segment,
     dpm_solver_nfe,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from gymnasium.wrappers import TimeLimit
 
+from srpo_bench.core.agents import Agent
 from srpo_bench.data import toy
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import EvalResult, evaluate
-from srpo_bench.methods import Agent
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import Task, get_task
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from srpo_bench.methods import Agent
+from srpo_bench.core.agents import Agent
 from srpo_bench.speed import SpeedResult, measure_speed, speedup_table
 
 

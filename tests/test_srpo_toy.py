@@ -16,27 +16,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import fit
 
 from srpo_bench.data import toy
 from srpo_bench.evaluate import evaluate
-from srpo_bench.methods import FitContext, resolve_config
-from srpo_bench.progress import Reporter
-from srpo_bench.srpo import SRPO
 from srpo_bench.tasks import get_task
 
 TOYNAME = "toy-two-moons"
 STRONG, WEAK = 0.01, 100.0  # beta: the figure's two ends (1/beta large and 1/beta ~ 0)
 SCHEDULE = {"behavior_steps": "1500", "behavior_width": "64", "behavior_blocks": "2", "critic_steps": "800",
-            "policy_steps": "800", "log_every": "400"}
+            "policy_steps": "800"}
 
 
 def fit_srpo(tmp: Path, beta: float):
     task = get_task(TOYNAME)
     dataset = task.load()
-    config = resolve_config(SRPO, task, "quick", {**SCHEDULE, "beta": str(beta)})
-    ctx = FitContext(task=task, dataset=dataset, seed=0, device=torch.device("cpu"), run_dir=tmp,
-                     reporter=Reporter(quiet=True), profile="quick")
-    return SRPO().fit(ctx, config), task, dataset  # behavior and critic stages are cached across betas
+    agent, _ = fit("srpo", task, dataset, tmp, profile="quick", overrides={"srpo": {**SCHEDULE, "beta": str(beta)}})
+    return agent, task, dataset  # behavior and critic stages are cached across betas
 
 
 @pytest.fixture(scope="module")
