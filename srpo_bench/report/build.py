@@ -107,14 +107,27 @@ def per_task_table(finished: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame
         row = {"group": group, **{k: first[k] for k in GROUP_KEYS}, "task": task, "method": method,
                "base_method": first["base_method"], "seeds": len(cell), "mean": estimate.point,
                "low": estimate.low, "high": estimate.high, "data_score": first["dataset_score"]}
-        for name, column in (("last", "last"), ("mean_last3", "mean_last3"), ("best", "best_during_training")):
-            values = [s.get(name) for s in cell["summaries"] if isinstance(s, dict)
-                      and isinstance(s.get(name), (int, float))]
-            row[column] = float(np.mean(values)) if len(values) == len(cell) else None
+        for column, names in SUMMARIES.items():
+            values = [_summary(s, names) for s in cell["summaries"]]
+            row[column] = None if any(v is None for v in values) else float(np.mean(values))
         rows.append(row)
     table = pd.DataFrame(rows, columns=columns)
     table["best"] = table["mean"] == table.groupby(["group", "task"])["mean"].transform("max")
     return table
+
+
+# eval.json "summaries" keys (runner.evaluation_record) per column; "best" picks the maximum after the fact.
+SUMMARIES = {"last": ("last",), "mean_last3": ("mean_last3",), "best_during_training": ("best_optimistic", "best")}
+
+
+def _summary(summaries: Any, names: tuple[str, ...]) -> float | None:
+    if not isinstance(summaries, dict):
+        return None
+    for name in names:
+        value = summaries.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+            return float(value)
+    return None
 
 
 def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.DataFrame, reps: int, seed: int

@@ -106,8 +106,12 @@ def device_label(device: dict[str, Any]) -> str:
     if device.get("name"):
         return f"{kind} {device['name']}"
     if device.get("threads"):
-        return f"{kind}, {device['threads']} threads"
+        return f"{kind}, {_threads(device['threads'])}"
     return kind
+
+
+def _threads(count: Any) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
 
 
 GROUP_KEYS = ("suite", "profile", "eval_episodes", "score_scale", "selection")
@@ -326,7 +330,7 @@ def timing_row(speed: dict[str, Any], task: str, method: str, source: str, conte
     kind = str(device.get("type", "unknown"))
     name = str(device.get("name") or "")
     # Ratios are only taken within one device: same kind, same model and (on CPUs) the same thread count.
-    device_key = f"{kind} {name}".strip() + (f", {threads} threads" if kind == "cpu" and threads else "")
+    device_key = f"{kind} {name}".strip() + (f", {_threads(threads)}" if kind == "cpu" and threads else "")
     load = _dict(speed, "machine_load")
     row: dict[str, Any] = {
         "device": device_key, "task": task, "method": method, "context": context, "source": source,

@@ -235,11 +235,13 @@ def selection(rows: pd.DataFrame, title: str, key: str) -> Table | None:
     rows = rows[rows["best_during_training"].notna() | rows["mean_last3"].notna()]
     if rows.empty:
         return None
-    table = Table(title, ["task", "method", "final (reported)", "last", "mean of last 3",
-                          "best during training (optimistic)"], [], key=key)
-    for record in rows.itertuples():
-        table.rows.append([text(record.task), text(record.method), number(record.mean), number(record.last),
-                           number(record.mean_last3), number(record.best_during_training)])
+    optional = [(column, name) for column, name in (("last", "last evaluation"), ("mean_last3", "mean of last 3"),
+                                                     ("best_during_training", "best during training (optimistic)"))
+                if rows[column].notna().any()]
+    table = Table(title, ["task", "method", "final (reported)", *(name for _, name in optional)], [], key=key)
+    for record in rows.to_dict("records"):
+        table.rows.append([text(record["task"]), text(record["method"]), number(record["mean"]),
+                           *(number(record[column]) for column, _ in optional)])
     table.notes.append("the reported score is always the final policy's; 'best' picks the best evaluation after "
                        "seeing the scores, so it is biased upward")
     return table

@@ -1,0 +1,60 @@
+"""Write small results stores by hand for the report tests: the files the runner writes, with chosen scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from srpo_bench.store import MARKER, SCHEMA_VERSION
+
+SUITES = {"toy": ("toy", "toy"), "lite": ("locomotion-lite", "lite"), "d4rl": ("locomotion", "d4rl")}
+
+
+def make_store(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    return out
+
+
+def write_run(out: Path, task: str, method: str, seed: int, episode_scores: list[float], profile: str = "quick",
+              kind: str = "toy", status: str = "finished", speed: dict[str, Any] | None = None,
+              overrides: dict[str, str] | None = None, failure: dict[str, Any] | None = None,
+              config: dict[str, Any] | None = None, finished: str = "2026-12-01T00:00:00+00:00") -> Path:
+    """One run folder; `episode_scores` are the normalized per-episode scores (their mean is the run's score)."""
+    suite, scale = SUITES[kind]
+    folder = out / "runs" / profile / task / method / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    run = {
+        "schema_version": SCHEMA_VERSION, "status": status, "task": task, "suite": suite, "family": "toy",
+        "score_scale": scale, "method": method, "seed": seed, "profile": profile, "config": config or {"lr": 3e-4},
+        "overrides": overrides or {}, "selection": "final", "harness": {"eval_episodes": len(episode_scores)},
+        "dataset": {"average_normalized": 30.0}, "device": {"type": "cpu", "threads": 1, "torch": "2.13.0"},
+        "versions": {"torch": "2.13.0"}, "git_commit": "abc123", "started": finished, "finished": finished,
+        "stages": [{"stage": "policy", "seconds": 2.0 + seed}], "seconds": {"fit": 2.0 + seed},
+    }
+    if failure is not None:
+        run["failure"] = failure
+    (folder / "run.json").write_text(json.dumps(run))
+    if status == "finished":
+        mean = sum(episode_scores) / len(episode_scores)
+        (folder / "eval.json").write_text(json.dumps({
+            "episodes": len(episode_scores), "normalized": episode_scores, "returns": episode_scores,
+            "mean_normalized": mean}))
+        (folder / "curves.json").write_text(json.dumps({"policy": [{"step": s, "loss": 1.0 / (1 + s)}
+                                                                   for s in range(0, 100, 10)]}))
+        if speed is not None:
+            (folder / "speed.json").write_text(json.dumps(speed))
+    return folder
+
+
+def speed_record(samples_b1: list[float], samples_b256: list[float], nfe: int = 1, context: str = "in-run",
+                 threads: int = 1) -> dict[str, Any]:
+    """A speed.json body with per-repeat samples, as speed.measure_speed writes it."""
+    def batch(samples: list[float]) -> dict[str, Any]:
+        ordered = sorted(samples)
+        return {"actions_per_second": ordered[len(ordered) // 2], "samples": samples}
+
+    return {"batches": {"1": batch(samples_b1), "256": batch(samples_b256)}, "nfe_per_action": nfe,
+            "device": {"type": "cpu", "name": "Test CPU"}, "torch_threads": threads, "context": context,
+            "machine_load": {"loadavg_before": [0.5, 0.5, 0.5], "cpu_count": 2, "torch_threads": threads}}

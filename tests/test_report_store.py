@@ -1,0 +1,216 @@
+"""Reading stores for the report: damaged or foreign folders are skipped with one warning line each, stores merge
+without double counting, failed runs are listed apart, missing data shows as missing, and bad input ends in one
+line with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from report_store import make_store, speed_record, write_run
+from typer.testing import CliRunner
+
+from srpo_bench.cli import app
+from srpo_bench.report.build import build_report
+from srpo_bench.report.frame import load_runs
+from srpo_bench.store import SCHEMA_VERSION
+
+cli = CliRunner()
+
+
+def report(*args: str):
+    return cli.invoke(app, ["report", "--reps", "200", *args])
+
+
+def good_store(root: Path, seeds: int = 3) -> Path:
+    out = make_store(root)
+    for seed in range(seeds):
+        for task in ("toy-two-moons", "toy-checkerboard"):
+            write_run(out, task, "srpo", seed, [80.0 + seed, 82.0 + seed],
+                      speed=speed_record([1000.0, 1100.0, 900.0], [9e4, 1e5, 1.1e5]))
+            write_run(out, task, "idql", seed, [70.0 + seed, 60.0],
+                      speed=speed_record([10.0, 11.0, 9.0], [100.0, 110.0, 90.0], nfe=448))
+    return out
+
+
+def damage(out: Path) -> dict[str, Path]:
+    """One folder per kind of damage; each must be skipped with a warning naming its file."""
+    paths = {}
+    bad_json = write_run(out, "toy-two-moons", "bc", 0, [50.0])
+    (bad_json / "run.json").write_text("{not json")
+    paths["not valid JSON"] = bad_json / "run.json"
+    listed = write_run(out, "toy-two-moons", "bc", 1, [50.0])
+    (listed / "eval.json").write_text("[1, 2, 3]")
+    paths["expected a JSON object"] = listed / "eval.json"
+    newer = write_run(out, "toy-two-moons", "bc", 2, [50.0])
+    run = json.loads((newer / "run.json").read_text())
+    (newer / "run.json").write_text(json.dumps({**run, "schema_version": SCHEMA_VERSION + 1}))
+    paths["newer srpo-bench"] = newer / "run.json"
+    keyless = write_run(out, "toy-two-moons", "bc", 3, [50.0])
+    run = json.loads((keyless / "run.json").read_text())
+    del run["seed"]
+    (keyless / "run.json").write_text(json.dumps(run))
+    paths["missing 'seed'"] = keyless / "run.json"
+    no_eval = write_run(out, "toy-two-moons", "bc", 4, [50.0])
+    (no_eval / "eval.json").unlink()
+    paths["missing (run.json says finished)"] = no_eval / "eval.json"
+    nan = write_run(out, "toy-two-moons", "bc", 5, [50.0])
+    (nan / "eval.json").write_text('{"mean_normalized": NaN, "normalized": [1.0]}')
+    paths["non-numeric 'mean_normalized'"] = nan / "eval.json"
+    return paths
+
+
+def test_damaged_run_folders_are_skipped_with_one_warning_each_and_the_report_goes_on(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    paths = damage(out)
+    result = report("--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(paths)
+    for problem, path in paths.items():
+        assert any(str(path) in line and problem in line for line in warnings), (problem, warnings)
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    assert board["stamp"]["runs"] == {"finished": 12, "not_finished": 0, "damaged_skipped": len(paths)}
+    assert len(board["warnings"]) == len(paths)
+
+
+def test_a_store_passed_twice_or_a_run_copied_into_another_store_counts_once(tmp_path: Path) -> None:
+    first = good_store(tmp_path / "a")
+    second = make_store(tmp_path / "b")
+    write_run(second, "toy-two-moons", "srpo", 0, [80.0, 82.0])  # the same run, copied
+    write_run(second, "toy-two-moons", "srpo", 7, [90.0, 90.0])  # a new seed
+    runs = load_runs([first, first, second])
+    assert len(runs.finished) == 12 + 1
+    cell = runs.finished[(runs.finished["task"] == "toy-two-moons") & (runs.finished["method"] == "srpo")]
+    assert sorted(cell["seed"]) == [0, 1, 2, 7]
+
+
+def test_overrides_make_a_separate_method_and_clashing_configs_keep_the_newest(tmp_path: Path) -> None:
+    first, second = good_store(tmp_path / "a"), make_store(tmp_path / "b")
+    write_run(second, "toy-two-moons", "srpo", 0, [10.0], overrides={"beta": "0.01"})
+    write_run(second, "toy-two-moons", "srpo", 1, [20.0], config={"lr": 1.0}, finished="2027-01-01T00:00:00+00:00")
+    runs = load_runs([first, second])
+    methods = set(runs.finished["method"])
+    assert "srpo[beta=0.01]" in methods
+    seed1 = runs.finished[(runs.finished["task"] == "toy-two-moons") & (runs.finished["method"] == "srpo")
+                          & (runs.finished["seed"] == 1)]
+    assert seed1["score"].tolist() == [20.0]
+    assert any("different configs" in w for w in runs.warnings)
+
+
+def test_failed_runs_are_listed_apart_with_their_reason(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    write_run(out, "toy-two-moons", "sfbc", 0, [0.0], status="failed",
+              failure={"stage": "behavior", "step": 120, "reason": "loss became NaN", "last_metrics": {"loss": 1e9}})
+    write_run(out, "toy-two-moons", "sfbc", 1, [0.0], status="running")
+    result = report("--out", str(out), "--format", "json,csv,md")
+    assert result.exit_code == 0, result.output
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    failed = {row["seed"]: row for row in board["failed_runs"]}
+    assert "loss became NaN" in failed[0]["reason"] and "behavior" in failed[0]["reason"]
+    assert "still running, or interrupted" in failed[1]["reason"]
+    assert all("sfbc" not in group["methods"] for group in board["groups"])
+    csv = pd.read_csv(out / "leaderboard" / "leaderboard-failed.csv", comment="#")
+    assert len(csv) == 2
+    assert "runs that did not finish" in (out / "leaderboard" / "leaderboard.md").read_text()
+
+
+def test_missing_cells_show_as_missing_never_zero(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    for seed in range(4):  # bc ran one task only
+        write_run(out, "toy-two-moons", "bc", seed, [40.0, 40.0])
+    group = build_report([out], reps=200).groups[0]
+    assert group.aggregate_tasks == ["toy-two-moons"]  # the only task every method ran
+    assert any("leave out toy-checkerboard" in note for note in group.notes)
+    assert any("unequal seed counts between methods (srpo 3, bc 4, idql 3)" in note for note in group.notes)
+    result = report("--out", str(out), "--format", "md,json,csv")
+    assert result.exit_code == 0, result.output
+    markdown = (out / "leaderboard" / "leaderboard.md").read_text()
+    checkerboard = next(line for line in markdown.splitlines() if line.startswith("| toy-checkerboard"))
+    assert checkerboard.split(" | ")[3] == "missing"  # columns: task, data, srpo, bc, idql
+    tasks = pd.read_csv(out / "leaderboard" / "leaderboard-tasks.csv", comment="#")
+    assert not ((tasks["task"] == "toy-checkerboard") & (tasks["method"] == "bc")).any()
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    assert all(row["mean"] != 0 for row in board["groups"][0]["per_task"])
+
+
+def test_unequal_seed_counts_within_a_method_are_handled_and_said(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    write_run(out, "toy-checkerboard", "idql", 3, [65.0, 65.0])  # idql: 4 seeds on one task, 3 on the other
+    group = build_report([out], reps=200).groups[0]
+    assert group.runs_per_task == {"srpo": 3, "idql": 3}
+    assert any("idql: 3-4 seeds per task; aggregates use the lowest 3 seeds" in note for note in group.notes)
+    assert any("fewer than 5" in note for note in group.notes)
+    per_task = group.per_task.set_index(["task", "method"])
+    assert per_task.loc[("toy-checkerboard", "idql"), "seeds"] == 4  # the per-task table keeps every seed
+
+
+def test_speed_prefers_timings_taken_alone_and_says_so(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    (out / "speed").mkdir()
+    (out / "speed" / "toy-two-moons-cpu.json").write_text(json.dumps({
+        "created": "2026-12-01T00:00:00+00:00", "task": "toy-two-moons", "device": "cpu",
+        "results": {"srpo": speed_record([2000.0, 2100.0, 1900.0], [1e5] * 3, context="alone"),
+                    "idql": speed_record([4.0, 4.4, 3.6], [40.0] * 3, nfe=448, context="alone")}}))
+    (out / "speed" / "broken.json").write_text("[]")
+    result = build_report([out], reps=500)
+    timings = result.timings.set_index(["task", "method"])
+    assert timings.loc[("toy-two-moons", "srpo"), "context"] == "alone"
+    assert timings.loc[("toy-checkerboard", "srpo"), "context"] == "in-run"
+    speedups = result.speedups.set_index(["task", "method"])
+    assert speedups.loc[("toy-two-moons", "idql"), "speedup_b1"] == pytest.approx(500.0)  # 2000 / 4, alone
+    assert speedups.loc[("toy-checkerboard", "idql"), "speedup_b1"] == pytest.approx(100.0)  # 1000 / 10, in-run
+    low, high = speedups.loc[("toy-two-moons", "idql"), ["low_b1", "high_b1"]]
+    assert low <= 500.0 <= high
+    assert any("broken.json" in w for w in result.warnings)
+
+
+def test_two_reports_of_the_same_runs_print_the_same_numbers(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    first = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "one"))
+    second = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "two"))
+    assert first.exit_code == second.exit_code == 0
+    one = json.loads((tmp_path / "one" / "leaderboard.json").read_text())
+    two = json.loads((tmp_path / "two" / "leaderboard.json").read_text())
+    assert one["groups"] == two["groups"] and one["speed"] == two["speed"]
+
+
+def one_line_error(result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def test_bad_input_ends_in_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    assert "unknown --format 'pdf'" in one_line_error(report("--out", str(out), "--format", "md,pdf"), 2)
+    assert "no readable results folder" in one_line_error(report("--out", str(tmp_path / "nowhere")), 2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = one_line_error(report("--out", str(out), "--leaderboard", str(blocker / "board"), "--format", "json"), 1)
+    assert str(blocker / "board") in line and "cannot write" in line
+    empty = make_store(tmp_path / "empty")
+    assert "no finished runs" in one_line_error(report("--out", str(empty)), 1)
+    newer = make_store(tmp_path / "newer")
+    (newer / "srpo-bench.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    result = report("--out", str(newer), "--out", str(out), "--format", "json")
+    assert result.exit_code == 0 and "newer srpo-bench" in result.output  # the other store still reports
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_leaderboard_folder_is_one_line(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        line = one_line_error(report("--out", str(out), "--leaderboard", str(locked), "--format", "json"), 1)
+        assert str(locked) in line and "cannot write" in line
+    finally:
+        locked.chmod(0o700)
