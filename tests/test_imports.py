@@ -216,7 +216,6 @@ def test_the_data_layer_never_reaches_the_method_layer(layer: str) -> None:
     assert not chains, "\n".join(" -> ".join(chain) for chain in chains)
 
 
-@pytest.mark.xfail(strict=False, reason="method-layer refactor in progress")
 def test_no_baseline_imports_srpo() -> None:
     """Shared parts (policy agent, VP-SDE behavior stage, IQL critic ...) live in shared modules: SRPO is one
     method under test, not a library the others depend on. Any import counts, inside functions too."""
