@@ -24,12 +24,14 @@ TASKS = ("toy-two-moons", "lite-hopper-medium-v0")
 
 # paper profile (the official settings), fixed fingerprint and seed
 PINNED: dict[tuple[str, str], dict[str, str]] = {
-    ("srpo", "toy-two-moons"): {"behavior": "c575caa1007246f7", "critic": "e0204b93639ce13c", "policy": "9f3efc9276a7b1d4"},
+    ("srpo", "toy-two-moons"): {"behavior": "c575caa1007246f7", "critic": "e0204b93639ce13c",
+                                "policy": "9f3efc9276a7b1d4"},
     ("diffusion-ql", "toy-two-moons"): {"joint": "4993191c5df8b60d"},
     ("idql", "toy-two-moons"): {"behavior": "4fbcd36e5676dcc2", "critic": "0a2474f2cef15e75"},
     ("sfbc", "toy-two-moons"): {"behavior": "2ee5269f77a9a64c", "critic": "03b5ad7952b6c2f1"},
     ("bc", "toy-two-moons"): {"policy": "42f5626e9ce3e077"},
-    ("srpo", "lite-hopper-medium-v0"): {"behavior": "c575caa1007246f7", "critic": "d20fe2ab79ee7ccd", "policy": "225b1fd04a0737fe"},
+    ("srpo", "lite-hopper-medium-v0"): {"behavior": "c575caa1007246f7", "critic": "d20fe2ab79ee7ccd",
+                                        "policy": "225b1fd04a0737fe"},
     ("diffusion-ql", "lite-hopper-medium-v0"): {"joint": "8bbc8dea746190b5"},
     ("idql", "lite-hopper-medium-v0"): {"behavior": "4fbcd36e5676dcc2", "critic": "df90adc17efbf8fd"},
     ("sfbc", "lite-hopper-medium-v0"): {"behavior": "2ee5269f77a9a64c", "critic": "03b5ad7952b6c2f1"},
