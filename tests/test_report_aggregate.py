@@ -97,3 +97,15 @@ def test_unequal_seed_counts_keep_the_lowest_seeds_of_every_task() -> None:
     matrix, runs = aggregate.rectangular(per_task, ["a", "b"])
     assert runs == 2
     assert matrix.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_one_bootstrap_for_estimates_and_profiles_equals_the_two_calls_apart() -> None:
+    rng = np.random.default_rng(5)
+    scores = {"srpo": rng.normal(70, 10, (5, 3)), "bc": rng.normal(50, 10, (5, 3))}
+    taus = aggregate.profile_thresholds(scores)
+    estimates, profiles = aggregate.estimates_and_profiles(scores, taus, reps=300, seed=3)
+    assert estimates == aggregate.interval_estimates(scores, reps=300, seed=3)
+    apart = aggregate.performance_profiles(scores, taus, reps=300, seed=3)
+    for method in scores:
+        for mine, theirs in zip(profiles[method], apart[method], strict=True):
+            np.testing.assert_allclose(mine, theirs)

@@ -74,6 +74,27 @@ def interval_estimates(score_dict: Mapping[str, np.ndarray], reps: int = DEFAULT
     return result
 
 
+def estimates_and_profiles(score_dict: Mapping[str, np.ndarray], taus: np.ndarray, reps: int = DEFAULT_REPS,
+                           seed: int = DEFAULT_SEED) -> tuple[dict[str, dict[str, Estimate]],
+                                                              dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """`interval_estimates` and `performance_profiles` from one bootstrap per method: after the same seed the
+    bootstrap draws the same resamples whatever it computes on them, so this gives exactly what the two calls
+    give apart, in half the bootstrap time (a test checks it)."""
+    estimates, profiles = {}, {}
+    count = len(METRICS)
+    for method, scores in score_dict.items():
+        np.random.seed(seed)
+        points, intervals = rly.get_interval_estimates(
+            {method: _matrix(scores)},
+            lambda x: np.concatenate([aggregate_metrics(x), _score_distribution(x, taus)]),
+            reps=reps, confidence_interval_size=CONFIDENCE)
+        point, low, high = points[method], intervals[method][0], intervals[method][1]
+        estimates[method] = {name: Estimate(float(point[i]), float(low[i]), float(high[i]))
+                             for i, name in enumerate(METRICS)}
+        profiles[method] = (np.asarray(point[count:]), np.asarray(low[count:]), np.asarray(high[count:]))
+    return estimates, profiles
+
+
 def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
     """P(X > Y) averaged over tasks, ties counting one half: rliable's metric (Mann-Whitney U / (n_x n_y) per
     task), computed with array comparisons instead of one scipy call per task so a bootstrap of thousands of

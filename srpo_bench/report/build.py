@@ -165,11 +165,10 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
         counts = ", ".join(f"{m} {n}" for m, n in group.runs_per_task.items())
         group.notes.append(f"unequal seed counts between methods ({counts}): each method is bootstrapped over "
                            "its own runs, so intervals differ in width")
-    group.estimates = aggregate.interval_estimates(score_dict, reps=reps, seed=seed)
+    group.taus = aggregate.profile_thresholds(score_dict)
+    group.estimates, group.profiles = aggregate.estimates_and_profiles(score_dict, group.taus, reps=reps, seed=seed)
     if REFERENCE_METHOD in score_dict and len(score_dict) > 1:
         group.improvement = aggregate.improvement_estimates(score_dict, REFERENCE_METHOD, reps=reps, seed=seed)
-    group.taus = aggregate.profile_thresholds(score_dict)
-    group.profiles = aggregate.performance_profiles(score_dict, group.taus, reps=reps, seed=seed)
     return group
 
 
