@@ -188,12 +188,12 @@ def report(
         err_console.print(f"[red]error:[/red] --reps must be at least 1, got {reps}")
         raise typer.Exit(EXIT_USAGE)
     result = build_report(list(out), profile=profile, reps=reps, seed=seed)
+    if not result.runs.stores:  # nothing readable: the reasons, in one line
+        reasons = [w.removeprefix("skipped store ") for w in result.warnings if w.startswith("skipped store ")]
+        err_console.print(f"[red]error:[/red] {'; '.join(reasons)}", highlight=False)
+        raise typer.Exit(EXIT_USAGE)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    if not result.runs.stores:
-        err_console.print(f"[red]error:[/red] no readable results folder among {', '.join(map(str, out))}",
-                          highlight=False)
-        raise typer.Exit(EXIT_USAGE)
     if result.runs.empty:
         where = ", ".join(map(str, out)) + (f" for profile '{profile}'" if profile else "")
         err_console.print(f"[red]error:[/red] no finished runs in {where}", highlight=False)

@@ -190,7 +190,8 @@ def one_line_error(result, code: int) -> str:
 def test_bad_input_ends_in_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
     assert "unknown --format 'pdf'" in one_line_error(report("--out", str(out), "--format", "md,pdf"), 2)
-    assert "no readable results folder" in one_line_error(report("--out", str(tmp_path / "nowhere")), 2)
+    assert f"{tmp_path / 'nowhere'}: no results folder here" in one_line_error(
+        report("--out", str(tmp_path / "nowhere")), 2)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     line = one_line_error(report("--out", str(out), "--leaderboard", str(blocker / "board"), "--format", "json"), 1)
