@@ -69,11 +69,16 @@ def aggregates(estimates: Mapping[str, Mapping[str, Estimate]], palette: Mapping
     figure = new_figure(3.0 * len(METRICS), 0.8 + 0.42 * len(methods))
     axes = figure.subplots(1, len(METRICS), sharey=True)
     for ax, metric in zip(np.atleast_1d(axes), METRICS, strict=False):
+        edges = []
         for row, method in enumerate(methods):
             estimate = estimates[method][metric]
             low, high = _bounds(estimate)
+            edges += [low, high]
             ax.barh(row, high - low, left=low, height=0.6, color=palette[method], alpha=0.75)
             ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
+        # Bars pin autoscaling to their edges (sticky edges): pad by hand so no interval touches the frame.
+        pad = max(1.0, 0.08 * (max(edges) - min(edges)))
+        ax.set_xlim(min(edges) - pad, max(edges) + pad)
         ax.set_title(METRIC_NAMES[metric] + (" (lower is better)" if metric == "optimality_gap" else ""),
                      fontsize=10)
         ax.set_yticks(range(len(methods)), methods)
@@ -110,7 +115,7 @@ def improvement(estimates: Mapping[str, Estimate], reference: str, palette: Mapp
         ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(others)), [f"P({reference} > {other})" for other in others])
-    ax.set(xlim=(0, 1), xlabel="probability of improvement (0.5: no difference)")
+    ax.set(xlim=(-0.02, 1.02), xlabel="probability of improvement (0.5: no difference)")
     ax.set_title(f"probability of improvement, 95% intervals\n{title}", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return figure
