@@ -65,7 +65,8 @@ def test_every_output_parses_and_agrees(leaderboard: Path) -> None:
     for link in re.findall(r"\]\((figures/[^)]+)\)", markdown):
         assert (leaderboard / link).stat().st_size > 1000, link
     for name in ("aggregates", "profiles", "improvement", "score-vs-speed", "curves"):
-        assert (leaderboard / "figures" / f"group0-{name}.png").read_bytes()[:4] == b"\x89PNG"
+        png = (leaderboard / "figures" / f"group0-{name}.png").read_bytes()
+        assert png[:4] == b"\x89PNG" and b"4 finished runs" in png  # stamped in the file's metadata
         assert b"<svg" in (leaderboard / "figures" / f"group0-{name}.svg").read_bytes()[:2000]
 
 

@@ -144,30 +144,33 @@ def stamp_line(report: Report) -> str:
 # --- figures --------------------------------------------------------------------------------------------
 def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> dict[str, list[plots.SavedFigure]]:
     saved: dict[str, list[plots.SavedFigure]] = {}
+    runs = report.stamp["runs"]
+    stamp = (f"{report.stamp['generator']} · commit {report.stamp['report_git_commit'][:12]} · "
+             f"{', '.join(report.stamp['devices'])} · {runs['finished']} finished runs", stamp_line(report))
     for index, group in enumerate(report.groups):
         palette = plots.colors(group.methods)
         title = group.label
         figures = []
         if group.estimates:
             figures.append(plots.save(plots.aggregates(group.estimates, palette, title), folder,
-                                      f"group{index}-aggregates", "aggregates"))
+                                      f"group{index}-aggregates", "aggregates", stamp))
             figures.append(plots.save(plots.profiles(group.taus, group.profiles, palette, title), folder,
-                                      f"group{index}-profiles", "performance profiles"))
+                                      f"group{index}-profiles", "performance profiles", stamp))
         if group.improvement:
             figures.append(plots.save(plots.improvement(group.improvement, REFERENCE_METHOD, palette, title), folder,
-                                      f"group{index}-improvement", "probability of improvement"))
+                                      f"group{index}-improvement", "probability of improvement", stamp))
         points = speed_points(report, group)
         if points:
             figures.append(plots.save(plots.score_vs_speed(points, palette, title), folder,
-                                      f"group{index}-score-vs-speed", "score vs speed"))
+                                      f"group{index}-score-vs-speed", "score vs speed", stamp))
         curves, metrics_used = training_curves(report, group, warn)
         if curves:
             figures.append(plots.save(plots.training_curves(curves, metrics_used, title), folder,
-                                      f"group{index}-curves", "training curves"))
+                                      f"group{index}-curves", "training curves", stamp))
         evaluations = during_training(report, group)
         if evaluations:
             figures.append(plots.save(plots.during_training(evaluations, palette, title), folder,
-                                      f"group{index}-during-training", "scores during training"))
+                                      f"group{index}-during-training", "scores during training", stamp))
         saved[group.label] = figures
     return saved
 

@@ -49,14 +49,19 @@ def new_figure(width: float, height: float, layout: str | None = "constrained") 
     return figure
 
 
-def save(figure: Figure, folder: Path, name: str, title: str) -> SavedFigure:
-    """Write `name`.png and `name`.svg atomically; keep the PNG bytes for embedding."""
+def save(figure: Figure, folder: Path, name: str, title: str, stamp: tuple[str, str] = ("", "")) -> SavedFigure:
+    """Write `name`.png and `name`.svg atomically; keep the PNG bytes for embedding. `stamp` = (short, full):
+    the short one in small print in the corner, the full one (versions, commits, devices, runs) in the metadata."""
+    short, full = stamp
+    if short:
+        figure.text(0.999, 0.001, short, ha="right", va="bottom", fontsize=4.5, color="#888888")
+    stamp = full
     png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=100)
+    figure.savefig(png, format="png", dpi=100, metadata={"Description": stamp})
     # The layout is solved while drawing the PNG; solving it again for the SVG costs a third of a report's time.
     figure.set_layout_engine("none")
     svg = io.StringIO()
-    figure.savefig(svg, format="svg")
+    figure.savefig(svg, format="svg", metadata={"Description": stamp})
     png_path, svg_path = folder / f"{name}.png", folder / f"{name}.svg"
     atomic_write(png_path, lambda tmp: Path(tmp).write_bytes(png.getvalue()))
     atomic_write(svg_path, lambda tmp: Path(tmp).write_text(svg.getvalue(), encoding="utf-8"))
