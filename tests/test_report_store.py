@@ -215,3 +215,15 @@ def test_a_read_only_leaderboard_folder_is_one_line(tmp_path: Path) -> None:
         assert str(locked) in line and "cannot write" in line
     finally:
         locked.chmod(0o700)
+
+
+def test_one_seed_gives_no_interval_rather_than_a_zero_width_one(tmp_path: Path) -> None:
+    out = make_store(tmp_path / "results")
+    write_run(out, "toy-two-moons", "srpo", 0, [80.0, 82.0])
+    write_run(out, "toy-two-moons", "bc", 0, [50.0, 52.0])
+    write_run(out, "toy-two-moons", "bc", 1, [55.0, 57.0])
+    group = build_report([out], reps=100).groups[0]
+    assert group.estimates["srpo"]["iqm"].point == 81.0 and group.estimates["srpo"]["iqm"].low is None
+    assert group.estimates["bc"]["iqm"].low is not None
+    assert group.improvement["bc"].point == 1.0 and group.improvement["bc"].low is None
+    assert any("srpo: one seed per task, so no interval" in note for note in group.notes)

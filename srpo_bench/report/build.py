@@ -169,6 +169,14 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     group.estimates, group.profiles = aggregate.estimates_and_profiles(score_dict, group.taus, reps=reps, seed=seed)
     if REFERENCE_METHOD in score_dict and len(score_dict) > 1:
         group.improvement = aggregate.improvement_estimates(score_dict, REFERENCE_METHOD, reps=reps, seed=seed)
+    # One run per task leaves the bootstrap nothing to resample: a zero-width "interval" would read as certainty.
+    single = {m for m, n in group.runs_per_task.items() if n == 1}
+    if single:
+        group.notes.append(f"{', '.join(sorted(single))}: one seed per task, so no interval")
+        for method in single:
+            group.estimates[method] = {k: aggregate.Estimate(e.point) for k, e in group.estimates[method].items()}
+        group.improvement = {m: aggregate.Estimate(e.point) if {m, REFERENCE_METHOD} & single else e
+                             for m, e in group.improvement.items()}
     return group
 
 
