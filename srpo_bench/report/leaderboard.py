@@ -97,7 +97,8 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
         if group.improvement:
             section.tables.append(tables.improvement(group.improvement, REFERENCE_METHOD, "probability of improvement",
                                                      f"improvement-{index}"))
-        chosen = tables.selection(group.per_task, "final policy vs during-training evaluations", f"selection-{index}")
+        chosen = tables.selection(group.per_task, group.methods, "final policy vs during-training evaluations",
+                                  f"selection-{index}")
         if chosen is not None:
             section.tables.append(chosen)
         if group.key["score_scale"] == "lite":

@@ -149,8 +149,11 @@ def score_vs_speed(points_by_device: Mapping[str, Sequence[SpeedPoint]], palette
             ax.annotate(point.method, (point.speed.point, point.score.point), textcoords="offset points",
                         xytext=(6, 5), fontsize=8)
         ax.set_xscale("log")
-        # Plain numbers at 1-2-5 steps: default log labels (1.2x10^4 ...) overlap on a narrow range.
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        # Plain numbers: default log labels (1.2x10^4 ...) overlap on a narrow range; 1-2-5 steps within about a
+        # decade, powers of ten beyond.
+        speeds = [p.speed.point for p in points_by_device[device] if p.speed.point > 0]
+        decades = np.log10(max(speeds) / min(speeds)) if speeds else 0.0
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades < 1.5 else (1.0,)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.15, y=0.15)

@@ -230,20 +230,24 @@ def comparison(rows: pd.DataFrame, key: str) -> Table:
     return table
 
 
-def selection(rows: pd.DataFrame, title: str, key: str) -> Table | None:
-    """Final policy (the reported score) beside the during-training summaries, when runs recorded them."""
+def selection(rows: pd.DataFrame, methods: Sequence[str], title: str, key: str) -> Table | None:
+    """Per method, mean over tasks: the final policy's score (the reported one) beside the during-training
+    summaries, when runs recorded them (per task in the CSV and JSON)."""
     rows = rows[rows["best_during_training"].notna() | rows["mean_last3"].notna()]
     if rows.empty:
         return None
     optional = [(column, name) for column, name in (("last", "last evaluation"), ("mean_last3", "mean of last 3"),
                                                      ("best_during_training", "best during training (optimistic)"))
                 if rows[column].notna().any()]
-    table = Table(title, ["task", "method", "final (reported)", *(name for _, name in optional)], [], key=key)
-    for record in rows.to_dict("records"):
-        table.rows.append([text(record["task"]), text(record["method"]), number(record["mean"]),
-                           *(number(record[column]) for column, _ in optional)])
-    table.notes.append("the reported score is always the final policy's; 'best' picks the best evaluation after "
-                       "seeing the scores, so it is biased upward")
+    table = Table(title, ["method", "tasks", "final (reported)", *(name for _, name in optional)], [], key=key)
+    for method in methods:
+        mine = rows[rows["method"] == method]
+        if mine.empty:
+            continue
+        table.rows.append([text(method), number(mine["task"].nunique(), fmt=count), number(mine["mean"].mean()),
+                           *(number(mine[column].mean()) for column, _ in optional)])
+    table.notes.append("means over tasks of the per-task means; the reported score is always the final policy's; "
+                       "'best' picks the best evaluation after seeing the scores, so it is biased upward")
     return table
 
 
