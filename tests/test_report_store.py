@@ -57,6 +57,9 @@ def damage(out: Path) -> dict[str, Path]:
     no_eval = write_run(out, "toy-two-moons", "bc", 4, [50.0])
     (no_eval / "eval.json").unlink()
     paths["missing (run.json says finished)"] = no_eval / "eval.json"
+    torn_speed = write_run(out, "toy-checkerboard", "bc", 0, [50.0, 50.0], speed=speed_record([1.0], [1.0]))
+    (torn_speed / "speed.json").write_text('{"batches": ')  # the run still counts, without its timing
+    paths["timing left out: "] = torn_speed / "speed.json"
     nan = write_run(out, "toy-two-moons", "bc", 5, [50.0])
     (nan / "eval.json").write_text('{"mean_normalized": NaN, "normalized": [1.0]}')
     paths["non-numeric 'mean_normalized'"] = nan / "eval.json"
@@ -74,8 +77,10 @@ def test_damaged_run_folders_are_skipped_with_one_warning_each_and_the_report_go
     for problem, path in paths.items():
         assert any(str(path) in line and problem in line for line in warnings), (problem, warnings)
     board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
-    assert board["stamp"]["runs"] == {"finished": 12, "not_finished": 0, "damaged_skipped": len(paths)}
+    # Six folders skipped; the run with a torn speed.json keeps its score and loses only its timing.
+    assert board["stamp"]["runs"] == {"finished": 13, "not_finished": 0, "damaged_skipped": 6}
     assert len(board["warnings"]) == len(paths)
+    assert not any(t["method"] == "bc" for t in board["speed"]["timings"])
 
 
 def test_a_store_passed_twice_or_a_run_copied_into_another_store_counts_once(tmp_path: Path) -> None:

@@ -182,7 +182,12 @@ def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
                             if isinstance(s, dict) and "stage" in s and _optional_number(s.get("seconds")) is not None}
     row["fit_seconds"] = training_seconds(run)
     speed_path = folder / "speed.json"
-    row["speed"] = read_object(speed_path) if speed_path.exists() else None
+    row["speed"], row["speed_problem"] = None, None
+    if speed_path.exists():
+        try:  # a damaged timing costs the run its speed row, not its score
+            row["speed"] = read_object(speed_path)
+        except Damaged as error:
+            row["speed_problem"] = str(error)
     return "finished", row
 
 
@@ -252,6 +257,8 @@ def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
                 continue
             if profile is None or row["profile"] == profile:
                 (finished if kind == "finished" else failed).append(row)
+                if row.get("speed_problem"):
+                    warnings.append(f"timing left out: {row['speed_problem']}")
         for path in speed_files(out):
             try:
                 timing_rows.extend(read_speed_file(path))
