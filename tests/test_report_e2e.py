@@ -98,8 +98,10 @@ class Rows(HTMLParser):
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
-    # --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start.
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+    # --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start; a small /dev/shm in
+    # containers crashes it without --disable-dev-shm-usage.
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--hide-scrollbars", *args],
                           capture_output=True, text=True, timeout=120)
 
 
