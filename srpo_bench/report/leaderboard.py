@@ -32,9 +32,9 @@ version). Missing values are null, never 0. Top-level keys:
                       reported_in_interval, source, note}: published numbers, never in the aggregates
     failed_runs[]     {profile, task, method, seed, status, reason, path}
     runs[]            every finished run: run_id, store, path, profile, suite, score_scale, task, method,
-                      base_method, seed, selection, eval_episodes, config_hash, device, git_commit, score (the
-                      final policy's mean), episode_scores[] (normalized x100, per evaluation episode),
-                      episode_returns[], summaries, during_training: enough to recompute every statistic
+                      base_method, seed, selection, eval_episodes, config_hash, device, git_commit, finished_at,
+                      score (the final policy's mean), episode_scores[] (normalized x100, per evaluation
+                      episode), episode_returns[], summaries, during_training: enough to recompute every statistic
     warnings[]        one line per store, run folder or file that was skipped, and why
 """
 
