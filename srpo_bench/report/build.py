@@ -81,8 +81,11 @@ def build_report(stores: list[Path], profile: str | None = None, reps: int = agg
 def group_keys(finished: pd.DataFrame) -> list[dict[str, Any]]:
     if finished.empty:
         return []
-    keys = finished[list(GROUP_KEYS)].drop_duplicates().sort_values(["suite", "profile"])
-    return keys.to_dict("records")
+    keys = finished[list(GROUP_KEYS)].drop_duplicates().sort_values(["suite", "profile"]).to_dict("records")
+    for key in keys:  # a column holding a missing count turns the counts into floats; keep them whole
+        episodes = key["eval_episodes"]
+        key["eval_episodes"] = None if episodes is None or pd.isna(episodes) else int(episodes)
+    return keys
 
 
 def _in_group(frame: pd.DataFrame, key: dict[str, Any]) -> pd.DataFrame:
