@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, speed. Venvs are reused (`nox -R`): the CPU torch wheel takes ~45 s."""
+"""nox sessions: tests, lint, speed, bench. Venvs are reused (`nox -R`): the CPU torch wheel takes ~45 s."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "srpo_bench", "baselines", "tests", "noxfile.py")
+    session.run("ruff", "check", "srpo_bench", "baselines", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session
@@ -30,3 +30,11 @@ def speed(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".")
     session.run("srpo-bench", "speed", "--methods", "all", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """`srpo-bench report` over 2,000 generated run folders (budget: under 60 s on 2 cores, default reps)."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("python", "benchmarks/report_2000.py", *session.posargs)

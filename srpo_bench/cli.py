@@ -127,7 +127,7 @@ def run(
     frame = runs_frame(out)
     frame = frame[frame["task"].isin(task_names) & frame["method"].isin(method_names) & (frame["profile"] == profile)]
     typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys", showindex=False,
-                           floatfmt=".4g"))
+                        disable_numparse=True))
     console.print(f"{sum(o.status == 'finished' for o in outcomes)} runs trained, "
                   f"{sum(o.status == 'skipped' for o in outcomes)} already finished; results in {out}")
 

@@ -308,6 +308,17 @@ DISPLAY_NAMES = {
 }
 
 
+DISPLAY_FORMATS = {
+    "seeds": count, "score_mean": score, "score_std": score, "dataset_score": score,
+    "actions_per_second_b1": rate, "actions_per_second_b256": rate, "nfe_per_action": count,
+    "fit_minutes": lambda minutes: MISSING if is_missing(minutes) else f"{float(minutes):.1f}",
+}
+
+
 def for_display(summary: pd.DataFrame) -> pd.DataFrame:
-    """Short column headers for printed tables (the frame's own names stay for CSV and plots)."""
-    return summary.rename(columns=DISPLAY_NAMES)
+    """Numbers formatted for people (no scientific notation; missing as a dash) under short headers."""
+    shown = summary.copy()
+    for column, fmt in DISPLAY_FORMATS.items():
+        if column in shown:
+            shown[column] = shown[column].map(fmt).astype(object)
+    return shown.rename(columns=DISPLAY_NAMES)
