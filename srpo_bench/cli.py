@@ -125,7 +125,8 @@ def run(
     outcomes = run_grid(task_names, method_names, seed_list, profile, out, torch_device, reporter,
                         overrides=overrides)
     frame = runs_frame(out)
-    frame = frame[frame["task"].isin(task_names) & frame["method"].isin(method_names) & (frame["profile"] == profile)]
+    frame = frame[frame["task"].isin(task_names) & frame["base_method"].isin(method_names)
+                  & (frame["profile"] == profile)]
     typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys", showindex=False,
                         disable_numparse=True))
     console.print(f"{sum(o.status == 'finished' for o in outcomes)} runs trained, "

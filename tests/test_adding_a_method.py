@@ -92,6 +92,7 @@ def test_a_method_from_one_file_and_one_entry_point_runs_end_to_end(tmp_path: Pa
     result = invoke("run", "--envs", "toy-two-moons", "--methods", "tiny,bc", "--seeds", "0", "--profile", "smoke",
                     "--out", str(out), "--device", "cpu", "--quiet", "--set", "tiny.shrink=0.5")
     assert result.exit_code == 0, result.output
+    assert "tiny[shrink=0.5]" in result.output  # the summary table lists runs made with overrides, labelled
     run_dir = out / "runs" / "smoke" / "toy-two-moons" / "tiny" / "seed0"
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["config"] == {"shrink": 0.5}

@@ -266,9 +266,10 @@ def _none(value: Any) -> float | None:
 
 # --- the summary `srpo-bench run` prints -----------------------------------------------------------------
 def runs_frame(out: Path) -> pd.DataFrame:
-    """One row per finished run: task, method, seed, profile, normalized score, actions/s, NFE."""
+    """One row per finished run: task, method (labelled with its --set overrides; `base_method` without them),
+    seed, profile, normalized score, actions/s, NFE."""
     finished = load_runs([out]).finished
-    columns = ["profile", "suite", "task", "method", "seed", "selection", "normalized", "dataset_score",
+    columns = ["profile", "suite", "task", "method", "base_method", "seed", "selection", "normalized", "dataset_score",
                "actions_per_second_b1", "actions_per_second_b256", "nfe_per_action", "fit_seconds", "device"]
     if finished.empty:
         return pd.DataFrame(columns=columns)
