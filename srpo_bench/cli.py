@@ -100,7 +100,6 @@ def run(
     from srpo_bench.config import parse_overrides
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
-    from srpo_bench.report.tables import for_display, runs_frame, task_summary
     from srpo_bench.runner import resolve_device, run_grid, validate_grid
     from srpo_bench.tasks import expand_tasks
 
@@ -124,6 +123,9 @@ def run(
     )
     outcomes = run_grid(task_names, method_names, seed_list, profile, out, torch_device, reporter,
                         overrides=overrides)
+    # imported here: the report layer pulls in rliable/scipy (~1.5 s), which validating a grid does not need
+    from srpo_bench.report.tables import for_display, runs_frame, task_summary
+
     frame = runs_frame(out)
     frame = frame[frame["task"].isin(task_names) & frame["base_method"].isin(method_names)
                   & (frame["profile"] == profile)]
