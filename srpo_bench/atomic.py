@@ -2,8 +2,8 @@
 
 A crash (SIGKILL, full disk) never leaves a torn file under the real name: readers see the old file or the
 new one. The temporary file is created with the user's umask (not `mkstemp`'s private 0600), so a group can
-share a results folder. Temporary names start with `.<name>.` and end in `.tmp`; `remove_stale_temporaries`
-cleans what a killed writer left behind.
+share a results folder. Temporary names start with `.<name>.` and end in `.tmp` (a killed writer can leave one;
+cleaning them safely needs the run locks of the fault-tolerance issue, since another runner may be writing).
 """
 
 from __future__ import annotations
@@ -57,13 +57,3 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     import torch  # here, so the store and the report do not import torch just to write JSON
 
     atomic_write(path, lambda temporary: torch.save(obj, temporary))
-
-
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete `.NAME.XXXX.tmp` files a killed writer left under `folder`; returns how many went."""
-    removed = 0
-    for leftover in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
-            removed += 1
-    return removed
