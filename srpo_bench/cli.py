@@ -264,20 +264,25 @@ def speed(
         agent.seed(0)
         results[name] = measure_speed(agent, dataset.obs_dim, batch_sizes=sizes, repeats=repeats,
                                       max_seconds=max_seconds, observations=dataset.observations, context="alone")
+    from srpo_bench.report.tables import count, rate, ratio
+
     rows = []
     for name, result in results.items():
         info = result.to_dict()
-        row = {"method": name, "NFE/action": info["nfe_per_action"]}
+        row = {"method": name, "NFE/action": count(info["nfe_per_action"])}
         for size in sizes:
-            row[f"actions/s b{size}"] = info["batches"][str(size)]["actions_per_second"]
-            row[f"ms/call b{size}"] = info["batches"][str(size)]["ms_per_call"]
+            row[f"actions/s b{size}"] = rate(info["batches"][str(size)]["actions_per_second"])
+            row[f"ms/call b{size}"] = rate(info["batches"][str(size)]["ms_per_call"])
         rows.append(row)
-    typer.echo(tabulate(rows, headers="keys", floatfmt=",.4g"))
+    typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
     reference = "srpo" if "srpo" in results else method_names[0]
     speedups = speedup_table(results, reference=reference)
     if len(results) > 1:
-        console.print(f"\nspeedup of {reference} (its actions/s over each method's, same process):")
-        typer.echo(tabulate(speedups, headers="keys", floatfmt=",.4g"))
+        console.print(f"\nspeedup of {reference} (its actions/s over each method's, same process; "
+                      "`srpo-bench report` adds 95% intervals):")
+        shown = [{key: (ratio(value) if key.startswith("speedup") else count(value) if key == "nfe_per_action"
+                        else value) for key, value in row.items()} for row in speedups]
+        typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
     report_path = out / "speed" / f"{task.replace('/', '_').replace(':', '_')}-{torch_device.type}.json"
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
                                     "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})
