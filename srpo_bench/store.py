@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,8 +42,9 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
 
 
-def open_store(out: Path, create: bool = True) -> Path:
-    """Check (and create) the store marker; refuse a store written by a newer schema."""
+def open_store(out: Path) -> Path:
+    """Check (and create) the store marker before anything is written: refuse a store of another schema
+    (`report` reads stores through `report/frame.py`, which accepts older ones)."""
     marker = out / MARKER
     if marker.exists():
         schema = int(read_json(marker).get("schema_version", 0))
@@ -54,16 +53,14 @@ def open_store(out: Path, create: bool = True) -> Path:
                 f"{marker}: results written by a newer srpo-bench (schema {schema}, this version reads up to "
                 f"{SCHEMA_VERSION}); upgrade srpo-bench or use another --out folder"
             )
-        if schema < SCHEMA_VERSION and create:
+        if schema < SCHEMA_VERSION:
             raise StoreError(
                 f"{marker}: results written by an older srpo-bench (schema {schema}; schema {SCHEMA_VERSION} keys "
                 "stages by their whole config, so old stage checkpoints cannot be trusted to match): use another "
                 "--out folder (`srpo-bench report` still reads this one)"
             )
-    elif create:
+    else:
         atomic_write_json(marker, {"schema_version": SCHEMA_VERSION, "created": now()})
-    elif not out.exists():
-        raise StoreError(f"{out}: no results folder here")
     return out
 
 
@@ -100,28 +97,6 @@ def is_finished(path: Path, config: dict[str, Any], stage_keys: dict[str, str]) 
     return bool(run and run.get("status") == "finished" and run.get("config") == as_stored
                 and run.get("stage_keys") == stage_keys
                 and (path / "eval.json").exists() and (path / "speed.json").exists())
-
-
-@dataclass
-class RunRecord:
-    path: Path
-    run: dict[str, Any]
-    eval: dict[str, Any]
-    speed: dict[str, Any] | None
-
-
-def iter_finished_runs(out: Path) -> Iterator[RunRecord]:
-    """Every finished run under `out` (several stores can be merged by pointing at each)."""
-    open_store(out, create=False)
-    for record in sorted((out / "runs").glob("*/*/*/seed*/run.json")):
-        run = load_run(record.parent)
-        if not run or run.get("status") != "finished":
-            continue
-        eval_path, speed_path = record.parent / "eval.json", record.parent / "speed.json"
-        if not eval_path.exists():
-            continue
-        speed = read_json(speed_path) if speed_path.exists() else None
-        yield RunRecord(record.parent, run, read_json(eval_path), speed)
 
 
 # --- provenance ----------------------------------------------------------------------------------
