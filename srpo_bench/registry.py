@@ -26,19 +26,25 @@ class Registered:
     error: str | None  # the import error, if the method cannot be loaded
 
 
+def _targets() -> dict[str, str]:
+    """name -> "module:Class" of every entry point of the group (the first registration of a name wins)."""
+    targets: dict[str, str] = {}
+    for ep in entry_points(group=GROUP):
+        targets.setdefault(ep.name, ep.value)
+    return targets
+
+
+def _import_error(target: str) -> str | None:
+    try:
+        _load(target)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def registered() -> dict[str, Registered]:
     """Every registered method with its import status, in registration order (built-ins as pyproject lists them)."""
-    found: dict[str, Registered] = {}
-    for ep in entry_points(group=GROUP):
-        if ep.name in found:
-            continue
-        try:
-            _load(ep.value)
-            error = None
-        except Exception as exc:  # noqa: BLE001 - any failure to import is reported, not raised
-            error = f"{type(exc).__name__}: {exc}"
-        found[ep.name] = Registered(ep.name, ep.value, error)
-    return found
+    return {name: Registered(name, target, _import_error(target)) for name, target in _targets().items()}
 
 
 def _load(target: str) -> type[Method]:
@@ -49,17 +55,19 @@ def _load(target: str) -> type[Method]:
 
 
 def available_methods() -> list[str]:
-    return list(registered())
+    return list(_targets())
 
 
 def get_method(name: str) -> type[Method]:
-    methods = registered()
-    if name not in methods:
-        raise UnknownMethodError(f"unknown method '{name}'; registered: {', '.join(methods) or 'none'}")
-    entry = methods[name]
-    if entry.error is not None:
-        raise UnknownMethodError(f"method '{name}' ({entry.target}) cannot be loaded: {entry.error}")
-    return _load(entry.target)
+    """The registered method `name`, importing only its own module."""
+    targets = _targets()
+    if name not in targets:
+        raise UnknownMethodError(f"unknown method '{name}'; registered: {', '.join(targets) or 'none'}")
+    try:
+        return _load(targets[name])
+    except Exception as exc:  # noqa: BLE001 - any failure to import is one line naming the method
+        raise UnknownMethodError(f"method '{name}' ({targets[name]}) cannot be loaded: "
+                                 f"{type(exc).__name__}: {exc}") from None
 
 
 def expand_methods(spec: str) -> list[str]:
