@@ -142,15 +142,17 @@ def positive(config: Any, *names: str) -> None:
 
 
 def plan_stages(method: str, task: Task, profile: str, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                _asking: tuple[str, ...] = ()) -> tuple[Stage, ...]:
-    """`method`'s declared stages for `task`, resolving any other method whose stage it shares with that
-    method's own overrides of the same grid."""
+                config: Any = None, _asking: tuple[str, ...] = ()) -> tuple[Stage, ...]:
+    """`method`'s declared stages for `task` (from `config`, or its config resolved with its overrides),
+    resolving any other method whose stage it shares with that method's own overrides of the same grid."""
     if method in _asking:
         raise ConfigError(f"stage sharing loops: {' -> '.join((*_asking, method))}")
     overrides = overrides or {}
     method_cls = get_method(method)
-    config = resolve_config(method_cls, task, profile, overrides.get(method, {}))
-    plan = PlanContext(task, profile, lambda other: plan_stages(other, task, profile, overrides, (*_asking, method)))
+    if config is None:
+        config = resolve_config(method_cls, task, profile, overrides.get(method, {}))
+    plan = PlanContext(task, profile, lambda other: plan_stages(other, task, profile, overrides,
+                                                                 _asking=(*_asking, method)))
     try:
         return tuple(method_cls.stages(config, plan))
     except ValueError as error:

@@ -20,7 +20,7 @@ import torch
 from srpo_bench import store
 from srpo_bench.config import check_choices, config_dict, plan_stages, resolve_config
 from srpo_bench.core.agents import Agent
-from srpo_bench.core.stages import EvaluationSchedule, FitContext, PlanContext
+from srpo_bench.core.stages import EvaluationSchedule, FitContext
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import EvalResult, evaluate
 from srpo_bench.profiles import harness_settings
@@ -81,9 +81,9 @@ def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, pro
     if config is None:
         config = resolve_config(method_cls, task, profile, (overrides or {}).get(method, {}))
     check_choices(method, config)  # a config built in code gets the same Literal checks as a resolved one
-    plan = PlanContext(task, profile, lambda other: plan_stages(other, task, profile, overrides))
     ctx = FitContext(task=task, dataset=dataset, seed=seed, device=device, stage_dir=store.stage_dir(out),
-                     reporter=reporter, plan=method_cls.stages(config, plan), run_id=run_id, evaluation=evaluation)
+                     reporter=reporter, plan=plan_stages(method, task, profile, overrides, config),
+                     run_id=run_id, evaluation=evaluation)
     return config, ctx
 
 
@@ -155,7 +155,7 @@ def run_one(
 
     agent.seed(spec.seed)
     evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
-    store.atomic_write_json(path / "eval.json", evaluation_record(evaluation, ctx.evaluations, ctx))
+    store.atomic_write_json(path / "eval.json", evaluation_record(evaluation, ctx))
 
     store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness))
 
@@ -170,15 +170,15 @@ def run_one(
     return RunOutcome(spec, path, "finished", evaluation.mean_normalized)
 
 
-def evaluation_record(final: EvalResult, during_training: list[dict[str, Any]], ctx: FitContext) -> dict[str, Any]:
+def evaluation_record(final: EvalResult, ctx: FitContext) -> dict[str, Any]:
     """eval.json: the final policy's episodes (the reported score), the periodic evaluations made while the last
     stage trained, and the summaries a report may show: `final` (= the score), `mean_last3` over the curve's last
-    three points (the final evaluation included), and `best`, which picks the maximum after the fact and is an
+    three points (the final evaluation included), and `best_optimistic`, which picks the maximum after the fact and is an
     optimistic estimate (Diffusion-QL's README reports online best-of)."""
     last_stage = ctx.plan[-1].name
     logged = ctx.curves.get(last_stage) or [{"step": -1}]
     final_step = int(logged[-1]["step"]) + 1  # the last logged step is the stage's last
-    curve = [point for point in during_training if point["stage"] == last_stage]
+    curve = [point for point in ctx.evaluations if point["stage"] == last_stage]
     curve.append({"stage": last_stage, "step": final_step, "mean_normalized": final.mean_normalized,
                   "normalized": [float(x) for x in final.normalized], "final": True})
     scores = [point["mean_normalized"] for point in curve]
