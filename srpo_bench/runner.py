@@ -173,7 +173,7 @@ def run_one(
 def evaluation_record(final: EvalResult, ctx: FitContext) -> dict[str, Any]:
     """eval.json: the final policy's episodes (the reported score), the periodic evaluations made while the last
     stage trained, and the summaries a report may show: `final` (= the score), `mean_last3` over the curve's last
-    three points (the final evaluation included), and `best_optimistic`, which picks the maximum after the fact and is an
+    three points (the final evaluation included), and `best_optimistic`, the maximum picked after the fact: an
     optimistic estimate (Diffusion-QL's README reports online best-of)."""
     last_stage = ctx.plan[-1].name
     logged = ctx.curves.get(last_stage) or [{"step": -1}]
