@@ -51,6 +51,7 @@ class OfflineDataset:
     #: on the raw rows (SfBC). None when the source has no such distinction (toy, Minari).
     raw_rows: dict[str, np.ndarray] | None = field(default=None, repr=False)
     _fingerprint: str = field(default="", repr=False, compare=False)
+    _on_device: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_transitions(self)
@@ -91,14 +92,16 @@ class OfflineDataset:
         return self._fingerprint
 
     def tensors(self, device: torch.device | str) -> dict[str, torch.Tensor]:
-        """The whole dataset on `device` (the official code keeps it on the GPU too)."""
-        return {
-            "observations": torch.as_tensor(self.observations, device=device),
-            "actions": torch.as_tensor(self.actions, device=device),
-            "rewards": torch.as_tensor(self.rewards, device=device),
-            "next_observations": torch.as_tensor(self.next_observations, device=device),
-            "terminals": torch.as_tensor(self.terminals, device=device),
-        }
+        """The whole dataset on `device` (the official code keeps it on the GPU too). Uploaded once per device
+        and shared by every stage and run on this dataset (the arrays are read-only after validation); each call
+        returns a fresh dict, so a stage may replace an entry (e.g. its transformed rewards)."""
+        key = str(torch.device(device))
+        if key not in self._on_device:
+            self._on_device[key] = {
+                name: torch.as_tensor(getattr(self, name), device=device)
+                for name in ("observations", "actions", "rewards", "next_observations", "terminals")
+            }
+        return dict(self._on_device[key])
 
 
 def validate_transitions(dataset: OfflineDataset) -> None:
