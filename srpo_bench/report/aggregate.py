@@ -14,8 +14,9 @@ Scores are on the 0-100 normalized scale; the optimality gap counts the shortfal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rliable import library as rly
@@ -151,17 +152,26 @@ def _score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return (scores.reshape(-1)[:, None] > np.asarray(taus)[None, :]).mean(axis=0)
 
 
-def mean_interval(values: Sequence[float], reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED) -> Estimate:
-    """Mean over seeds with a percentile-bootstrap 95% interval (one task, one method); one seed: no interval."""
+def _percentile_bounds(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.percentile(samples, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+    return float(low), float(high)
+
+
+def _bootstrap_interval(values: Sequence[float], statistic: Callable[..., Any], reps: int, seed: int) -> Estimate:
+    """`statistic` of `values` with a percentile-bootstrap 95% interval; one value: no interval."""
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         raise ValueError("no values")
     if data.size == 1:
         return Estimate(float(data[0]))
     rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(reps, data.size))].mean(axis=1)
-    low, high = np.percentile(means, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return Estimate(float(data.mean()), float(low), float(high))
+    resampled = statistic(data[rng.integers(0, data.size, size=(reps, data.size))], axis=1)
+    return Estimate(float(statistic(data)), *_percentile_bounds(resampled))
+
+
+def mean_interval(values: Sequence[float], reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED) -> Estimate:
+    """Mean over seeds with a percentile-bootstrap 95% interval (one task, one method); one seed: no interval."""
+    return _bootstrap_interval(values, np.mean, reps, seed)
 
 
 def speedup_interval(reference: Sequence[float], other: Sequence[float], reps: int = DEFAULT_REPS,
@@ -178,21 +188,12 @@ def speedup_interval(reference: Sequence[float], other: Sequence[float], reps: i
     rng = np.random.default_rng(seed)
     ratios = (np.median(ref[rng.integers(0, ref.size, size=(reps, ref.size))], axis=1)
               / np.median(oth[rng.integers(0, oth.size, size=(reps, oth.size))], axis=1))
-    low, high = np.percentile(ratios, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return Estimate(point, float(low), float(high))
+    return Estimate(point, *_percentile_bounds(ratios))
 
 
 def median_interval(values: Sequence[float], reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED) -> Estimate:
     """Median with a percentile-bootstrap 95% interval (e.g. actions/s over repeated timings)."""
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        raise ValueError("no values")
-    if data.size == 1:
-        return Estimate(float(data[0]))
-    rng = np.random.default_rng(seed)
-    medians = np.median(data[rng.integers(0, data.size, size=(reps, data.size))], axis=1)
-    low, high = np.percentile(medians, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
-    return Estimate(float(np.median(data)), float(low), float(high))
+    return _bootstrap_interval(values, np.median, reps, seed)
 
 
 def rectangular(per_task: Mapping[str, Sequence[tuple[int, float]]], tasks: Sequence[str]) -> tuple[np.ndarray, int]:
