@@ -31,6 +31,7 @@ from torch import nn
 from srpo_bench.atomic import atomic_torch_save
 from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.evaluate import evaluate
 from srpo_bench.progress import Bar, Reporter
 from srpo_bench.tasks import Task
 
@@ -214,8 +215,6 @@ class FitContext:
                 self._bar = None
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
-        from srpo_bench.evaluate import evaluate  # evaluate imports agents; imported here to keep layers apart
-
         assert self.evaluation is not None
         agent = make_agent()
         agent.seed(self.seed)
