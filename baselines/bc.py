@@ -41,7 +41,8 @@ class BC(Method):
     Config = BCConfig
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {family: dict(steps=100) for family in FAMILIES},
-        "quick": {"toy": dict(steps=1000), "locomotion": dict(steps=4000), "antmaze": dict(steps=4000)},
+        "quick": {"toy": dict(steps=1000), "locomotion": dict(steps=4000), "antmaze": dict(steps=4000),
+                  "ogbench": dict(steps=4000)},
     }
 
     @classmethod

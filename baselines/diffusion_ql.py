@@ -310,6 +310,7 @@ class DiffusionQL(Method):
             "toy": dict(steps=30, eval_every=15, eval_episodes=2),
             "locomotion": dict(steps=30, eval_every=15, eval_episodes=2),
             "antmaze": dict(steps=12, eval_every=6, eval_episodes=2),
+            "ogbench": dict(steps=30, eval_every=15, eval_episodes=2),
         },
         # quick: about 12 s of training on the toy bandits; on locomotion ~4-5 min at one thread, about what
         # SRPO's quick schedule takes (profiles.py: quick budgets are matched in CPU time across methods).
@@ -317,6 +318,7 @@ class DiffusionQL(Method):
             "toy": dict(steps=200, eval_every=50, eval_episodes=64),
             "locomotion": dict(steps=5000, eval_every=1000, eval_episodes=5),
             "antmaze": dict(steps=2000, eval_every=500, eval_episodes=5),
+            "ogbench": dict(steps=5000, eval_every=1000, eval_episodes=5),  # as locomotion (no OGBench setting)
         },
     }
 

@@ -244,12 +244,13 @@ class IDQL(Method):
             "toy": dict(actor_steps=400, actor_batch_size=128, critic_steps=500, critic_batch_size=256),
             "locomotion": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
             "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
+            "ogbench": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
         },
     }
 
     @classmethod
     def task_settings(cls, task: Task) -> dict[str, Any]:
-        if task.family == "toy":
+        if task.family in ("toy", "ogbench"):  # OGBench: rewards as given, other settings D4RL's (our choice)
             return {"reward_transform": "none"}
         if task.family == "antmaze":
             return {"expectile": 0.9, "reward_transform": "minus_one"}

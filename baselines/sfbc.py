@@ -65,7 +65,7 @@ from srpo_bench.core.agents import Agent, CandidateAgent
 from srpo_bench.core.behavior import fit_vpsde_behavior
 from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
 from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
-from srpo_bench.core.method import Method
+from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import GaussianFourierProjection, mlp
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.dataset import OfflineDataset
@@ -326,7 +326,7 @@ class SfBC(Method):
         "smoke": {
             family: dict(behavior_steps=20, behavior_batch_size=256, critic_batch_size=256,
                          critic_steps_per_epoch=5, critic_epochs_per_iteration=3, planning_states=64)
-            for family in ("toy", "locomotion", "antmaze")
+            for family in FAMILIES
         },
         # Measured on this CPU, one thread (CPU seconds; the shared machine's wall clock runs 1.5-3x longer):
         # toy fit 15.5 s (behavior 300 x 35 ms, 256 x 16 planning samples, 580 critic steps), evaluation of
@@ -337,6 +337,8 @@ class SfBC(Method):
             "locomotion": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
                                critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024),
             "antmaze": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
+                            critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024),
+            "ogbench": dict(behavior_steps=5000, behavior_batch_size=256, critic_batch_size=1024,
                             critic_steps_per_epoch=50, critic_epochs_per_iteration=15, planning_states=1024),
         },
     }

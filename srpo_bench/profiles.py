@@ -29,10 +29,14 @@ class HarnessSettings:
 
 HARNESS: dict[str, dict[str, HarnessSettings]] = {
     "smoke": {"toy": HarnessSettings(64, 3, 1.0, 1), "default": HarnessSettings(2, 3, 1.0, 1)},
-    "quick": {"toy": HarnessSettings(256, 10, 3.0, 2), "default": HarnessSettings(5, 10, 5.0, 2)},
+    # ogbench: a success rate needs more episodes than a mean return; they are short (200-750 steps).
+    "quick": {"toy": HarnessSettings(256, 10, 3.0, 2), "ogbench": HarnessSettings(10, 10, 5.0, 2),
+              "default": HarnessSettings(5, 10, 5.0, 2)},
     # paper: SRPO's official protocol evaluates 20 episodes (seeds 1001-1020); applied to every method. Nine
     # evaluations during training (every 10 %) give the curve its last-3 mean.
-    "paper": {"toy": HarnessSettings(1000, 30, 20.0, 9), "default": HarnessSettings(20, 30, 20.0, 9)},
+    # ogbench paper: FQL's protocol, 50 episodes (`main.py --eval_episodes`), applied to every method.
+    "paper": {"toy": HarnessSettings(1000, 30, 20.0, 9), "ogbench": HarnessSettings(50, 30, 20.0, 9),
+              "default": HarnessSettings(20, 30, 20.0, 9)},
 }
 
 

@@ -76,6 +76,11 @@ SRPO_TEMPERATURES: dict[str, float] = {
     "antmaze-umaze-v2": 0.02, "antmaze-umaze-diverse-v2": 0.04, "antmaze-medium-play-v2": 0.08,
     "antmaze-medium-diverse-v2": 0.05, "antmaze-large-play-v2": 0.06, "antmaze-large-diverse-v2": 0.05,
 }
+# OGBench (FQL paper, Appendix: SRPO re-implemented on IDQL's code): beta per environment. OGBench rewards
+# (-number of unfinished subtasks, masks for success) are used as they are: our choice, the paper states no
+# reward scaling; the other SRPO settings keep their D4RL locomotion values (our choice).
+OGBENCH_TEMPERATURES: dict[str, float] = {"cube-single": 0.03, "cube-double": 0.1, "scene": 0.1, "puzzle-3x3": 0.1,
+                                          "puzzle-4x4": 0.1}
 # Toy bandits (our suite, rewards unscaled): the middle of the sweep beta in {0.02 .. 200}, where about half
 # the contexts stay inside the support (two moons, quick profile: score 99; beta 0.02: 67; beta >= 2: 106).
 TOY_TEMPERATURE = 0.2
@@ -203,6 +208,7 @@ class SRPO(Method):
             # the most steps: with 5000 IQL steps, lite-halfcheetah-medium-replay scored 5.1 (data 5.6); 20000: 6.7.
             "locomotion": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000),
             "antmaze": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000),
+            "ogbench": dict(behavior_steps=3000, behavior_batch_size=256, critic_steps=20000, policy_steps=5000),
         },
     }
 
@@ -210,6 +216,8 @@ class SRPO(Method):
     def task_settings(cls, task: Task) -> dict[str, Any]:
         if task.family == "toy":
             return {"beta": TOY_TEMPERATURE, "reward_transform": "none"}
+        if task.family == "ogbench":
+            return {"beta": OGBENCH_TEMPERATURES.get(task.name.split("-play-")[0], 0.1), "reward_transform": "none"}
         settings: dict[str, Any] = {"beta": SRPO_TEMPERATURES.get(d4rl_equivalent(task.name), 0.05)}
         if task.family == "antmaze":
             settings.update(expectile=0.9, policy_layers=4, normalize_q_grad=True, reward_transform="minus_one")

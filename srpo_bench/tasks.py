@@ -1,6 +1,6 @@
 """Task registry: a task name -> its data source, evaluation env, episode limit and score normalization.
 
-Suites name groups of tasks (`toy`, `locomotion-lite`, `locomotion`, `antmaze`). D4RL tasks keep D4RL's
+Suites name groups of tasks (`toy`, `locomotion-lite`, `locomotion`, `antmaze`, `ogbench`). D4RL tasks keep D4RL's
 own names and reference scores (`d4rl/infos.py`, ALGORITHMS.md section 6.2); Minari tasks use Minari's
 reference scores; our collected lite tasks carry their own (random and expert behavior policy returns,
 measured at collection). The three scales are never mixed.
@@ -23,6 +23,10 @@ from srpo_bench.data.lite import (
     lite_task_name,
     load_lite,
 )
+from srpo_bench.data.ogbench import EPISODE_LIMITS as OGBENCH_EPISODE_LIMITS
+from srpo_bench.data.ogbench import OGBENCH_ENVS
+from srpo_bench.data.ogbench import parse_task as parse_ogbench_task
+from srpo_bench.data.ogbench import task_names as ogbench_task_names
 from srpo_bench.envs import make_env
 
 
@@ -35,11 +39,11 @@ class UnknownTaskError(KeyError):
 class Task:
     name: str
     suite: str
-    family: str  # "locomotion" | "antmaze" | "toy": selects per-family official settings
+    family: str  # "locomotion" | "antmaze" | "toy" | "ogbench": selects per-family official settings
     max_episode_steps: int
     load: Callable[[], OfflineDataset]
     make_env: Callable[[], gym.Env]
-    score_scale: str  # "d4rl" | "minari" | "lite" | "toy": whose reference scores normalize returns
+    score_scale: str  # "d4rl" | "minari" | "lite" | "toy" | "ogbench": whose reference scores normalize returns
     ref_min_score: float | None = None  # None: read from the loaded dataset's metadata
     ref_max_score: float | None = None
     note: str = ""
@@ -146,17 +150,36 @@ def _toy_task(name: str) -> Task:
     )
 
 
+# --- OGBench manipulation (singletask, success rate) ----------------------------------------------------
+OGBENCH_SUITE = [name for env in OGBENCH_ENVS for name in ogbench_task_names(env)]
+
+
+def _ogbench_task(name: str) -> Task:
+    from srpo_bench.data import ogbench as source
+
+    env, task_id = parse_ogbench_task(name)
+    return Task(
+        name=name, suite="ogbench", family="ogbench", max_episode_steps=OGBENCH_EPISODE_LIMITS[env],
+        load=lambda: source.load_ogbench(name), make_env=lambda: source.make_ogbench_env(name),
+        score_scale="ogbench", ref_min_score=0.0, ref_max_score=1.0,
+        note=f"OGBench {env} task{task_id} (ogbench {source.ogbench_version()}, success_timing="
+        f"{source.success_timing()}; 'post' = ogbench 1.1.0's rule, under which FQL's table was made). Score: "
+        "success rate in percent; Q-learning on OGBench's masks.",
+    )
+
+
 SUITES: dict[str, list[str]] = {
     "toy": TOY_SUITE,
     "locomotion-lite": LITE_SUITE,
     "locomotion": D4RL_LOCOMOTION,
     "antmaze": ANTMAZE_MINARI,
+    "ogbench": OGBENCH_SUITE,
 }
 
 
 def all_task_names() -> list[str]:
     lite_all = [lite_task_name(env, tier) for tier in LITE_DEFAULT_TIERS + LITE_EXTRA_TIERS for env in LITE_ENVS]
-    return TOY_SUITE + lite_all + D4RL_LOCOMOTION + ANTMAZE_MINARI
+    return TOY_SUITE + lite_all + D4RL_LOCOMOTION + ANTMAZE_MINARI + OGBENCH_SUITE
 
 
 def get_task(name: str) -> Task:
@@ -166,6 +189,12 @@ def get_task(name: str) -> Task:
         return _lite_task(name)
     if name in D4RL_LOCOMOTION:
         return _d4rl_task(name)
+    if "-singletask" in name:
+        try:
+            parse_ogbench_task(name)
+        except ValueError as error:
+            raise UnknownTaskError(str(error)) from None
+        return _ogbench_task(name)
     if name.startswith("minari:"):
         return _minari_task(name, suite="antmaze" if name in ANTMAZE_MINARI else "minari")
     raise UnknownTaskError(

@@ -15,13 +15,13 @@ from srpo_bench.core.agents import Agent
 from srpo_bench.core.stages import FitContext, PlanContext, Stage
 from srpo_bench.tasks import Task
 
-FAMILIES = ("toy", "locomotion", "antmaze")
+FAMILIES = ("toy", "locomotion", "antmaze", "ogbench")
 
 
 class Method(ABC):
     name: ClassVar[str]
     Config: ClassVar[type]  # a frozen dataclass whose defaults are the official settings
-    #: profile -> family ("toy" | "locomotion" | "antmaze") -> setting overrides. "paper" is the official
+    #: profile -> family ("toy" | "locomotion" | "antmaze" | "ogbench") -> setting overrides. "paper" is the official
     #: schedule and overrides nothing.
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
