@@ -298,11 +298,8 @@ class FQL(Method):
                     index = torch.randint(0, size, (config.batch_size,), generator=index_generator).to(ctx.device)
                     batch = {key: value[index] for key, value in tensors.items()}
                 rows = batch["actions"].shape[0]
-
-                def gaussian() -> torch.Tensor:
-                    return torch.randn(rows, act_dim, device=ctx.device, generator=generator)
-
-                next_noise, flow_noise, noise = gaussian(), gaussian(), gaussian()
+                next_noise, flow_noise, noise = (torch.randn(rows, act_dim, device=ctx.device, generator=generator)
+                                                 for _ in range(3))
                 t = torch.rand(rows, 1, device=ctx.device, generator=generator)
                 q_term = critic_loss(nets, batch, next_noise, config)
                 pi_term, parts = actor_loss(nets, batch, flow_noise, t, noise, config)

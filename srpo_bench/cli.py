@@ -138,26 +138,42 @@ def run(
 @app.command()
 @friendly_errors
 def collect(
-    suite: Annotated[str, typer.Option(help="only 'locomotion-lite' is collected locally")] = "locomotion-lite",
-    envs: Annotated[str, typer.Option(help="subset of hopper,halfcheetah,walker2d")] = "hopper,halfcheetah,walker2d",
-    size: Annotated[str, typer.Option(help="full (<= 60 min on 2 cores) or small (tests, < 1 min)")] = "full",
+    suite: Annotated[str, typer.Option(help="locomotion-lite (SAC behavior policies) or ogbench (OGBench's "
+                                       "scripted oracles)")] = "locomotion-lite",
+    envs: Annotated[str | None, typer.Option(help="locomotion-lite: subset of hopper,halfcheetah,walker2d; "
+                                             "ogbench: subset of cube-single,cube-double,scene,puzzle-3x3 "
+                                             "(default: all of the suite)")] = None,
+    size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench ~40 min per env) or small "
+                                      "(tests, < 1 min)")] = "full",
     seed: int = 0,
-    workers: Annotated[int, typer.Option(help="parallel processes, one env each")] = 2,
-    force: Annotated[bool, typer.Option(help="recollect even if cached files match")] = False,
+    workers: Annotated[int, typer.Option(help="parallel processes, one env each (locomotion-lite)")] = 2,
+    force: Annotated[bool, typer.Option(help="recollect even if cached files match (ogbench: also replaces files "
+                                        "not made here)")] = False,
 ) -> None:
-    """Make D4RL-format datasets offline from behavior policies trained here (the locomotion-lite suite)."""
-    from srpo_bench.collect.lite import collect_suite
-    from srpo_bench.data.lite import lite_dir
+    """Make datasets offline: locomotion-lite (D4RL-format hdf5 from behavior policies trained here) or ogbench
+    (OGBench's own .npz files from its plan oracles, in $OGBENCH_DATA_DIR or ~/.ogbench/data)."""
     from srpo_bench.progress import Reporter
 
-    if suite != "locomotion-lite":
-        err_console.print(f"[red]error:[/red] cannot collect suite '{suite}': only 'locomotion-lite' is made locally "
-                          "(D4RL and Minari suites are downloaded)")
+    if suite not in ("locomotion-lite", "ogbench"):
+        err_console.print(f"[red]error:[/red] cannot collect suite '{suite}': only 'locomotion-lite' and 'ogbench' "
+                          "are made locally (D4RL and Minari suites are downloaded)")
         raise typer.Exit(EXIT_USAGE)
     if size not in ("full", "small"):
         err_console.print(f"[red]error:[/red] --size must be full or small, got '{size}'")
         raise typer.Exit(EXIT_USAGE)
-    env_list = [e.strip() for e in envs.split(",") if e.strip()]
+    if suite == "ogbench":
+        from srpo_bench.collect.ogbench import collect_suite as collect_ogbench
+        from srpo_bench.data.ogbench import OGBENCH_ENVS, ogbench_dir
+
+        env_list = [e.strip() for e in (envs or ",".join(OGBENCH_ENVS)).split(",") if e.strip()]
+        outcomes = collect_ogbench(env_list, size=size, seed=seed, reporter=Reporter(console=err_console),
+                                   force=force)
+        console.print(f"{len(outcomes)} OGBench datasets in {ogbench_dir()}")
+        return
+    from srpo_bench.collect.lite import collect_suite
+    from srpo_bench.data.lite import lite_dir
+
+    env_list = [e.strip() for e in (envs or "hopper,halfcheetah,walker2d").split(",") if e.strip()]
     paths = collect_suite(env_list, size=size, seed=seed, workers=workers, reporter=Reporter(console=err_console),
                           force=force)
     console.print(f"{len(paths)} dataset files in {lite_dir()}")

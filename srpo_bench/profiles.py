@@ -28,7 +28,10 @@ class HarnessSettings:
 
 
 HARNESS: dict[str, dict[str, HarnessSettings]] = {
-    "smoke": {"toy": HarnessSettings(64, 3, 1.0, 1), "default": HarnessSettings(2, 3, 1.0, 1)},
+    # smoke ogbench: one 200-750-step episode and no evaluation during training (candidate samplers act ~1,000
+    # times per episode), so a smoke run of every method stays in seconds.
+    "smoke": {"toy": HarnessSettings(64, 3, 1.0, 1), "ogbench": HarnessSettings(1, 3, 1.0, 0),
+              "default": HarnessSettings(2, 3, 1.0, 1)},
     # ogbench: a success rate needs more episodes than a mean return; they are short (200-750 steps).
     "quick": {"toy": HarnessSettings(256, 10, 3.0, 2), "ogbench": HarnessSettings(10, 10, 5.0, 2),
               "default": HarnessSettings(5, 10, 5.0, 2)},

@@ -25,7 +25,7 @@ PRINTED_AVERAGES = {
 
 
 def test_published_table_matches_the_printed_averages_and_names_its_sources() -> None:
-    table = reference.load_reference()
+    table = reference.load_reference(reference.REFERENCE_FILE)
     assert len(table) == 9 * 8 + 6 * 8
     for (suite, method), printed in PRINTED_AVERAGES.items():
         rows = table[(table["suite"] == suite) & (table["method"] == method)]

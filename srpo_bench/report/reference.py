@@ -1,10 +1,13 @@
-"""Published numbers (results/reference/) beside ours, for D4RL tasks only.
+"""Published numbers (results/reference/) beside ours, for D4RL and OGBench tasks only.
 
 The published table is a separate frame with its own columns (`reported`, `source`); it is joined onto our
 per-task means only to be shown side by side and never flows back into the frames the aggregates read.
 Only runs scored with D4RL's reference scores on D4RL data (`score_scale == "d4rl"`) are compared: the
 `locomotion-lite` suite is our own data (a lite task never gets a reported number), and the `antmaze` suite is
 Minari's port scored with Minari's reference scores (tasks.py), so the papers' AntMaze rows are not its numbers.
+OGBench runs (`score_scale == "ogbench"`: success rate in percent) stand beside the FQL paper's OGBench table
+(`ogbench_published.csv`), whichever way the dataset was obtained (downloaded or made by `collect`): the run's
+task note says which ogbench version and `success_timing` it was scored with.
 """
 
 from __future__ import annotations
@@ -13,24 +16,29 @@ from pathlib import Path
 
 import pandas as pd
 
-REFERENCE_FILE = Path(__file__).resolve().parents[2] / "results" / "reference" / "d4rl_published.csv"
-COMPARABLE_SCALES = ("d4rl",)
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE_FILE = REFERENCE_DIR / "d4rl_published.csv"
+OGBENCH_REFERENCE_FILE = REFERENCE_DIR / "ogbench_published.csv"
+COMPARABLE_SCALES = ("d4rl", "ogbench")
 COLUMNS = ["group", "task", "method", "seeds", "reproduced", "low", "high", "reported", "difference",
            "reported_in_interval", "source", "note"]
 
 
-def load_reference(path: Path = REFERENCE_FILE) -> pd.DataFrame:
-    """The published table: suite, task, method, score, source, note (empty frame if the file is absent,
-    e.g. a non-editable install without the repository)."""
-    if not path.exists():
+def load_reference(path: Path | None = None) -> pd.DataFrame:
+    """The published tables (D4RL, then OGBench; or the one file `path`): suite, task, method, score, source,
+    note (OGBench rows add std and seeds). Empty if no file is there (a non-editable install without the
+    repository)."""
+    paths = [path] if path is not None else [REFERENCE_FILE, OGBENCH_REFERENCE_FILE]
+    tables = [pd.read_csv(p, dtype={"note": str}, keep_default_na=False) for p in paths if p.exists()]
+    if not tables:
         return pd.DataFrame(columns=["suite", "task", "method", "score", "source", "note"])
-    table = pd.read_csv(path, dtype={"note": str}, keep_default_na=False)
+    table = pd.concat(tables, ignore_index=True)
     table["score"] = pd.to_numeric(table["score"])
     return table
 
 
 def comparable(task: str, score_scale: str) -> bool:
-    """Whether a run of `task` can stand beside a published D4RL number."""
+    """Whether a run of `task` can stand beside a published number (D4RL or OGBench scale)."""
     return score_scale in COMPARABLE_SCALES and not task.startswith("lite-")
 
 
