@@ -75,7 +75,7 @@ class GenerationPlan:
 
 PLANS: dict[str, GenerationPlan] = {
     "full": GenerationPlan(num_episodes=1000, max_episode_steps=1001),  # `commands.sh` for the four envs
-    "small": GenerationPlan(num_episodes=20, max_episode_steps=201),  # tests and smoke runs: seconds
+    "small": GenerationPlan(num_episodes=10, max_episode_steps=201),  # tests and smoke runs: seconds
 }
 
 

@@ -1,0 +1,169 @@
+"""The ogbench suite: `collect --size small` writes OGBench's own files that OGBench's loader reads, the task names
+and limits match OGBench's registrations, evaluation scores success, and every method runs on one task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from srpo_bench.cli import app
+from srpo_bench.collect import ogbench as generator
+from srpo_bench.data import ogbench as source
+from srpo_bench.progress import Reporter
+from srpo_bench.tasks import UnknownTaskError, expand_tasks, get_task
+
+TASK = "cube-single-play-singletask-task2-v0"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small cube-single dataset for the module (about 10 s), made through the CLI."""
+    root = tmp_path_factory.mktemp("ogbench")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OGBENCH_DATA_DIR", str(root))
+        result = CliRunner().invoke(app, ["collect", "--suite", "ogbench", "--envs", "cube-single", "--size", "small"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def use_data(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OGBENCH_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+def test_small_collection_writes_ogbench_files_with_the_scripts_keys(use_data: Path) -> None:
+    plan = generator.PLANS["small"]
+    train, val = np.load(use_data / "cube-single-play-v0.npz"), np.load(use_data / "cube-single-play-v0-val.npz")
+    assert set(train.files) == {"observations", "actions", "terminals", "qpos", "qvel"}
+    assert train["observations"].shape == (plan.num_episodes * plan.max_episode_steps, 28)
+    assert val["observations"].shape[0] == plan.num_episodes // 10 * plan.max_episode_steps
+    assert train["actions"].shape[1] == 5 and np.abs(train["actions"]).max() <= 1.0
+    assert train["terminals"].dtype == bool and train["terminals"].sum() == plan.num_episodes
+    assert train["observations"].dtype == np.float32 and train["qpos"].shape[1] > 14
+    provenance = json.loads((use_data / "cube-single-play-v0.srpo-bench.json").read_text())
+    assert provenance["ogbench"] == source.ogbench_version() and provenance["seed"] == 0
+    assert provenance["oracle"] == {"dataset_type": "play", "noise": 0.1, "noise_smoothing": 0.5,
+                                    "p_random_action": 0.0}
+    assert 0 < provenance["oracle_subtask_successes"] <= provenance["oracle_subtasks"]
+
+
+def test_the_dataset_loads_through_ogbench_with_singletask_rewards_and_masks(use_data: Path) -> None:
+    plan = generator.PLANS["small"]
+    dataset = get_task(TASK).load()
+    assert len(dataset) == plan.num_episodes * (plan.max_episode_steps - 1)  # OGBench drops each episode's last row
+    assert (dataset.obs_dim, dataset.act_dim) == (28, 5)
+    assert dataset.episode_ends.sum() == plan.num_episodes
+    assert set(np.unique(dataset.rewards)) <= {-1.0, 0.0}  # cube-single: -(unfinished subtasks)
+    # masks (stored as terminals = 1 - masks) are exactly the rows whose reward says "solved"
+    np.testing.assert_array_equal(dataset.terminals, (dataset.rewards == 0).astype(np.float32))
+    assert dataset.metadata["origin"] == "srpo-bench collect" and dataset.metadata["success_timing"] == "post"
+    # the oracle's play data reaches some of the five singletask goals
+    assert any(get_task(name).load().terminals.sum() > 0 for name in source.task_names("cube-single"))
+
+
+def test_generation_is_deterministic_per_seed() -> None:
+    plan = generator.GenerationPlan(num_episodes=1, max_episode_steps=40)
+
+    def rows(seed: int) -> np.ndarray:
+        state = np.random.get_state()
+        np.random.seed(generator.env_seed(seed, "cube-single"))
+        try:
+            made = generator.generate("cube-single", plan, seed, generator.OracleSettings(), Reporter(quiet=True))
+        finally:
+            np.random.set_state(state)
+        return np.asarray(made.rows["actions"])
+
+    first = rows(0)
+    np.testing.assert_array_equal(rows(0), first)
+    assert not np.array_equal(rows(1), first)
+
+
+def test_a_users_file_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OGBENCH_DATA_DIR", str(tmp_path))
+    for name in ("cube-double-play-v0.npz", "cube-double-play-v0-val.npz"):
+        (tmp_path / name).write_bytes(b"downloaded")
+    outcome = generator.collect_env("cube-double", "small", 0, Reporter(quiet=True))
+    assert outcome.status == "user file" and (tmp_path / "cube-double-play-v0.npz").read_bytes() == b"downloaded"
+
+
+def test_task_names_limits_and_errors() -> None:
+    assert len(expand_tasks("ogbench")) == 4 * 5
+    assert source.parse_task("cube-single-play-singletask-v0") == ("cube-single", 2)
+    assert source.parse_task("puzzle-3x3-play-singletask-v0") == ("puzzle-3x3", 4)
+    with source.quiet_ogbench():
+        for env, limit in source.EPISODE_LIMITS.items():
+            assert gym.spec(f"{env}-singletask-v0").max_episode_steps == limit
+            assert get_task(f"{env}-play-singletask-task1-v0").max_episode_steps == limit
+    for bad in ("cube-single-play-singletask-task6-v0", "cube-triple-play-singletask-v0"):
+        with pytest.raises(UnknownTaskError):
+            get_task(bad)
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OGBENCH_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    for args in (["collect", "--suite", "ogbench", "--envs", "bogus"],
+                 ["run", "--envs", "cube-single-play-singletask-task9-v0", "--methods", "fql", "--out", str(tmp_path)],
+                 ["run", "--envs", "scene-play-singletask-v0", "--methods", "fql", "--out", str(tmp_path)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        lines = result.output.strip().splitlines()
+        assert "Traceback" not in result.output and lines[-1].startswith("error: "), result.output
+        assert sum("error" in line for line in lines) == 1, result.output
+
+
+class _FakeEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (1,))
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def __init__(self, success_at: int | None) -> None:
+        self.success_at, self.t = success_at, 0
+
+    def reset(self, **kwargs):
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        success = self.t == self.success_at
+        return np.zeros(1, np.float32), -1.0, success, False, {"success": success}
+
+
+def test_an_episode_scores_one_only_if_it_ends_in_success() -> None:
+    def episode_return(success_at: int | None, limit: int = 5) -> float:
+        env = source.SuccessScore(_FakeEnv(success_at), limit)
+        env.reset()
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(np.zeros(1))
+            total += reward
+            done = terminated or truncated or env._steps >= limit
+        return total
+
+    assert episode_return(3) == 1.0 and episode_return(None) == 0.0
+
+
+@pytest.mark.slow
+def test_every_method_smoke_runs_on_an_ogbench_task(use_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    # Fewer candidates for the three candidate samplers (acting settings only): their batch-256 timing and a
+    # 200-step episode otherwise take minutes on 2 shared cores; SRPO's smoke behavior stage is its slowest part.
+    fewer = ["--set", "sfbc.candidates=2", "--set", "sfbc.select_per_state=1", "--set", "idql.num_candidates=2",
+             "--set", "diffusion-ql.action_candidates=2", "--set", "srpo.behavior_steps=20"]
+    result = CliRunner().invoke(app, ["run", "--envs", TASK, "--methods", "all", "--seeds", "0", "--profile", "smoke",
+                                      "--out", str(out), "--quiet", "--threads", "1", *fewer])
+    assert result.exit_code == 0, result.output
+    runs = sorted((out / "runs" / "smoke" / TASK).iterdir())
+    assert {path.name.split("[")[0] for path in runs} == {"srpo", "diffusion-ql", "idql", "sfbc", "bc", "fql"}
+    for run in runs:
+        evaluation = json.loads((run / "seed0" / "eval.json").read_text())
+        assert 0.0 <= evaluation["mean_normalized"] <= 100.0
+        assert set(evaluation["normalized"]) <= {0.0, 100.0}  # success or not, per episode
+        note = json.loads((run / "seed0" / "run.json").read_text())["task_note"]
+        assert f"ogbench {source.ogbench_version()}" in note and "success_timing=post" in note
