@@ -36,6 +36,8 @@ PINNED: dict[tuple[str, str], dict[str, str]] = {
     ("idql", "lite-hopper-medium-v0"): {"behavior": "4fbcd36e5676dcc2", "critic": "df90adc17efbf8fd"},
     ("sfbc", "lite-hopper-medium-v0"): {"behavior": "2ee5269f77a9a64c", "critic": "03b5ad7952b6c2f1"},
     ("bc", "lite-hopper-medium-v0"): {"policy": "42f5626e9ce3e077"},
+    ("fql", "toy-two-moons"): {"joint": "500bb12b6e108bf3"},
+    ("fql", "lite-hopper-medium-v0"): {"joint": "877e08f16c2d7820"},
 }
 
 
@@ -45,7 +47,7 @@ def keys_of(method: str, task: str, overrides: dict[str, dict[str, str]] | None 
 
 
 @pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("method", ["srpo", "diffusion-ql", "idql", "sfbc", "bc"])
+@pytest.mark.parametrize("method", ["srpo", "diffusion-ql", "idql", "sfbc", "bc", "fql"])
 def test_stage_keys_are_pinned(method: str, task: str) -> None:
     assert keys_of(method, task) == PINNED[(method, task)]
 
@@ -63,7 +65,7 @@ def test_acting_settings_enter_no_training_key(method: str) -> None:
         assert keys_of(method, "toy-two-moons", {method: {key: value}}) == before, key
 
 
-@pytest.mark.parametrize("method", ["srpo", "diffusion-ql", "idql", "sfbc", "bc"])
+@pytest.mark.parametrize("method", ["srpo", "diffusion-ql", "idql", "sfbc", "bc", "fql"])
 def test_every_stage_setting_changes_its_key_and_the_keys_downstream(method: str) -> None:
     """Change each field of each stage config by hand: that stage"s key and every dependent"s key move, the
     keys of stages it does not feed stay."""
