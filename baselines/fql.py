@@ -11,7 +11,8 @@ Three networks are trained jointly, one Adam step on their summed losses per bat
                 lambda = sg[1 / mean |Q|] if `normalize_q_loss` else 1.
     critic      twin Q_theta with LayerNorm, target y = r + gamma * mask * agg_k Qbar_k(s', clip(mu_omega(s', z'))),
                     L_Q = mean_{k, batch} (Q_k(s, a) - y)^2,  agg = mean (`q_agg`; min on some tasks),
-                Qbar a Polyak copy (rate tau) updated after each step.
+                Qbar a Polyak copy (rate tau) of the critic's weights before each step's update (as the
+                official `target_update` reads `self.network`, the pre-update parameters).
     total       L_Q + L_flow + L_mu, one Adam (3e-4) over all parameters: the terms do not share gradients
                 (the actor's Q term reads the critic's weights detached; the critic's target reads the
                 one-step policy without gradient), so this is three independent updates, as in the official code.
@@ -305,8 +306,9 @@ class FQL(Method):
                 pi_term, parts = actor_loss(nets, batch, flow_noise, t, noise, config)
                 optimizer.zero_grad(set_to_none=True)
                 (q_term + pi_term).backward()
-                optimizer.step()
+                # official `update`: the target moves toward the critic's weights *before* this step's update
                 polyak_update(nets.target_critic, nets.critic, config.tau)
+                optimizer.step()
                 if ctx.log_due(step, config.steps):
                     ctx.log("joint", step, critic_loss=float(q_term.detach()), **parts)
 
