@@ -248,7 +248,7 @@ class FQL(Method):
     name = "fql"
     Config = FQLConfig
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        "smoke": {family: dict(steps=20, hidden=64) for family in FAMILIES},
+        "smoke": {family: dict(steps=20) for family in FAMILIES},  # official sizes: `speed` times smoke weights
         # quick: CPU time matched to the other methods (profiles.py). One FQL step at the official sizes
         # (4 x 512 networks, batch 256, 10 Euler passes of the BC flow for the distillation target) took ~220 ms
         # of CPU time at one thread here (toy: 600 steps in 133 s CPU, 192 s wall at load ~5): 200 toy steps
