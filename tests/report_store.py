@@ -8,7 +8,8 @@ from typing import Any
 
 from srpo_bench.store import MARKER, SCHEMA_VERSION
 
-SUITES = {"toy": ("toy", "toy"), "lite": ("locomotion-lite", "lite"), "d4rl": ("locomotion", "d4rl")}
+SUITES = {"toy": ("toy", "toy"), "lite": ("locomotion-lite", "lite"), "d4rl": ("locomotion", "d4rl"),
+          "ogbench": ("ogbench", "ogbench")}
 
 
 def make_store(out: Path) -> Path:

@@ -9,12 +9,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+from report_store import make_store, write_run
 from typer.testing import CliRunner
 
 from srpo_bench.cli import app
 from srpo_bench.collect import ogbench as generator
 from srpo_bench.data import ogbench as source
 from srpo_bench.progress import Reporter
+from srpo_bench.report.build import build_report
 from srpo_bench.tasks import UnknownTaskError, expand_tasks, get_task
 
 TASK = "cube-single-play-singletask-task2-v0"
@@ -167,3 +169,15 @@ def test_every_method_smoke_runs_on_an_ogbench_task(use_data: Path, tmp_path: Pa
         assert set(evaluation["normalized"]) <= {0.0, 100.0}  # success or not, per episode
         note = json.loads((run / "seed0" / "run.json").read_text())["task_note"]
         assert f"ogbench {source.ogbench_version()}" in note and "success_timing=post" in note
+
+
+def test_ogbench_runs_stand_beside_the_fql_papers_table(tmp_path: Path) -> None:
+    out = make_store(tmp_path / "results")
+    for seed, scores in enumerate([[100.0, 0.0], [100.0, 100.0], [0.0, 0.0]]):
+        write_run(out, TASK, "fql", seed, scores, kind="ogbench")
+        write_run(out, "cube-double-play-singletask-task1-v0", "fql", seed, scores, kind="ogbench")  # no published row
+    rows = build_report([out], reps=200).comparison
+    assert list(rows["task"]) == [TASK]  # cube-double's published number is for its default task (task2) only
+    fql_row = rows.iloc[0]
+    assert fql_row["reported"] == 96 and fql_row["reproduced"] == pytest.approx(50.0)
+    assert "8 seeds" in fql_row["note"]
