@@ -3,7 +3,8 @@
 Training step counts per method live next to each method (`Method.profiles`) so a new method is one file.
 `quick` budgets are matched in CPU time, not in steps: on a locomotion task each method trains for about
 4-6 minutes at one thread (SRPO 3k behavior + 20k IQL + 5k policy steps; Diffusion-QL 5k joint steps; IDQL
-3k actor + 20k IQL steps; SfBC 5k behavior steps + 2 planning iterations), and wherever two methods train the
+3k actor + 20k IQL steps; SfBC 5k behavior steps + 2 planning iterations; FQL 1.5k joint steps of its 4 x 512
+networks), and wherever two methods train the
 same IQL critic it gets the same number of steps. A new method's quick schedule should keep to that budget.
 What the harness itself does per profile (evaluation episodes, timing repeats) lives here and is the same
 for every method, so no method gets more evaluation episodes or gentler timing than another.

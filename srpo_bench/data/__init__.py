@@ -1,4 +1,4 @@
-"""Offline datasets: D4RL hdf5, Minari, our collected lite suite and the toy bandits."""
+"""Offline datasets: D4RL hdf5, Minari, our collected lite suite, OGBench .npz files and the toy bandits."""
 
 from srpo_bench.data.dataset import DatasetError, OfflineDataset
 
