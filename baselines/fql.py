@@ -250,8 +250,8 @@ class FQL(Method):
     profiles: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "smoke": {family: dict(steps=20) for family in FAMILIES},  # official sizes: `speed` times smoke weights
         # quick: CPU time matched to the other methods (profiles.py). One FQL step at the official sizes
-        # (4 x 512 networks, batch 256, 10 Euler passes of the BC flow for the distillation target) took ~220 ms
-        # of CPU time at one thread here (toy: 600 steps in 133 s CPU, 192 s wall at load ~5): 200 toy steps
+        # (4 x 512 networks, batch 256, 10 Euler passes of the BC flow for the distillation target) takes 224 ms
+        # of CPU time at one thread here (OGBench shapes, obs 28 / act 5; toy: 600 steps in 133 s CPU): 200 toy steps
         # (~1 min, toy-two-moons 98.4 at 600 steps, toy-checkerboard 91.8 at 200, seed 0) and 1,500 steps (~5 min)
         # on locomotion-sized and OGBench data. That is 0.15 % of the official 1M steps: a pipeline check.
         "quick": {
