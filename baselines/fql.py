@@ -42,7 +42,9 @@ The official code also clips the dataset actions to [-1 + 1e-5, 1 - 1e-5] before
 all of its agents); every action of our data is in [-1, 1] already and no loss here takes atanh, so we train on
 the actions as stored (the shift is below 1e-5). The official code evaluates 50 episodes every 100k steps and
 reports the mean of the last three evaluations on OGBench; our harness evaluates on the profile's schedule,
-the same for every method, and reports the final policy's score (`mean_last3` is stored beside it).
+the same for every method, and reports the final policy's score; with the paper profile on OGBench (50 episodes,
+nine evaluations during training: every 100k of 1M steps) the stored `mean_last3` is exactly FQL's reported
+quantity, the mean of the 800k, 900k and 1M evaluations.
 
 Stages: one, "joint" (`FQLJointStage`): the critic and both actors are updated in the same step from the same
 batch, so none of them exists without the others and nothing can be shared with another method; its key covers
