@@ -162,7 +162,9 @@ class SuccessScore(gym.Wrapper):
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self._steps = 0
-        return self.env.reset(**kwargs)
+        with warnings.catch_warnings():  # OGBench builds float64 Box spaces on reset; gymnasium warns each time
+            warnings.filterwarnings("ignore", message=r".*precision lowered by casting.*")
+            return self.env.reset(**kwargs)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(action)
