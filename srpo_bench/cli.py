@@ -143,8 +143,8 @@ def collect(
     envs: Annotated[str | None, typer.Option(help="locomotion-lite: subset of hopper,halfcheetah,walker2d; "
                                              "ogbench: subset of cube-single,cube-double,scene,puzzle-3x3 "
                                              "(default: all of the suite)")] = None,
-    size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench ~40 min per env) or small "
-                                      "(tests, < 1 min)")] = "full",
+    size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench cube-single ~35 min of one "
+                                      "free core, 1.1M steps) or small (tests, < 1 min)")] = "full",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="parallel processes, one env each (locomotion-lite)")] = 2,
     force: Annotated[bool, typer.Option(help="recollect even if cached files match (ogbench: also replaces files "
