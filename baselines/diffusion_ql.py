@@ -61,6 +61,7 @@ from srpo_bench.core.critics import TwinQ
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
 from srpo_bench.core.method import Method
 from srpo_bench.core.nn import SinusoidalTimeEmbedding, mlp, polyak_update
+from srpo_bench.core.noise import Noise
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.evaluate import evaluate
@@ -282,8 +283,8 @@ def diffusion_ql_agent(actor: nn.Module, critic_target: TwinQ, schedule: DDPMSch
     Per action: candidates x T denoiser calls and candidates x 2 critic heads."""
     schedule = schedule.to(device)
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return ddpm_sample_clipped_x0(actor, states, schedule, act_dim, max_action, generator=generator)
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
+        return ddpm_sample_clipped_x0(actor, states, schedule, act_dim, max_action, generator=noise)
 
     cost = {"denoiser": candidates * schedule.steps, "critic": candidates * 2}
     return CandidateAgent(sampler, critic_target.min_q, softmax_draw_selection, candidates, act_dim, cost, device)

@@ -71,6 +71,7 @@ from srpo_bench.core.critics import IQLCritic, IQLCriticStage, fit_iql_critic
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_ancestral
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import LearnableFourierFeatures, NoisePredictor, flax_initialize, polyak_update
+from srpo_bench.core.noise import Noise, as_noise
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
@@ -202,10 +203,10 @@ def expectile_resample_selection(value_net: nn.Module, expectile: float) -> Sele
     categorical draw among the candidates (the older learner's `sample_implicit_policy`)."""
 
     def select(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
-               generator: torch.Generator) -> torch.Tensor:
+               noise: Noise | torch.Generator | None = None) -> torch.Tensor:
         advantage = q - value_net(observations)[:, None]
         weights = torch.where(advantage > 0, expectile, 1.0 - expectile)
-        return pick(candidates, torch.multinomial(weights, 1, generator=generator).squeeze(1))
+        return pick(candidates, as_noise(noise).categorical(weights))
 
     return select
 
@@ -217,9 +218,9 @@ def idql_agent(score_model: nn.Module, critic: IQLCritic, config: IDQLConfig, ac
     schedule = DDPMSchedule.vp(config.diffusion_steps).to(device)
     clip = 1.0 if config.clip_sampler else None
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
         return ddpm_sample_ancestral(score_model, states, schedule, act_dim, temperature=config.sampling_temperature,
-                                     clip=clip, generator=generator).clamp(-1.0, 1.0)  # clipped whatever clip says
+                                     clip=clip, generator=noise).clamp(-1.0, 1.0)  # clipped whatever clip says
 
     cost = {"denoiser": config.num_candidates * config.diffusion_steps, "critic": config.num_candidates * 2}
     selection = argmax_selection

@@ -67,6 +67,7 @@ from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
 from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
 from srpo_bench.core.method import Method
 from srpo_bench.core.nn import GaussianFourierProjection, mlp
+from srpo_bench.core.noise import Noise, as_noise
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
@@ -283,14 +284,14 @@ def critic_schedule(config: SfBCCriticStage, size: int) -> tuple[int, int]:
 
 # --- evaluation-time selection -----------------------------------------------------------------------
 def select_candidates(q: torch.Tensor, candidates: torch.Tensor, alpha: float, select_per_state: int,
-                      logit_cap: float, generator: torch.Generator | None = None) -> torch.Tensor:
+                      logit_cap: float, generator: Noise | torch.Generator | None = None) -> torch.Tensor:
     """Per state: logits alpha Q capped at (k-th largest + cap); draw k candidates without replacement with
     probabilities softmax(logits) (Gumbel top-k: the same law as drawing one at a time and renormalising);
     return their mean. q [B, C], candidates [B, C, act] -> [B, act]."""
     logits = alpha * q
     kth_largest = torch.topk(logits, select_per_state, dim=-1).values[:, -1:]
     logits = torch.minimum(logits, kth_largest + logit_cap)
-    uniform = torch.rand(logits.shape, device=logits.device, generator=generator, dtype=logits.dtype)
+    uniform = as_noise(generator).uniform(logits.shape, logits.device, logits.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
     chosen = torch.topk(logits + gumbel, select_per_state, dim=-1).indices  # distinct indices
     picked = torch.gather(candidates, 1, chosen[..., None].expand(-1, -1, candidates.shape[-1]))
@@ -303,14 +304,14 @@ def sfbc_agent(noise_model: NoiseModel, q_net: nn.Module, act_dim: int, config: 
     clamped to the action box."""
     sde = VPSDE()
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
         return dpm_solver_sample(noise_model, states, act_dim, sde, steps=config.diffusion_steps,
-                                 order=config.solver_order, t_end=config.t_end, generator=generator)
+                                 order=config.solver_order, t_end=config.t_end, generator=noise)
 
     def selection(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+                  noise: Noise) -> torch.Tensor:
         return select_candidates(q, candidates, config.select_alpha, config.select_per_state, config.logit_cap,
-                                 generator).clamp(action_low, action_high)
+                                 noise).clamp(action_low, action_high)
 
     cost = {"denoiser": config.candidates * dpm_solver_nfe(config.diffusion_steps, config.solver_order),
             "critic": config.candidates}
