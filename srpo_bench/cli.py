@@ -235,17 +235,25 @@ def speed(
     repeats: int = 30,
     max_seconds: Annotated[float, typer.Option(help="time cap per method and batch size")] = 20.0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+    runtime: Annotated[str, typer.Option(help="comma separated runtimes timed side by side: eager (PyTorch), "
+                                         "compiled (torch.compile), onnx (ONNX Runtime)")] = "eager",
 ) -> None:
-    """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup, all in one process."""
+    """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup (per runtime), all in one
+    process."""
     import torch
 
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods, get_method
     from srpo_bench.runner import fit_context, resolve_device, validate_grid
-    from srpo_bench.speed import measure_speed, speedup_table
+    from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare
+    from srpo_bench.speed import SpeedResult, measure_speed, runtime_table, speedup_table
     from srpo_bench.store import atomic_write_json, now, open_store
     from srpo_bench.tasks import get_task
 
+    try:
+        runtimes = check_runtimes(runtime)
+    except ValueError as error:
+        fail(f"--runtime: {error}")
     if threads > 0:
         torch.set_num_threads(threads)
     check_profile(profile)
@@ -257,14 +265,38 @@ def speed(
     open_store(out)
     reporter = Reporter(console=err_console)
     sizes = tuple(int(b) for b in batch_sizes.split(","))
-    results = {}
+    timings: dict[str, dict[str, SpeedResult | str]] = {name: {} for name in runtimes}
     for name in method_names:
         config, ctx = fit_context(the_task, name, dataset, 0, profile, out, torch_device, reporter)
         agent = get_method(name)().fit(ctx, config)
-        agent.seed(0)
-        results[name] = measure_speed(agent, dataset.obs_dim, batch_sizes=sizes, repeats=repeats,
-                                      max_seconds=max_seconds, observations=dataset.observations, context="alone")
+        for runtime_name in runtimes:
+            try:
+                acting = prepare(agent, runtime_name, dataset.obs_dim, sizes)
+            except RuntimeUnavailable as error:
+                timings[runtime_name][name] = str(error)
+                continue
+            acting.seed(0)
+            timings[runtime_name][name] = measure_speed(
+                acting, dataset.obs_dim, batch_sizes=sizes, repeats=repeats, max_seconds=max_seconds,
+                observations=dataset.observations, context="alone")
     from srpo_bench.report.tables import count, rate, ratio
+
+    safe_task = task.replace("/", "_").replace(":", "_")
+    if runtimes != ["eager"]:
+        table = runtime_table(timings, reference="srpo" if "srpo" in method_names else method_names[0])
+        typer.echo(tabulate([{key: (ratio(value) if "speedup" in key else count(value) if key == "nfe_per_action"
+                                    else rate(value) if "/" in key else value) for key, value in row.items()}
+                             for row in table], headers="keys", disable_numparse=True, missingval="-"))
+        report_path = out / "speed" / "runtimes" / f"{safe_task}-{torch_device.type}.json"
+        atomic_write_json(report_path, {
+            "created": now(), "task": task, "device": str(torch_device), "profile": profile, "table": table,
+            "results": {rt: {m: (v.to_dict() if isinstance(v, SpeedResult) else {"unavailable": v})
+                             for m, v in by_method.items()} for rt, by_method in timings.items()}})
+        console.print(f"written {report_path}")
+        if "eager" not in timings:
+            return
+        console.print("\neager runtime (the report reads these timings):")
+    results = {name: result for name, result in timings["eager"].items() if isinstance(result, SpeedResult)}
 
     rows = []
     for name, result in results.items():
@@ -283,10 +315,16 @@ def speed(
         shown = [{key: (ratio(value) if key.startswith("speedup") else count(value) if key == "nfe_per_action"
                         else value) for key, value in row.items()} for row in speedups]
         typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
-    report_path = out / "speed" / f"{task.replace('/', '_').replace(':', '_')}-{torch_device.type}.json"
+    report_path = out / "speed" / f"{safe_task}-{torch_device.type}.json"
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
                                     "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})
     console.print(f"written {report_path}")
+
+
+def fail(message: str) -> None:
+    """One error line on stderr and the usage exit code."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 @app.command("list")

@@ -59,6 +59,10 @@ class Agent(ABC):
             generator = self.__dict__["_generator"] = torch.Generator(device=self.device).manual_seed(0)
         return generator
 
+    @generator.setter
+    def generator(self, generator: torch.Generator) -> None:
+        self.__dict__["_generator"] = generator
+
     def seed(self, seed: int) -> None:
         """Reseed the agent's own sampling noise."""
         self.generator.manual_seed(seed)

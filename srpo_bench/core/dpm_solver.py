@@ -147,6 +147,7 @@ def build_segment(sde: VPSDE, s: float, t: float, order: int, inner: tuple[float
     return Segment(order, (s, *inner), decay, first, correction, inner_decays, inner_firsts, inner_correction)
 
 
+@torch.compiler.disable  # plain float bookkeeping, cached: torch.compile calls it instead of tracing it
 @lru_cache(maxsize=64)
 def solver_plan(sde: VPSDE, steps: int, order: int, t_start: float, t_end: float,
                 intermediate: str = "time_grid") -> tuple[Segment, ...]:

@@ -35,11 +35,15 @@ class NoiseDraw:
     dtype: torch.dtype = torch.float32
 
     def draw(self, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        return self.fill(torch.empty(self.shape, device=device, dtype=self.dtype), generator)
+
+    def fill(self, tensor: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Draw into `tensor` in place: the values `torch.randn` / `torch.rand` / `exponential_` give."""
         if self.kind == "normal":
-            return torch.randn(self.shape, device=device, dtype=self.dtype, generator=generator)
+            return tensor.normal_(0.0, 1.0, generator=generator)
         if self.kind == "uniform":
-            return torch.rand(self.shape, device=device, dtype=self.dtype, generator=generator)
-        return torch.empty(self.shape, device=device, dtype=self.dtype).exponential_(1.0, generator=generator)
+            return tensor.uniform_(0.0, 1.0, generator=generator)
+        return tensor.exponential_(1.0, generator=generator)
 
 
 class Noise:
