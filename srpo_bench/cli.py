@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -321,7 +321,26 @@ def speed(
     console.print(f"written {report_path}")
 
 
-def fail(message: str) -> None:
+@app.command("export")
+@friendly_errors
+def export_policy(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run: <out>/runs/<profile>/<task>/<method>/seed<k>")],
+    format: Annotated[str, typer.Option("--format", help="onnx (runs with onnxruntime alone) or torchscript")] = "onnx",
+    output: Annotated[Path | None, typer.Option(help="policy file (default: RUN_DIR/export/policy.onnx|.pt)")] = None,
+) -> None:
+    """Write a finished run's policy (its whole act, noise as inputs) as one self-contained file with observation
+    and action specs and provenance; rebuilt from the stored stages, never retrained."""
+    from srpo_bench.export import ExportError, export_run
+
+    try:
+        written = export_run(run_dir, format, output)
+    except ExportError as error:
+        fail(str(error))
+    for path in written:
+        console.print(f"written {path}")
+
+
+def fail(message: str) -> NoReturn:
     """One error line on stderr and the usage exit code."""
     err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
