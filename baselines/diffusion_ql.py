@@ -62,6 +62,7 @@ from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sa
 from srpo_bench.core.method import Method
 from srpo_bench.core.nn import SinusoidalTimeEmbedding, mlp, polyak_update
 from srpo_bench.core.noise import Noise
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.evaluate import evaluate
@@ -375,8 +376,8 @@ def train_joint(
     """The official training loop: per step a critic update, an actor update, the EMA (every 5 steps from step
     1000) and the critic's Polyak target update. Under online-best the best evaluated weights are kept."""
     act_dim = ctx.dataset.act_dim
-    actor_optimizer = torch.optim.Adam(nets.actor.parameters(), lr=config.lr)
-    critic_optimizer = torch.optim.Adam(nets.critic.parameters(), lr=config.critic_lr)
+    actor_optimizer = adam(nets.actor.parameters(), lr=config.lr)
+    critic_optimizer = adam(nets.critic.parameters(), lr=config.critic_lr)
     schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps, eta_min=0.0)
                   for opt in (actor_optimizer, critic_optimizer)] if config.lr_decay else []
     generator = ctx.generator()

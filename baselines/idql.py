@@ -72,6 +72,7 @@ from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sa
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import LearnableFourierFeatures, NoisePredictor, flax_initialize, polyak_update
 from srpo_bench.core.noise import Noise, as_noise
+from srpo_bench.core.optim import adamw
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
@@ -172,7 +173,7 @@ def fit_ddpm_behavior(ctx: FitContext) -> NoisePredictor:
 
     def train(behavior: IDQLBehavior) -> None:
         model, ema_model = behavior.model, behavior.ema_model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         lr_schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
                        if config.lr_decay else None)
         sampler = EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"]},

@@ -68,6 +68,7 @@ from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
 from srpo_bench.core.method import Method
 from srpo_bench.core.nn import GaussianFourierProjection, mlp
 from srpo_bench.core.noise import Noise, as_noise
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
@@ -397,7 +398,7 @@ def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
     sde = VPSDE()
 
     def train(model: SfBCScoreNet) -> None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = adam(model.parameters(), lr=config.lr)
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
         train_mode(model)
         for step, _bar in ctx.steps("behavior", steps):
@@ -427,7 +428,7 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
         returns, _ = planning_returns(rows["rewards"], rows["ends"], config.gamma)
         targets, mean, std = standardise(returns, config.return_std_floor)
         ctx.log("critic", 0, returns_mean=mean, returns_std=std, from_value_fraction=0.0)
-        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
+        optimizer = adam(q_net.parameters(), lr=config.lr)
         iteration_steps, total_steps = critic_schedule(config, size)
         sampler = return_sampler(tensors, targets, config, ctx.seed + 1)
         for step, _bar in ctx.steps("critic", total_steps, agent=lambda: agent(q_net)):
@@ -450,7 +451,7 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
                 sampler = return_sampler(tensors, targets, config, ctx.seed + 1 + (step + 1) // iteration_steps)
                 if config.reset_critic:
                     q_net.load_state_dict(initial_weights)
-                    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
+                    optimizer = adam(q_net.parameters(), lr=config.lr)
 
     return ctx.fit("critic", lambda: q_network(ctx.dataset.obs_dim, ctx.dataset.act_dim, config.hidden)
                    .to(ctx.device), train)

@@ -114,12 +114,13 @@ class ReplayAgent(Agent):
         self.agent.seed(seed)
 
     def act(self, observations: torch.Tensor) -> torch.Tensor:
-        replay = self._replays.get(int(observations.shape[0]))
+        replay = self._replays.get(observations.shape[0])
         if replay is None:
-            replay = self._replays[int(observations.shape[0])] = self._build(observations)
-        generator = self.agent.generator
-        for draw, buffer in zip(replay.draws, replay.buffers, strict=True):
-            draw.fill(buffer, generator)
+            replay = self._replays[observations.shape[0]] = self._build(observations)
+        if replay.draws:
+            generator = self.agent.generator
+            for draw, buffer in zip(replay.draws, replay.buffers, strict=True):
+                draw.fill(buffer, generator)
         return replay.run(observations)
 
     def act_with_noise(self, observations: torch.Tensor, noise: Noise) -> torch.Tensor:
@@ -241,7 +242,17 @@ def build_onnx(agent: Agent, observations: torch.Tensor,
     for name, tensor in [("observations", states), *((f"noise_{i}", t) for i, t in enumerate(noise))]:
         _bind(binding, name, tensor, output=False)
     _bind(binding, "actions", actions, output=True)
+    # the session's own call, without the Python wrapper's checks (measured: ~1 us of a ~9 us batch-1 act)
     run_bound, raw_binding, run_options = session._sess.run_with_iobinding, binding._iobinding, ort.RunOptions()
+    if states.device.type == "cpu":  # numpy views of the bound buffers: cheaper copies than torch ops at batch 1
+        states_array, actions_array = states.numpy(), actions.numpy()
+
+        def run_cpu(batch: torch.Tensor) -> torch.Tensor:
+            np.copyto(states_array, batch.numpy())
+            run_bound(raw_binding, run_options)
+            return torch.from_numpy(actions_array.copy())
+
+        return run_cpu
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         states.copy_(batch)

@@ -63,6 +63,7 @@ from srpo_bench.core.critics import IQLCriticStage, TwinQ, fit_iql_critic
 from srpo_bench.core.diffusion import VPSDE
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import DeterministicPolicy
+from srpo_bench.core.optim import adam
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
@@ -251,7 +252,7 @@ class SRPO(Method):
         sde = VPSDE()
 
         def train(policy: DeterministicPolicy) -> None:
-            optimizer = torch.optim.Adam(policy.parameters(), lr=stage.lr)
+            optimizer = adam(policy.parameters(), lr=stage.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=stage.steps, eta_min=0.0)
             sampler = EpochSampler({"observations": observations}, stage.batch_size, ctx.seed + 2)
             for step, _bar in ctx.steps("policy", stage.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):

@@ -135,6 +135,8 @@ class FitContext:
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_log: list[dict[str, Any]] = field(default_factory=list)
+    #: per stage: (steps run, seconds in the step loop, periodic evaluations excluded): training steps/s
+    step_timings: dict[str, tuple[int, float]] = field(default_factory=dict)
     _bar: Bar | None = field(default=None, repr=False)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -205,14 +207,19 @@ class FitContext:
         label = f"{self.task.name} seed {self.seed} {stage}"
         with self.reporter.track(label, total) as bar:
             self._bar = bar
+            started, evaluating, done = time.perf_counter(), 0.0, 0
             try:
                 for step in range(total):
                     yield step, bar
+                    done = step + 1
                     bar.advance()
                     if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
+                        before = time.perf_counter()
                         self._evaluate(stage, step, agent)
+                        evaluating += time.perf_counter() - before
             finally:
                 self._bar = None
+                self.step_timings[stage] = (done, time.perf_counter() - started - evaluating)
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
         assert self.evaluation is not None
