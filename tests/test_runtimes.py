@@ -132,3 +132,16 @@ def test_speed_with_a_bogus_runtime_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown runtime 'bogus'" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "speed").exists()
+
+
+@pytest.mark.parametrize("method", ["srpo", "diffusion-ql"])
+def test_evaluation_through_the_onnx_runtime_scores_like_eager(toy_agents: dict, method: str) -> None:
+    from srpo_bench.evaluate import evaluate
+
+    agent, _ = toy_agents[method]
+    task = get_task("toy-two-moons")
+    scores = []
+    for acting in (agent, with_runtime(agent, "onnx")):
+        acting.seed(0)
+        scores.append(evaluate(acting, task, 8).normalized)
+    assert scores[0] == pytest.approx(scores[1], abs=1e-3)
