@@ -37,6 +37,7 @@ from srpo_bench.core.noise import Noise, NoiseDraw
 
 RUNTIMES = ("eager", "compiled", "onnx")
 ONNX_OPSET = 17
+RECOMPILE_LIMIT = 1024
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -138,6 +139,9 @@ def build_compiled(agent: Agent, observations: torch.Tensor,
                    noise: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """torch.compile of the pure act for this batch size (static shapes); CUDA graphs on a GPU."""
     cuda = agent.device.type == "cuda"
+    # Every agent and batch size compiles the same code object (PureAct.forward); past dynamo's recompile limit
+    # (8) it would fall back to eager without a word, and the "compiled" timings would be eager ones.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     compiled = torch.compile(PureAct(agent), dynamic=False, mode="reduce-overhead" if cuda else None)
     inputs = list(noise)
 
