@@ -3,6 +3,7 @@ act's actions for the same observations and seed; an agent without a pure act is
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,18 @@ def test_evaluation_through_the_onnx_runtime_scores_like_eager(toy_agents: dict,
         acting.seed(0)
         scores.append(evaluate(acting, task, 8).normalized)
     assert scores[0] == pytest.approx(scores[1], abs=1e-3)
+
+
+def test_speed_prints_each_runtime_side_by_side(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["speed", "--methods", "srpo,bc", "--runtime", "eager,onnx", "--out",
+                                      str(tmp_path), "--repeats", "3", "--max-seconds", "0.5", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "speed" / "runtimes" / "toy-two-moons-cpu.json").read_text())
+    assert set(written["results"]) == {"eager", "onnx"}
+    rows = {(row["runtime"], row["method"]): row for row in written["table"]}
+    assert set(rows) == {(rt, m) for rt in ("eager", "onnx") for m in ("srpo", "bc")}
+    # SRPO's speedup is taken within a runtime: srpo-onnx over bc-onnx
+    onnx = written["results"]["onnx"]
+    expected = onnx["srpo"]["batches"]["1"]["actions_per_second"] / onnx["bc"]["batches"]["1"]["actions_per_second"]
+    assert rows["onnx", "bc"]["srpo speedup b1"] == pytest.approx(expected)
+    assert (tmp_path / "speed" / "toy-two-moons-cpu.json").exists()  # the eager file the report reads
