@@ -13,10 +13,10 @@ and runs the replay, so the three runtimes give the same actions for the same se
 (tests/test_runtimes.py checks every method). An agent without `act_with_noise` runs eagerly only: the other
 runtimes refuse it with the reason (`RuntimeUnavailable`), and `srpo-bench speed` prints that reason.
 
-The ONNX graph is built by the TorchScript-based exporter (`torch.onnx.export(dynamo=False)`): it needs no
-package beyond torch and exported SRPO's policy in 0.8 s against the dynamo exporter's 2.8 s (which also needs
-onnxscript); both ran the policy about equally fast in ONNX Runtime (one measurement each, 2026-12-01).
-ONNX Runtime needs `onnxruntime` (`pip install 'srpo-bench[onnx]'`); on a CUDA device
+The ONNX graph is built by the TorchScript-based exporter (`torch.onnx.export(dynamo=False)`): it needs the
+`onnx` package but not onnxscript, and exported SRPO's policy in 0.8 s against the dynamo exporter's 2.8 s; both
+ran the policy about equally fast in ONNX Runtime (one measurement each, 2026-12-01). The onnx runtime needs
+`onnxruntime` and `onnx` (`pip install 'srpo-bench[onnx]'`, part of `[dev]`); on a CUDA device
 it needs the CUDA execution provider (`onnxruntime-gpu`), else the runtime is refused rather than silently run on
 the CPU.
 """
@@ -217,6 +217,10 @@ def onnx_session_options(device: torch.device) -> tuple[object, list[str]]:
         import onnxruntime as ort
     except ImportError as error:
         raise RuntimeUnavailable("onnxruntime is not installed (pip install 'srpo-bench[onnx]')") from error
+    try:
+        import onnx  # noqa: F401  (the exporter writes through it)
+    except ImportError as error:
+        raise RuntimeUnavailable("onnx is not installed (pip install 'srpo-bench[onnx]')") from error
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
