@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from tabulate import tabulate
 
 from srpo_bench import __version__
@@ -52,7 +53,7 @@ def friendly_errors(command: F) -> F:
             return command(*args, **kwargs)
         except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError,
                 WriteError) as error:
-            err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished stages are saved; rerun the same command to resume")
@@ -207,7 +208,7 @@ def run(
         typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys",
                             showindex=False, disable_numparse=True))
     line, all_well = summary(outcomes)
-    (console if all_well else err_console).print(f"{line}; results in {out}", highlight=False)
+    (console if all_well else err_console).print(escape(f"{line}; results in {out}"), highlight=False)
     if not all_well:
         raise typer.Exit(1)
 
@@ -319,21 +320,31 @@ def speed(
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods, get_method
     from srpo_bench.runner import fit_context, resolve_device, validate_grid
-    from srpo_bench.speed import measure_speed, speedup_table
-    from srpo_bench.store import atomic_write_json, now, open_store
+    from srpo_bench.speed import MIN_REPEATS, measure_speed, speedup_table
+    from srpo_bench.store import atomic_write_json, check_destination, now, open_store
     from srpo_bench.tasks import get_task
 
+    # every option is checked before anything trains
+    sizes = parse_batch_sizes(batch_sizes)
+    at_least("--repeats", repeats, MIN_REPEATS)
+    at_least("--threads", threads, 0)
+    if not max_seconds > 0:
+        raise UsageError(f"--max-seconds must be more than 0, got {max_seconds:g}")
     if threads > 0:
         torch.set_num_threads(threads)
     check_profile(profile)
     method_names = expand_methods(methods)
     validate_grid([task], method_names, profile)
     the_task = get_task(task)
+    try:
+        torch_device = resolve_device(device)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    check_destination(out)
     dataset = the_task.load()
-    torch_device = resolve_device(device)
+    the_task.check_data(dataset)
     open_store(out)
     reporter = Reporter(console=err_console)
-    sizes = tuple(int(b) for b in batch_sizes.split(","))
     results = {}
     for name in method_names:
         config, ctx = fit_context(the_task, name, dataset, 0, profile, out, torch_device, reporter)

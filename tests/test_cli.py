@@ -63,7 +63,7 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
 
     again = invoke("run", "--envs", "toy-two-moons", "--methods", "srpo,bc", "--seeds", "0", "--profile", "smoke",
                    "--out", str(out), "--device", "cpu", "--quiet")
-    assert again.exit_code == 0 and "0 runs trained, 2 already finished" in again.output
+    assert again.exit_code == 0 and "0 finished, 0 failed, 2 already finished" in again.output
 
     report = invoke("report", "--out", str(out))
     assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
@@ -139,12 +139,12 @@ def test_a_global_setting_applies_to_the_methods_that_have_it() -> None:
     assert overrides == {"srpo": {"beta": "0.3", "critic_steps": "7"}, "idql": {"critic_steps": "7"}, "bc": {}}
 
 
-def write_hopper_file(folder: Path, rewards: np.ndarray) -> Path:
+def write_hopper_file(folder: Path, rewards: np.ndarray, obs_dim: int = 11) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "hopper_medium-v2.hdf5"
     n = len(rewards)
     with h5py.File(path, "w") as handle:
-        handle["observations"] = np.zeros((n, 11), dtype=np.float32)
+        handle["observations"] = np.zeros((n, obs_dim), dtype=np.float32)
         handle["actions"] = np.zeros((n, 3), dtype=np.float32)
         handle["rewards"] = rewards.astype(np.float32)
         handle["terminals"] = np.zeros(n, dtype=bool)
@@ -227,4 +227,4 @@ def test_a_rerun_skips_every_finished_method(tmp_path: Path) -> None:
             "--out", str(out), "--device", "cpu", "--quiet")
     assert invoke(*args).exit_code == 0
     again = invoke(*args)
-    assert again.exit_code == 0 and "0 runs trained, 5 already finished" in again.output, again.output
+    assert again.exit_code == 0 and "0 finished, 0 failed, 5 already finished" in again.output, again.output
