@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from srpo_bench import store
 from srpo_bench.config import config_dict
-from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.data.dataset import DatasetError, OfflineDataset, local_files_only
 from srpo_bench.estimate import Estimate, data_rows, describe_seconds, estimate_run
 from srpo_bench.progress import Reporter
 from srpo_bench.runner import RunSpec, fit_context, run_context
@@ -57,7 +57,8 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
     for name in dict.fromkeys(spec.task for spec in specs):
         task = get_task(name)
         try:
-            datasets[name] = task.load()
+            with local_files_only():
+                datasets[name] = task.load()
             task.check_data(datasets[name])  # type: ignore[arg-type]
         except DatasetError as error:
             datasets[name] = None

@@ -70,8 +70,8 @@ class ProbeContext(FitContext):
     """A FitContext that trains nothing to the end: every `steps` loop runs `warmup + probe` steps, timed.
     Nothing is cached or saved."""
 
-    warmup: int = 2
-    probe: int = 5
+    warmup: int = 1
+    probe: int = 4
     timed: dict[str, tuple[float, int]] = field(default_factory=dict)  # stage -> (seconds, steps timed)
 
     def fit(self, name: str, build: Callable[[], M], train: Callable[[M], None]) -> M:

@@ -106,8 +106,9 @@ class Claim:
 
     def release(self) -> None:
         self._stop.set()
-        with contextlib.suppress(FileNotFoundError):
-            if (read_holder(self.path) or Holder("", 0, "", 0)).pid == os.getpid():
+        holder = read_holder(self.path)
+        if holder is not None and (holder.host, holder.pid) == (HOST, os.getpid()):  # never another's claim
+            with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
 
     def __enter__(self) -> Claim:

@@ -104,14 +104,19 @@ def plan_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]
             for seed in seeds]
 
 
+# Loaded datasets of this process, by task: a process loads each task's data once for all its runs.
+_DATASETS: dict[str, OfflineDataset] = {}
+
+
 def load_checked(task_names: Sequence[str]) -> dict[str, OfflineDataset]:
     """Every task's data, validated and checked against its environment, before anything is written."""
-    datasets = {}
+    _DATASETS.clear()  # a new grid reads its files afresh
     for name in dict.fromkeys(task_names):
         task = get_task(name)
-        datasets[name] = task.load()
-        task.check_data(datasets[name])
-    return datasets
+        dataset = task.load()
+        task.check_data(dataset)
+        _DATASETS[name] = dataset
+    return {name: _DATASETS[name] for name in task_names}
 
 
 def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, profile: str, out: Path,
@@ -163,10 +168,6 @@ def refuse_changed(states: Sequence[tuple[RunSpec, store.RunState]], out: Path) 
         more = f" (and {len(changed) - 1} more runs)" if len(changed) > 1 else ""
         raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}){more}; "
                                "rerun with --force to replace, or give another --out")
-
-
-# Loaded datasets of this process, by task: a worker process loads each task's data once for all its runs.
-_DATASETS: dict[str, OfflineDataset] = {}
 
 
 def execute(spec: RunSpec, options: RunOptions, reporter: Reporter | None = None) -> RunOutcome:

@@ -175,8 +175,8 @@ def test_dry_run_prints_states_and_estimates_and_writes_nothing(tmp_path: Path) 
 @pytest.mark.slow
 def test_jobs_and_ray_give_the_scores_of_one_process_and_ray_retries_a_dead_worker(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    """A toy grid three ways (one process at one thread; --jobs 2; Ray on 2 CPUs, one run whose worker dies the
-    first time): the same scores, every run finished, timings taken alone after training."""
+    """A toy grid three ways (one process at one thread; --jobs 2 and Ray on 2 CPUs, where one run's worker dies
+    the first time): the same scores, every run finished, timings taken alone after training."""
     from test_adding_a_method import install
 
     site = tmp_path / "site"
@@ -193,11 +193,13 @@ def test_jobs_and_ray_give_the_scores_of_one_process_and_ray_retries_a_dead_work
         return {str(p.parent.relative_to(out)): json.loads(p.read_text())["mean_normalized"]
                 for p in sorted(out.glob("runs/*/*/*/*/eval.json"))}
 
-    (tmp_path / "died-once").write_text("")  # the serial and --jobs runs do not die
+    (tmp_path / "died-once").write_text("")  # the serial run does not die
     serial = invoke("run", *grid, "--out", str(tmp_path / "serial"), "--threads", "1")
     assert serial.exit_code == 0, serial.output
+    (tmp_path / "died-once").unlink()
     jobs = invoke("run", *grid, "--out", str(tmp_path / "jobs"), "--jobs", "2", "--threads", "2")
     assert jobs.exit_code == 0, jobs.output
+    assert (tmp_path / "died-once").exists()  # a worker process died once; the pool was replaced, the run retried
     (tmp_path / "died-once").unlink()
     ray = invoke("run", *grid, "--out", str(tmp_path / "ray"), "--executor", "ray", "--max-retries", "1")
     assert ray.exit_code == 0, ray.output
