@@ -32,7 +32,7 @@ from srpo_bench import store
 from srpo_bench.atomic import atomic_write
 from srpo_bench.locks import live_holder
 from srpo_bench.progress import Reporter
-from srpo_bench.runner import RunOptions, RunOutcome, RunSpec, execute
+from srpo_bench.runner import RunOptions, RunOutcome, RunSpec, execute, load_checked, plan_grid
 
 EXECUTORS = ("local", "ray")
 HELD_POLL_SECONDS = 2.0
@@ -75,6 +75,16 @@ def run_specs(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorS
     if settings.packed:
         outcomes = timing_phase(outcomes, options, reporter)
     return outcomes
+
+
+def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], profile: str, out: Path,
+             device: str, reporter: Reporter, overrides: dict[str, dict[str, str]] | None = None,
+             settings: ExecutorSettings | None = None) -> list[RunOutcome]:
+    """The `run` command from Python: validate the grid and its data, open the store, run every run."""
+    specs = plan_grid(tasks, methods, seeds, profile, overrides)
+    load_checked(tasks)
+    store.open_store(out)
+    return run_specs(specs, RunOptions(out=out, device=device), settings or ExecutorSettings(), reporter)
 
 
 def _wait_for_held(outcomes: list[RunOutcome], options: RunOptions, reporter: Reporter,

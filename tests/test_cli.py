@@ -9,10 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from srpo_bench import runner as runner_module
+from srpo_bench import executors
 from srpo_bench import srpo as srpo_module
 from srpo_bench.cli import app
 from srpo_bench.progress import Reporter
@@ -82,9 +81,9 @@ def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path,
 
     monkeypatch.setattr(srpo_module, "score_regularized_loss", interrupted)
     common = dict(tasks=["toy-checkerboard"], methods=["srpo"], seeds=[1], profile="smoke", out=tmp_path,
-                  device=torch.device("cpu"), reporter=Reporter(quiet=True))
+                  device="cpu", reporter=Reporter(quiet=True))
     with pytest.raises(KeyboardInterrupt):
-        runner_module.run_grid(**common)
+        executors.run_grid(**common)
     run_dir = tmp_path / "runs" / "smoke" / "toy-checkerboard" / "srpo" / "seed1"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     stages = tmp_path / "stages"
@@ -92,7 +91,7 @@ def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path,
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no torn files
 
     monkeypatch.undo()
-    runner_module.run_grid(**common)
+    executors.run_grid(**common)
     run = json.loads((run_dir / "run.json").read_text())
     origins = {s["stage"]: s["origin"] for s in run["stages"]}
     assert run["status"] == "finished"
