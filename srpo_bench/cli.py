@@ -129,7 +129,7 @@ def run(
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; split over --jobs)")] = 0,
     jobs: Annotated[int, typer.Option(help="runs at once on this machine (local worker processes)")] = 1,
     executor: Annotated[str, typer.Option(help="local (this machine, --jobs) or ray (pip install "
-                                          "'srpo-bench[ray]')")] = "local",
+                                          "'srpo-bench\\[ray]')")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local "
                                                     "Ray)")] = None,
     cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs reserved per run")] = 1.0,
@@ -147,7 +147,7 @@ def run(
     import torch
 
     from srpo_bench.config import parse_overrides
-    from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary
+    from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary, threads_per_job
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
     from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, resolve_device, survey
@@ -191,7 +191,7 @@ def run(
     err_console.print(
         f"srpo-bench {__version__}: {len(task_names)} tasks x {len(method_names)} methods x {len(seed_list)} seeds, "
         f"profile {profile}, device {torch_device}"
-        + (f", {jobs} jobs x {max(1, (threads or torch.get_num_threads()) // jobs)} threads" if jobs > 1 else "")
+        + (f", {jobs} jobs x {threads_per_job(jobs, threads)} threads" if jobs > 1 and executor == "local" else "")
         + (f", Ray ({ray_address or 'local'})" if executor == "ray" else "")
     )
     open_store(out)
