@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, PolicyAgent
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import DeterministicPolicy
@@ -35,6 +35,7 @@ class BCConfig(StageConfig):
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "hidden", "layers")
+        within(self, "(0, inf)", "lr")
 
 
 class BC(Method):

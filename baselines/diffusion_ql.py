@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent, softmax_draw_selection
 from srpo_bench.core.critics import TwinQ
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
@@ -148,7 +148,11 @@ class DiffusionQLConfig:
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "diffusion_steps", "action_candidates", "ema_every",
-                 "max_q_backup_samples", "eval_every", "eval_episodes")
+                 "max_q_backup_samples", "eval_every", "eval_episodes", "hidden", "time_embed_dim")
+        within(self, "(0, inf)", "lr", "critic_lr", "grad_norm", "beta_min", "beta_max")
+        within(self, "[0, inf)", "eta", "ema_start")
+        within(self, "[0, 1]", "gamma", "ema_decay")
+        within(self, "(0, 1]", "tau")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent, Selection, argmax_selection, pick
 from srpo_bench.core.critics import IQLCritic, IQLCriticStage, fit_iql_critic
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_ancestral
@@ -121,7 +121,13 @@ class IDQLConfig:
 
     def __post_init__(self) -> None:
         positive(self, "actor_steps", "actor_batch_size", "critic_steps", "critic_batch_size", "diffusion_steps",
-                 "num_candidates")
+                 "num_candidates", "time_dim", "actor_width", "actor_blocks")
+        within(self, "(0, inf)", "actor_lr", "critic_lr", "sampling_temperature", "layer_norm_eps")
+        within(self, "[0, inf)", "actor_weight_decay")
+        within(self, "(0, 1]", "actor_ema_rate", "polyak")
+        within(self, "[0, 1)", "actor_dropout")
+        within(self, "(0, 1)", "expectile")
+        within(self, "[0, 1]", "gamma")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 

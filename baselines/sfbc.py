@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent
 from srpo_bench.core.behavior import fit_vpsde_behavior
 from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
@@ -118,6 +118,12 @@ class SfBCConfig:
         positive(self, "behavior_epochs", "behavior_samples_per_epoch", "behavior_batch_size", "critic_batch_size",
                  "critic_samples_per_epoch", "critic_epochs_per_iteration", "planning_iterations", "planning_samples",
                  "diffusion_steps", "candidates", "select_per_state")
+        within(self, "(0, inf)", "behavior_lr", "critic_lr", "planning_alpha", "select_alpha", "t_end")
+        within(self, "[0, inf)", "behavior_steps", "critic_steps_per_epoch", "planning_states", "return_std_floor")
+        within(self, "(0, 1)", "behavior_t_min")
+        within(self, "[0, 1]", "gamma")
+        if not self.critic_hidden or min(self.critic_hidden) < 1:
+            raise ValueError(f"critic_hidden must be one or more positive widths, got {self.critic_hidden}")
         if self.select_per_state > self.candidates:
             raise ValueError(f"select_per_state ({self.select_per_state}) > candidates ({self.candidates})")
 
@@ -131,6 +137,9 @@ class SfBCBehaviorStage(StageConfig):
     lr: float
     t_min: float
     data_rows: DataRows
+
+    def training_steps(self, rows: int) -> int:
+        return self.steps or self.epochs * epoch_steps(self.samples_per_epoch, rows, self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,9 @@ class SfBCCriticStage(StageConfig):
     solver_order: int
     t_end: float
     data_rows: DataRows
+
+    def training_steps(self, rows: int) -> int:
+        return critic_schedule(self, rows)[1]
 
 
 def epoch_steps(samples_per_epoch: int, size: int, batch_size: int) -> int:
@@ -393,8 +405,7 @@ def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
     config: SfBCBehaviorStage = ctx.config("behavior")
     rows = training_rows(ctx.dataset, config.data_rows)
     tensors = {key: torch.as_tensor(rows[key], device=ctx.device) for key in ("observations", "actions")}
-    steps = config.steps or config.epochs * epoch_steps(config.samples_per_epoch, len(rows["actions"]),
-                                                         config.batch_size)
+    steps = config.training_steps(len(rows["actions"]))
     sde = VPSDE()
 
     def train(model: SfBCScoreNet) -> None:

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, PolicyAgent
 from srpo_bench.core.behavior import VPSDEBehaviorStage, fit_vpsde_behavior
 from srpo_bench.core.critics import IQLCriticStage, TwinQ, fit_iql_critic
@@ -120,7 +120,12 @@ class SRPOConfig:
 
     def __post_init__(self) -> None:
         positive(self, "behavior_steps", "behavior_batch_size", "critic_steps", "critic_batch_size", "policy_steps",
-                 "policy_batch_size", "policy_layers", "policy_hidden")
+                 "policy_batch_size", "policy_layers", "policy_hidden", "behavior_width", "behavior_blocks")
+        within(self, "(0, inf)", "behavior_lr", "critic_lr", "policy_lr", "beta")
+        within(self, "[0, 1)", "behavior_dropout")
+        within(self, "(0, 1)", "expectile")
+        within(self, "[0, 1]", "gamma")
+        within(self, "(0, 1]", "polyak")
         if not 0.0 <= self.t_min < self.t_max <= 1.0:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}")
 
