@@ -26,15 +26,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def speed(session: nox.Session) -> None:
-    """`srpo-bench speed --methods all` on the toy task (timings land in results/speed/)."""
+    """`srpo-bench speed --methods all` on the toy task (timings land in results/speed/); pass
+    `-- --runtime eager,compiled,onnx` for the runtimes side by side."""
     session.install(TORCH)
-    session.install("-e", ".")
+    session.install("-e", ".[onnx]")
     session.run("srpo-bench", "speed", "--methods", "all", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """`srpo-bench report` over 2,000 generated run folders (budget: under 60 s on 2 cores, default reps)."""
+    """`srpo-bench report` over 2,000 generated run folders (budget: under 60 s on 2 cores, default reps), then
+    training steps/s per stage and method, training levers off and on (benchmarks/train_steps.py)."""
     session.install(TORCH)
     session.install("-e", ".")
     session.run("python", "benchmarks/report_2000.py", *session.posargs)
+    session.run("python", "benchmarks/train_steps.py")

@@ -14,10 +14,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, PolicyAgent
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import DeterministicPolicy
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 
@@ -34,6 +35,7 @@ class BCConfig(StageConfig):
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "hidden", "layers")
+        within(self, "(0, inf)", "lr")
 
 
 class BC(Method):
@@ -53,7 +55,7 @@ class BC(Method):
         tensors = ctx.dataset.tensors(ctx.device)
 
         def train(policy: DeterministicPolicy) -> None:
-            optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+            optimizer = adam(policy.parameters(), lr=config.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
             sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
             for step, _bar in ctx.steps("policy", config.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):

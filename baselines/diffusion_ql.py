@@ -55,12 +55,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent, softmax_draw_selection
 from srpo_bench.core.critics import TwinQ
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
 from srpo_bench.core.method import Method
 from srpo_bench.core.nn import SinusoidalTimeEmbedding, mlp, polyak_update
+from srpo_bench.core.noise import Noise
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.evaluate import evaluate
@@ -146,7 +148,11 @@ class DiffusionQLConfig:
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "diffusion_steps", "action_candidates", "ema_every",
-                 "max_q_backup_samples", "eval_every", "eval_episodes")
+                 "max_q_backup_samples", "eval_every", "eval_episodes", "hidden", "time_embed_dim")
+        within(self, "(0, inf)", "lr", "critic_lr", "grad_norm", "beta_min", "beta_max")
+        within(self, "[0, inf)", "eta", "ema_start")
+        within(self, "[0, 1]", "gamma", "ema_decay")
+        within(self, "(0, 1]", "tau")
 
 
 @dataclass(frozen=True)
@@ -282,8 +288,8 @@ def diffusion_ql_agent(actor: nn.Module, critic_target: TwinQ, schedule: DDPMSch
     Per action: candidates x T denoiser calls and candidates x 2 critic heads."""
     schedule = schedule.to(device)
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return ddpm_sample_clipped_x0(actor, states, schedule, act_dim, max_action, generator=generator)
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
+        return ddpm_sample_clipped_x0(actor, states, schedule, act_dim, max_action, generator=noise)
 
     cost = {"denoiser": candidates * schedule.steps, "critic": candidates * 2}
     return CandidateAgent(sampler, critic_target.min_q, softmax_draw_selection, candidates, act_dim, cost, device)
@@ -376,8 +382,8 @@ def train_joint(
     """The official training loop: per step a critic update, an actor update, the EMA (every 5 steps from step
     1000) and the critic's Polyak target update. Under online-best the best evaluated weights are kept."""
     act_dim = ctx.dataset.act_dim
-    actor_optimizer = torch.optim.Adam(nets.actor.parameters(), lr=config.lr)
-    critic_optimizer = torch.optim.Adam(nets.critic.parameters(), lr=config.critic_lr)
+    actor_optimizer = adam(nets.actor.parameters(), lr=config.lr)
+    critic_optimizer = adam(nets.critic.parameters(), lr=config.critic_lr)
     schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps, eta_min=0.0)
                   for opt in (actor_optimizer, critic_optimizer)] if config.lr_decay else []
     generator = ctx.generator()

@@ -61,10 +61,12 @@ import torch
 from torch import nn
 
 from srpo_bench.config import positive
-from srpo_bench.core.agents import PolicyAgent
+from srpo_bench.core.agents import Agent
 from srpo_bench.core.flow import euler_sample, flow_matching_loss
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import polyak_update
+from srpo_bench.core.noise import Noise
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.tasks import Task, d4rl_equivalent
@@ -217,32 +219,33 @@ def actor_loss(nets: FQLNets, batch: dict[str, torch.Tensor], flow_noise: torch.
 
 # --- the agent -------------------------------------------------------------------------------------------
 class OneStepPolicy(nn.Module):
-    """a = clip(mu(s, z), -1, 1) with z ~ N(0, I) from the module's own generator (`seed` resets it)."""
+    """a = clip(mu(s, z), -1, 1): the one-step policy, its noise z given."""
 
-    def __init__(self, onestep: VectorField, act_dim: int) -> None:
+    def __init__(self, onestep: VectorField) -> None:
         super().__init__()
         self.onestep = onestep
-        self.act_dim = act_dim
-        self.generator: torch.Generator | None = None
 
-    def seed(self, seed: int) -> None:
-        self.generator = torch.Generator(device=next(self.onestep.parameters()).device).manual_seed(seed)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        if self.generator is None:
-            self.seed(0)
-        noise = torch.randn(states.shape[0], self.act_dim, device=states.device, generator=self.generator)
+    def forward(self, states: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.onestep(states, noise).clamp(-1.0, 1.0)
 
 
-class FQLAgent(PolicyAgent):
-    """One pass of the one-step policy per action (network evaluations: {"policy": 1})."""
+class FQLAgent(Agent):
+    """One pass of the one-step policy per action (network evaluations: {"policy": 1}), z ~ N(0, I) drawn from
+    the agent's own generator: a pure act, so it exports and compiles like every other method's."""
+
+    network_evaluations: ClassVar[dict[str, int]] = {"policy": 1}
 
     def __init__(self, onestep: VectorField, act_dim: int) -> None:
-        super().__init__(OneStepPolicy(onestep, act_dim))
+        self.policy = OneStepPolicy(onestep).eval()
+        self.act_dim = act_dim
 
-    def seed(self, seed: int) -> None:
-        self.policy.seed(seed)
+    @property
+    def device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
+    def act_with_noise(self, observations: torch.Tensor, noise: Noise) -> torch.Tensor:
+        z = noise.normal((observations.shape[0], self.act_dim), observations.device)
+        return self.policy(observations, z)
 
 
 # --- the method ----------------------------------------------------------------------------------------
@@ -281,14 +284,14 @@ class FQL(Method):
     def stages(cls, config: FQLConfig, plan: PlanContext) -> tuple[Stage, ...]:
         return (Stage("joint", config),)
 
-    def fit(self, ctx: FitContext, config: FQLConfig) -> PolicyAgent:
+    def fit(self, ctx: FitContext, config: FQLConfig) -> Agent:
         act_dim = ctx.dataset.act_dim
         tensors = ctx.dataset.tensors(ctx.device)
         size = len(ctx.dataset)
 
         def train(nets: FQLNets) -> None:
             trained = [p for p in nets.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(trained, lr=config.lr)
+            optimizer = adam(trained, lr=config.lr)  # the fused kernel, as every method (core/optim.py)
             generator = ctx.generator()
             index_generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
             sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed) \

@@ -65,12 +65,14 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent, Selection, argmax_selection, pick
 from srpo_bench.core.critics import IQLCritic, IQLCriticStage, fit_iql_critic
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_ancestral
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import LearnableFourierFeatures, NoisePredictor, flax_initialize, polyak_update
+from srpo_bench.core.noise import Noise, as_noise
+from srpo_bench.core.optim import adamw
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
@@ -119,7 +121,13 @@ class IDQLConfig:
 
     def __post_init__(self) -> None:
         positive(self, "actor_steps", "actor_batch_size", "critic_steps", "critic_batch_size", "diffusion_steps",
-                 "num_candidates")
+                 "num_candidates", "time_dim", "actor_width", "actor_blocks")
+        within(self, "(0, inf)", "actor_lr", "critic_lr", "sampling_temperature", "layer_norm_eps")
+        within(self, "[0, inf)", "actor_weight_decay")
+        within(self, "(0, 1]", "actor_ema_rate", "polyak")
+        within(self, "[0, 1)", "actor_dropout")
+        within(self, "(0, 1)", "expectile")
+        within(self, "[0, 1]", "gamma")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
 
@@ -171,7 +179,7 @@ def fit_ddpm_behavior(ctx: FitContext) -> NoisePredictor:
 
     def train(behavior: IDQLBehavior) -> None:
         model, ema_model = behavior.model, behavior.ema_model
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = adamw(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         lr_schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
                        if config.lr_decay else None)
         sampler = EpochSampler({"observations": tensors["observations"], "actions": tensors["actions"]},
@@ -202,10 +210,10 @@ def expectile_resample_selection(value_net: nn.Module, expectile: float) -> Sele
     categorical draw among the candidates (the older learner's `sample_implicit_policy`)."""
 
     def select(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
-               generator: torch.Generator) -> torch.Tensor:
+               noise: Noise | torch.Generator | None = None) -> torch.Tensor:
         advantage = q - value_net(observations)[:, None]
         weights = torch.where(advantage > 0, expectile, 1.0 - expectile)
-        return pick(candidates, torch.multinomial(weights, 1, generator=generator).squeeze(1))
+        return pick(candidates, as_noise(noise).categorical(weights))
 
     return select
 
@@ -217,9 +225,9 @@ def idql_agent(score_model: nn.Module, critic: IQLCritic, config: IDQLConfig, ac
     schedule = DDPMSchedule.vp(config.diffusion_steps).to(device)
     clip = 1.0 if config.clip_sampler else None
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
         return ddpm_sample_ancestral(score_model, states, schedule, act_dim, temperature=config.sampling_temperature,
-                                     clip=clip, generator=generator).clamp(-1.0, 1.0)  # clipped whatever clip says
+                                     clip=clip, generator=noise).clamp(-1.0, 1.0)  # clipped whatever clip says
 
     cost = {"denoiser": config.num_candidates * config.diffusion_steps, "critic": config.num_candidates * 2}
     selection = argmax_selection

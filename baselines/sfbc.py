@@ -60,13 +60,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, CandidateAgent
 from srpo_bench.core.behavior import fit_vpsde_behavior
 from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
 from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import GaussianFourierProjection, mlp
+from srpo_bench.core.noise import Noise, as_noise
+from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
@@ -116,6 +118,12 @@ class SfBCConfig:
         positive(self, "behavior_epochs", "behavior_samples_per_epoch", "behavior_batch_size", "critic_batch_size",
                  "critic_samples_per_epoch", "critic_epochs_per_iteration", "planning_iterations", "planning_samples",
                  "diffusion_steps", "candidates", "select_per_state")
+        within(self, "(0, inf)", "behavior_lr", "critic_lr", "planning_alpha", "select_alpha", "t_end")
+        within(self, "[0, inf)", "behavior_steps", "critic_steps_per_epoch", "planning_states", "return_std_floor")
+        within(self, "(0, 1)", "behavior_t_min")
+        within(self, "[0, 1]", "gamma")
+        if not self.critic_hidden or min(self.critic_hidden) < 1:
+            raise ValueError(f"critic_hidden must be one or more positive widths, got {self.critic_hidden}")
         if self.select_per_state > self.candidates:
             raise ValueError(f"select_per_state ({self.select_per_state}) > candidates ({self.candidates})")
 
@@ -129,6 +137,9 @@ class SfBCBehaviorStage(StageConfig):
     lr: float
     t_min: float
     data_rows: DataRows
+
+    def training_steps(self, rows: int) -> int:
+        return self.steps or self.epochs * epoch_steps(self.samples_per_epoch, rows, self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,9 @@ class SfBCCriticStage(StageConfig):
     solver_order: int
     t_end: float
     data_rows: DataRows
+
+    def training_steps(self, rows: int) -> int:
+        return critic_schedule(self, rows)[1]
 
 
 def epoch_steps(samples_per_epoch: int, size: int, batch_size: int) -> int:
@@ -283,14 +297,14 @@ def critic_schedule(config: SfBCCriticStage, size: int) -> tuple[int, int]:
 
 # --- evaluation-time selection -----------------------------------------------------------------------
 def select_candidates(q: torch.Tensor, candidates: torch.Tensor, alpha: float, select_per_state: int,
-                      logit_cap: float, generator: torch.Generator | None = None) -> torch.Tensor:
+                      logit_cap: float, generator: Noise | torch.Generator | None = None) -> torch.Tensor:
     """Per state: logits alpha Q capped at (k-th largest + cap); draw k candidates without replacement with
     probabilities softmax(logits) (Gumbel top-k: the same law as drawing one at a time and renormalising);
     return their mean. q [B, C], candidates [B, C, act] -> [B, act]."""
     logits = alpha * q
     kth_largest = torch.topk(logits, select_per_state, dim=-1).values[:, -1:]
     logits = torch.minimum(logits, kth_largest + logit_cap)
-    uniform = torch.rand(logits.shape, device=logits.device, generator=generator, dtype=logits.dtype)
+    uniform = as_noise(generator).uniform(logits.shape, logits.device, logits.dtype)
     gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
     chosen = torch.topk(logits + gumbel, select_per_state, dim=-1).indices  # distinct indices
     picked = torch.gather(candidates, 1, chosen[..., None].expand(-1, -1, candidates.shape[-1]))
@@ -303,14 +317,14 @@ def sfbc_agent(noise_model: NoiseModel, q_net: nn.Module, act_dim: int, config: 
     clamped to the action box."""
     sde = VPSDE()
 
-    def sampler(states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
         return dpm_solver_sample(noise_model, states, act_dim, sde, steps=config.diffusion_steps,
-                                 order=config.solver_order, t_end=config.t_end, generator=generator)
+                                 order=config.solver_order, t_end=config.t_end, generator=noise)
 
     def selection(observations: torch.Tensor, q: torch.Tensor, candidates: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
+                  noise: Noise) -> torch.Tensor:
         return select_candidates(q, candidates, config.select_alpha, config.select_per_state, config.logit_cap,
-                                 generator).clamp(action_low, action_high)
+                                 noise).clamp(action_low, action_high)
 
     cost = {"denoiser": config.candidates * dpm_solver_nfe(config.diffusion_steps, config.solver_order),
             "critic": config.candidates}
@@ -393,12 +407,11 @@ def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
     config: SfBCBehaviorStage = ctx.config("behavior")
     rows = training_rows(ctx.dataset, config.data_rows)
     tensors = {key: torch.as_tensor(rows[key], device=ctx.device) for key in ("observations", "actions")}
-    steps = config.steps or config.epochs * epoch_steps(config.samples_per_epoch, len(rows["actions"]),
-                                                         config.batch_size)
+    steps = config.training_steps(len(rows["actions"]))
     sde = VPSDE()
 
     def train(model: SfBCScoreNet) -> None:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = adam(model.parameters(), lr=config.lr)
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
         train_mode(model)
         for step, _bar in ctx.steps("behavior", steps):
@@ -428,7 +441,7 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
         returns, _ = planning_returns(rows["rewards"], rows["ends"], config.gamma)
         targets, mean, std = standardise(returns, config.return_std_floor)
         ctx.log("critic", 0, returns_mean=mean, returns_std=std, from_value_fraction=0.0)
-        optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
+        optimizer = adam(q_net.parameters(), lr=config.lr)
         iteration_steps, total_steps = critic_schedule(config, size)
         sampler = return_sampler(tensors, targets, config, ctx.seed + 1)
         for step, _bar in ctx.steps("critic", total_steps, agent=lambda: agent(q_net)):
@@ -451,7 +464,7 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
                 sampler = return_sampler(tensors, targets, config, ctx.seed + 1 + (step + 1) // iteration_steps)
                 if config.reset_critic:
                     q_net.load_state_dict(initial_weights)
-                    optimizer = torch.optim.Adam(q_net.parameters(), lr=config.lr)
+                    optimizer = adam(q_net.parameters(), lr=config.lr)
 
     return ctx.fit("critic", lambda: q_network(ctx.dataset.obs_dim, ctx.dataset.act_dim, config.hidden)
                    .to(ctx.device), train)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from tabulate import tabulate
 
 from srpo_bench import __version__
@@ -32,11 +33,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_USAGE = 2
 
 
+class UsageError(ValueError):
+    """A bad option value: one line, exit 2."""
+
+
 def friendly_errors(command: F) -> F:
     """Turn expected failures into one line and an exit code; keep tracebacks for real bugs."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from srpo_bench.atomic import WriteError
         from srpo_bench.config import ConfigError
         from srpo_bench.data.dataset import DatasetError
         from srpo_bench.registry import UnknownMethodError
@@ -45,8 +51,9 @@ def friendly_errors(command: F) -> F:
 
         try:
             return command(*args, **kwargs)
-        except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError) as error:
-            err_console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError,
+                WriteError) as error:
+            err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished stages are saved; rerun the same command to resume")
@@ -55,23 +62,51 @@ def friendly_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+MAX_SEED = 2**31 - 1
+
+
 def parse_seeds(spec: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive): distinct integers in [0, 2^31 - 1], in the order given."""
+    usage = f"--seeds expects '0,1,2' or '0-4' (integers 0 to {MAX_SEED:,}), got '{spec}'"
     try:
-        if "-" in spec and "," not in spec:
-            low, high = (int(x) for x in spec.split("-"))
-            return list(range(low, high + 1))
-        return [int(s) for s in spec.split(",") if s.strip()]
+        parts = [part.strip() for part in spec.split(",")]
+        if len(parts) == 1 and "-" in parts[0].lstrip("-"):
+            low, high = (int(x) for x in parts[0].split("-", 1))
+            if high < low:
+                raise UsageError(f"--seeds range '{spec}' is empty ({high} < {low})")
+            seeds = list(range(low, high + 1))
+        else:
+            seeds = [int(part) for part in parts if part]
+    except ValueError as error:
+        raise (error if isinstance(error, UsageError) else UsageError(usage)) from None
+    if not seeds:
+        raise UsageError(usage)
+    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise UsageError(f"--seeds: {bad[0]} is out of range (0 to {MAX_SEED:,})")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_batch_sizes(spec: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in spec.split(",") if part.strip())
     except ValueError:
-        err_console.print(f"[red]error:[/red] --seeds expects '0,1,2' or '0-4', got '{spec}'")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise UsageError(f"--batch-sizes expects positive integers like '1,256', got '{spec}'") from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"--batch-sizes expects positive integers like '1,256', got '{spec}'")
+    return sizes
+
+
+def at_least(name: str, value: float, low: float) -> None:
+    if not value >= low:  # also refuses NaN
+        raise UsageError(f"{name} must be at least {low:g}, got {value:g}")
 
 
 def check_profile(profile: str) -> None:
     from srpo_bench.profiles import PROFILE_NAMES
 
     if profile not in PROFILE_NAMES:
-        err_console.print(f"[red]error:[/red] unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError(f"unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
 
 
 Profile = Annotated[str, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official step counts")]
@@ -91,48 +126,91 @@ def run(
     out: Out = Path("results"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
                                             "(e.g. srpo.weighting=constant)")] = [],  # noqa: B006
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; split over --jobs)")] = 0,
+    jobs: Annotated[int, typer.Option(help="runs at once on this machine (local worker processes)")] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine, --jobs) or ray (pip install "
+                                          "'srpo-bench\\[ray]')")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local "
+                                                    "Ray)")] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs reserved per run")] = 1.0,
+    gpus_per_run: Annotated[float, typer.Option(help="Ray: GPUs per run; 0.25 packs four runs on one GPU")] = 0.0,
+    max_retries: Annotated[int, typer.Option(help="retries of a run whose worker process died")] = 1,
+    dry_run: Annotated[bool, typer.Option(help="print the grid, what is finished, resumable or to run, and each "
+                                          "run's estimated compute; train nothing, write nothing")] = False,
+    force: Annotated[bool, typer.Option(help="replace finished runs whose settings changed")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="rerun runs recorded as failed")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
-    """Train, evaluate and time every (task, method, seed); write each run into the results folder."""
+    """Train, evaluate and time every (task, method, seed); write each run into the results folder.
+
+    A run that diverges or fails is recorded as failed and the grid goes on; the command then exits with 1."""
     import torch
 
     from srpo_bench.config import parse_overrides
+    from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary, threads_per_job
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
-    from srpo_bench.runner import resolve_device, run_grid, validate_grid
+    from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, resolve_device, survey
+    from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
 
+    check_profile(profile)
+    at_least("--threads", threads, 0)
+    at_least("--jobs", jobs, 1)
+    at_least("--max-retries", max_retries, 0)
+    at_least("--cpus-per-run", cpus_per_run, 0.01)
+    at_least("--gpus-per-run", gpus_per_run, 0)
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown --executor '{executor}' (choose {', '.join(EXECUTORS)})")
+    if executor == "ray" and not dry_run:
+        import_ray()  # the one-line install hint, before anything else
     if threads > 0:
         torch.set_num_threads(threads)
-    check_profile(profile)
     task_names = expand_tasks(envs)
     method_names = expand_methods(methods)
     seed_list = parse_seeds(seeds)
     try:
         torch_device = resolve_device(device)
     except (RuntimeError, ValueError) as error:
-        err_console.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise UsageError(str(error)) from None
+    check_destination(out)
     overrides = parse_overrides(set_, method_names)
-    validate_grid(task_names, method_names, profile, overrides)
+    specs = plan_grid(task_names, method_names, seed_list, profile, overrides)
+    if dry_run:
+        from srpo_bench.dry_run import print_plan
+
+        print_plan(specs, out, torch_device, console=console, err_console=err_console)
+        return
+    datasets = load_checked(task_names)  # every task's data checked before anything is written
+    if (out / MARKER).exists():
+        states = survey(specs, datasets, out)
+        if not force:
+            refuse_changed(states, out)
+    settings = ExecutorSettings(executor, jobs, ray_address, cpus_per_run, gpus_per_run, max_retries)
     reporter = Reporter(console=err_console, quiet=quiet)
     err_console.print(
         f"srpo-bench {__version__}: {len(task_names)} tasks x {len(method_names)} methods x {len(seed_list)} seeds, "
         f"profile {profile}, device {torch_device}"
+        + (f", {jobs} jobs x {threads_per_job(jobs, threads)} threads" if jobs > 1 and executor == "local" else "")
+        + (f", Ray ({ray_address or 'local'})" if executor == "ray" else "")
     )
-    outcomes = run_grid(task_names, method_names, seed_list, profile, out, torch_device, reporter,
-                        overrides=overrides)
+    open_store(out)
+    options = RunOptions(out=out, device=device, threads=threads, retry_failed=retry_failed, force=force,
+                         quiet=quiet)
+    outcomes = run_specs(specs, options, settings, reporter)
     # imported here: the report layer pulls in rliable/scipy (~1.5 s), which validating a grid does not need
     from srpo_bench.report.tables import for_display, runs_frame, task_summary
 
     frame = runs_frame(out)
-    frame = frame[frame["task"].isin(task_names) & frame["base_method"].isin(method_names)
-                  & (frame["profile"] == profile)]
-    typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys", showindex=False,
-                        disable_numparse=True))
-    console.print(f"{sum(o.status == 'finished' for o in outcomes)} runs trained, "
-                  f"{sum(o.status == 'skipped' for o in outcomes)} already finished; results in {out}")
+    if not frame.empty:
+        frame = frame[frame["task"].isin(task_names) & frame["base_method"].isin(method_names)
+                      & (frame["profile"] == profile)]
+        typer.echo(tabulate(for_display(task_summary(frame).drop(columns=["profile"])), headers="keys",
+                            showindex=False, disable_numparse=True))
+    line, all_well = summary(outcomes)
+    (console if all_well else err_console).print(escape(f"{line}; results in {out}"), highlight=False)
+    if not all_well:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -251,36 +329,78 @@ def speed(
     repeats: int = 30,
     max_seconds: Annotated[float, typer.Option(help="time cap per method and batch size")] = 20.0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
+    runtime: Annotated[str, typer.Option(help="comma separated runtimes timed side by side: eager (PyTorch), "
+                                         "compiled (torch.compile), onnx (ONNX Runtime)")] = "eager",
 ) -> None:
-    """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup, all in one process."""
+    """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup (per runtime), all in one
+    process."""
     import torch
 
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods, get_method
     from srpo_bench.runner import fit_context, resolve_device, validate_grid
-    from srpo_bench.speed import measure_speed, speedup_table
-    from srpo_bench.store import atomic_write_json, now, open_store
+    from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare
+    from srpo_bench.speed import MIN_REPEATS, SpeedResult, measure_speed, runtime_table, speedup_table
+    from srpo_bench.store import atomic_write_json, check_destination, now, open_store
     from srpo_bench.tasks import get_task
 
+    # every option is checked before anything trains
+    try:
+        runtimes = check_runtimes(runtime)
+    except ValueError as error:
+        raise UsageError(f"--runtime: {error}") from None
+    sizes = parse_batch_sizes(batch_sizes)
+    at_least("--repeats", repeats, MIN_REPEATS)
+    at_least("--threads", threads, 0)
+    if not max_seconds > 0:
+        raise UsageError(f"--max-seconds must be more than 0, got {max_seconds:g}")
     if threads > 0:
         torch.set_num_threads(threads)
     check_profile(profile)
     method_names = expand_methods(methods)
     validate_grid([task], method_names, profile)
     the_task = get_task(task)
+    try:
+        torch_device = resolve_device(device)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    check_destination(out)
     dataset = the_task.load()
-    torch_device = resolve_device(device)
+    the_task.check_data(dataset)
     open_store(out)
     reporter = Reporter(console=err_console)
-    sizes = tuple(int(b) for b in batch_sizes.split(","))
-    results = {}
+    timings: dict[str, dict[str, SpeedResult | str]] = {name: {} for name in runtimes}
     for name in method_names:
         config, ctx = fit_context(the_task, name, dataset, 0, profile, out, torch_device, reporter)
         agent = get_method(name)().fit(ctx, config)
-        agent.seed(0)
-        results[name] = measure_speed(agent, dataset.obs_dim, batch_sizes=sizes, repeats=repeats,
-                                      max_seconds=max_seconds, observations=dataset.observations, context="alone")
+        for runtime_name in runtimes:
+            try:
+                acting = prepare(agent, runtime_name, dataset.obs_dim, sizes)
+            except RuntimeUnavailable as error:
+                timings[runtime_name][name] = str(error)
+                continue
+            acting.seed(0)
+            timings[runtime_name][name] = measure_speed(
+                acting, dataset.obs_dim, batch_sizes=sizes, repeats=repeats, max_seconds=max_seconds,
+                observations=dataset.observations, context="alone")
     from srpo_bench.report.tables import count, rate, ratio
+
+    safe_task = task.replace("/", "_").replace(":", "_")
+    if runtimes != ["eager"]:
+        table = runtime_table(timings, reference="srpo" if "srpo" in method_names else method_names[0])
+        typer.echo(tabulate([{key: (ratio(value) if "speedup" in key else count(value) if key == "nfe_per_action"
+                                    else rate(value) if "/" in key else value) for key, value in row.items()}
+                             for row in table], headers="keys", disable_numparse=True, missingval="-"))
+        report_path = out / "speed" / "runtimes" / f"{safe_task}-{torch_device.type}.json"
+        atomic_write_json(report_path, {
+            "created": now(), "task": task, "device": str(torch_device), "profile": profile, "table": table,
+            "results": {rt: {m: (v.to_dict() if isinstance(v, SpeedResult) else {"unavailable": v})
+                             for m, v in by_method.items()} for rt, by_method in timings.items()}})
+        console.print(f"written {report_path}")
+        if "eager" not in timings:
+            return
+        console.print("\neager runtime (the report reads these timings):")
+    results = {name: result for name, result in timings["eager"].items() if isinstance(result, SpeedResult)}
 
     rows = []
     for name, result in results.items():
@@ -299,10 +419,29 @@ def speed(
         shown = [{key: (ratio(value) if key.startswith("speedup") else count(value) if key == "nfe_per_action"
                         else value) for key, value in row.items()} for row in speedups]
         typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
-    report_path = out / "speed" / f"{task.replace('/', '_').replace(':', '_')}-{torch_device.type}.json"
+    report_path = out / "speed" / f"{safe_task}-{torch_device.type}.json"
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
                                     "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})
     console.print(f"written {report_path}")
+
+
+@app.command("export")
+@friendly_errors
+def export_policy(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run: <out>/runs/<profile>/<task>/<method>/seed<k>")],
+    format: Annotated[str, typer.Option("--format", help="onnx (runs with onnxruntime alone) or torchscript")] = "onnx",
+    output: Annotated[Path | None, typer.Option(help="policy file (default: RUN_DIR/export/policy.onnx|.pt)")] = None,
+) -> None:
+    """Write a finished run's policy (its whole act, noise as inputs) as one self-contained file with observation
+    and action specs and provenance; rebuilt from the stored stages, never retrained."""
+    from srpo_bench.export import ExportError, export_run
+
+    try:
+        written = export_run(run_dir, format, output)
+    except ExportError as error:
+        raise UsageError(str(error)) from None
+    for path in written:
+        console.print(f"written {path}")
 
 
 @app.command("list")

@@ -141,6 +141,22 @@ def positive(config: Any, *names: str) -> None:
         raise ValueError(f"must be at least 1: {', '.join(bad)}")
 
 
+def within(config: Any, interval: str, *names: str) -> None:
+    """For a config's __post_init__: each named setting must lie in `interval`, written as in mathematics:
+    "(0, inf)" for a learning rate, "(0, 1)" for an expectile, "[0, 1]" for a discount."""
+    low_text, high_text = (part.strip() for part in interval[1:-1].split(","))
+    low, high = float(low_text), float(high_text)
+    bad = []
+    for name in names:
+        value = getattr(config, name)
+        above = value > low if interval[0] == "(" else value >= low
+        below = value < high if interval[-1] == ")" else value <= high
+        if not (above and below):
+            bad.append(f"{name}={value}")
+    if bad:
+        raise ValueError(f"must be in {interval}: {', '.join(bad)}")
+
+
 def plan_stages(method: str, task: Task, profile: str, overrides: Mapping[str, Mapping[str, Any]] | None = None,
                 config: Any = None, _asking: tuple[str, ...] = ()) -> tuple[Stage, ...]:
     """`method`'s declared stages for `task` (from `config`, or its config resolved with its overrides),

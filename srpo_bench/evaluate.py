@@ -59,6 +59,10 @@ class EvalResult:
         }
 
 
+class NonFiniteActions(ValueError):
+    """The policy returned NaN or inf: a diverged run, recorded as failed by the runner."""
+
+
 def evaluate(
     agent: Agent,
     task: Task,
@@ -124,7 +128,7 @@ def _act(agent: Agent, observations: np.ndarray, act_dim: int, task: Task) -> np
             f"observations; expected ({len(observations)}, {act_dim})"
         )
     if not np.isfinite(actions).all():
-        raise ValueError(f"{task.name}: the agent returned NaN or inf actions")
+        raise NonFiniteActions(f"{task.name}: the agent returned NaN or inf actions")
     return actions
 
 

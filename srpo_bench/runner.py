@@ -7,8 +7,10 @@ config is skipped, and nothing is written for a task whose data fails validation
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +20,13 @@ import numpy as np
 import torch
 
 from srpo_bench import store
+from srpo_bench.atomic import WriteError, remove_temporaries
 from srpo_bench.config import check_choices, config_dict, plan_stages, resolve_config
 from srpo_bench.core.agents import Agent
-from srpo_bench.core.stages import EvaluationSchedule, FitContext
+from srpo_bench.core.stages import Diverged, EvaluationSchedule, FitContext
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.evaluate import EvalResult, evaluate
+from srpo_bench.evaluate import EvalResult, NonFiniteActions, evaluate
+from srpo_bench.locks import HOST, Claim, live_holder, read_holder
 from srpo_bench.profiles import harness_settings
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import get_method
@@ -53,13 +57,35 @@ class RunSpec:
     profile: str
     overrides: dict[str, dict[str, str]]  # the grid's overrides, by method (shared stages read others')
 
+    def label(self) -> str:
+        return f"{self.task} {self.method} seed {self.seed}"
+
 
 @dataclass
 class RunOutcome:
     spec: RunSpec
     path: Path
-    status: str  # "finished" | "skipped"
+    #: "finished" | "failed" | "skipped" (finished earlier) | "evaluated" (scored; timed in the grid's timing
+    #: phase) | "held" (another runner is training it)
+    status: str
     normalized: float | None = None
+    reason: str = ""
+    #: the run's files, relative to the results folder, for a driver that writes what a worker without the
+    #: shared filesystem made (Ray); None when the worker wrote into the results folder itself
+    files: dict[str, bytes] | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How each run of a grid is executed (picklable: it travels to worker processes and Ray tasks)."""
+
+    out: Path
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads in this run's process (0: leave as set)
+    time_inline: bool = True  # False: leave the timing to the grid's timing phase (runs packed on one device)
+    retry_failed: bool = False  # rerun runs recorded as failed with the same settings
+    force: bool = False  # replace finished runs whose settings changed
+    quiet: bool = False
 
 
 def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
@@ -69,6 +95,28 @@ def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
         task = get_task(task_name)
         for method in methods:
             plan_stages(method, task, profile, overrides)
+
+
+def plan_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], profile: str,
+              overrides: dict[str, dict[str, str]] | None = None) -> list[RunSpec]:
+    validate_grid(tasks, methods, profile, overrides)
+    return [RunSpec(task, method, seed, profile, overrides or {}) for task in tasks for method in methods
+            for seed in seeds]
+
+
+# Loaded datasets of this process, by task: a process loads each task's data once for all its runs.
+_DATASETS: dict[str, OfflineDataset] = {}
+
+
+def load_checked(task_names: Sequence[str]) -> dict[str, OfflineDataset]:
+    """Every task's data, validated and checked against its environment, before anything is written."""
+    _DATASETS.clear()  # a new grid reads its files afresh
+    for name in dict.fromkeys(task_names):
+        task = get_task(name)
+        dataset = task.load()
+        task.check_data(dataset)
+        _DATASETS[name] = dataset
+    return {name: _DATASETS[name] for name in task_names}
 
 
 def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, profile: str, out: Path,
@@ -87,55 +135,127 @@ def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, pro
     return config, ctx
 
 
-def run_grid(
-    tasks: Sequence[str],
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    profile: str,
-    out: Path,
-    device: torch.device,
-    reporter: Reporter,
-    overrides: dict[str, dict[str, str]] | None = None,
-) -> list[RunOutcome]:
-    """Run every (task, method, seed). Data is loaded and validated once per task, before anything is written."""
-    store.open_store(out)
-    outcomes: list[RunOutcome] = []
-    for task_name in tasks:
-        task = get_task(task_name)
-        dataset = task.load()  # DatasetError here: nothing written for this task
-        for method in methods:
-            for seed in seeds:
-                spec = RunSpec(task_name, method, seed, profile, overrides or {})
-                outcomes.append(run_one(spec, task, dataset, out, device, reporter))
-    return outcomes
-
-
-def run_one(
-    spec: RunSpec,
-    task: Task,
-    dataset: OfflineDataset,
-    out: Path,
-    device: torch.device,
-    reporter: Reporter,
-) -> RunOutcome:
+def run_context(spec: RunSpec, task: Task, dataset: OfflineDataset, out: Path, device: torch.device,
+                reporter: Reporter) -> tuple[Any, FitContext, Path]:
+    """A grid run's config, FitContext (with the profile's evaluation schedule) and run folder."""
     path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
     harness = harness_settings(spec.profile, task.family)
     config, ctx = fit_context(task, spec.method, dataset, spec.seed, spec.profile, out, device, reporter,
                               spec.overrides, EvaluationSchedule(harness.evaluations_during_training,
                                                                  harness.eval_episodes),
                               run_id=str(path.relative_to(out)))
-    resolved = config_dict(config)
-    if store.is_finished(path, resolved, dict(ctx.keys)):
-        reporter.print(f"[dim]skip {spec.task} {spec.method} seed {spec.seed}: finished ({path})[/dim]")
-        return RunOutcome(spec, path, "skipped", store.read_json(path / "eval.json")["mean_normalized"])
+    return config, ctx, path
 
-    started = time.perf_counter()
-    run: dict[str, Any] = {
+
+def survey(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset], out: Path
+           ) -> list[tuple[RunSpec, store.RunState]]:
+    """What the results folder holds for each run of the grid (reads only)."""
+    quiet = Reporter(quiet=True)
+    states = []
+    for spec in specs:
+        config, ctx, path = run_context(spec, get_task(spec.task), datasets[spec.task], out, torch.device("cpu"),
+                                        quiet)
+        states.append((spec, store.run_state(path, config_dict(config), dict(ctx.keys))))
+    return states
+
+
+def refuse_changed(states: Sequence[tuple[RunSpec, store.RunState]], out: Path) -> None:
+    """A finished run is never replaced silently by one with other settings: one line naming them."""
+    changed = [(spec, state) for spec, state in states if state.state == "changed"]
+    if changed:
+        spec, state = changed[0]
+        path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
+        more = f" (and {len(changed) - 1} more runs)" if len(changed) > 1 else ""
+        raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}){more}; "
+                               "rerun with --force to replace, or give another --out")
+
+
+def execute(spec: RunSpec, options: RunOptions, reporter: Reporter | None = None) -> RunOutcome:
+    """One run, claimed so that no other runner of the results folder trains it at the same time. This is
+    what every executor calls (in-process, in a worker process, in a Ray task)."""
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    reporter = reporter or Reporter(quiet=options.quiet)
+    task = get_task(spec.task)
+    if spec.task not in _DATASETS:
+        _DATASETS[spec.task] = task.load()
+    path = store.run_dir(options.out, spec.profile, spec.task, spec.method, spec.seed)
+    claim = Claim.try_take(store.lock_path(path))
+    if claim is None:
+        holder = read_holder(store.lock_path(path))
+        return RunOutcome(spec, path, "held", reason=f"claimed by {holder}")
+    with claim:
+        remove_temporaries(path)  # a killed writer's; nobody else can be writing here now
+        return run_one(spec, task, _DATASETS[spec.task], options, resolve_device(options.device), reporter)
+
+
+def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOptions, device: torch.device,
+            reporter: Reporter) -> RunOutcome:
+    config, ctx, path = run_context(spec, task, dataset, options.out, device, reporter)
+    harness = harness_settings(spec.profile, task.family)
+    resolved = config_dict(config)
+    state = store.run_state(path, resolved, dict(ctx.keys))
+    if state.state == "finished":
+        reporter.print(f"[dim]skip {spec.label()}: finished ({path})[/dim]")
+        return RunOutcome(spec, path, "skipped", store.read_object(path / "eval.json")["mean_normalized"])
+    if state.state == "failed" and not options.retry_failed:
+        reason = str((state.run or {}).get("failure", {}).get("reason", "no reason recorded"))
+        reporter.print(f"[dim]skip {spec.label()}: failed earlier ({reason}); --retry-failed reruns it[/dim]")
+        return RunOutcome(spec, path, "failed", reason=f"{reason} (recorded earlier)")
+    if state.state == "changed" and not options.force:
+        raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}); rerun with "
+                               "--force to replace, or give another --out")
+
+    if state.state == "evaluated":  # trained and scored by an earlier process: only the timing is left
+        run = dict(state.run or {})
+        agent = get_method(spec.method)().fit(ctx, config)  # every stage is cached: this only loads
+        score = float(store.read_object(path / "eval.json")["mean_normalized"])
+    else:
+        started = time.perf_counter()
+        run = run_record(spec, task, dataset, config, ctx, device, harness)
+        for name in ("eval.json", "speed.json", "error.txt"):  # a replaced run's results must not linger
+            (path / name).unlink(missing_ok=True)
+        store.atomic_write_json(path / "run.json", run)
+        try:
+            seed_everything(spec.seed)
+            agent = get_method(spec.method)().fit(ctx, config)
+            store.atomic_write_json(path / "curves.json", ctx.curves)
+            fit_seconds = time.perf_counter() - started
+            agent.seed(spec.seed)
+            ctx.position = ("evaluation", 0)
+            try:
+                evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
+            except NonFiniteActions as error:
+                raise Diverged("evaluation", 0, "non-finite actions in the final evaluation") from error
+        except (KeyboardInterrupt, WriteError):
+            raise  # an interruption resumes; a full disk stops the grid (every later run would fail the same way)
+        except Exception as error:  # noqa: BLE001 - a run's failure is a result; the grid goes on
+            return record_failure(spec, path, run, ctx, error, reporter)
+        store.atomic_write_json(path / "eval.json", evaluation_record(evaluation, ctx))
+        score = evaluation.mean_normalized
+        run.update(status="evaluated", stages=ctx.stage_log,
+                   seconds={"fit": fit_seconds, "eval": evaluation.seconds, "total": time.perf_counter() - started})
+        store.atomic_write_json(path / "run.json", run)
+
+    if not options.time_inline:
+        return RunOutcome(spec, path, "evaluated", score)
+    store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness,
+                                                            options.out))
+    run.update(status="finished", finished=store.now())
+    store.atomic_write_json(path / "run.json", run)
+    reporter.print(f"[green]done[/green] {spec.label()}: normalized {score:.1f} -> {path}")
+    return RunOutcome(spec, path, "finished", score)
+
+
+def run_record(spec: RunSpec, task: Task, dataset: OfflineDataset, config: Any, ctx: FitContext,
+               device: torch.device, harness: Any) -> dict[str, Any]:
+    return {
         "schema_version": store.SCHEMA_VERSION,
         "status": "running",
         "task": spec.task, "suite": task.suite, "family": task.family, "score_scale": task.score_scale,
         "method": spec.method, "seed": spec.seed, "profile": spec.profile,
-        "config": resolved, "overrides": spec.overrides.get(spec.method, {}), "stage_keys": dict(ctx.keys),
+        "config": config_dict(config), "overrides": spec.overrides.get(spec.method, {}),
+        "stage_keys": dict(ctx.keys),
         "selection": getattr(config, "selection", "final"),
         "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001..",
                     "evaluations_during_training": harness.evaluations_during_training},
@@ -144,30 +264,28 @@ def run_one(
                     "average_episode_return": float(dataset.episode_returns().mean()),
                     "average_normalized": dataset_score(task, dataset)},
         "device": device_description(device), "versions": store.library_versions(), "git_commit": store.git_commit(),
-        "started": store.now(), "task_note": task.note,
+        "host": HOST, "started": store.now(), "task_note": task.note,
     }
+
+
+def record_failure(spec: RunSpec, path: Path, run: dict[str, Any], ctx: FitContext, error: Exception,
+                   reporter: Reporter) -> RunOutcome:
+    """run.json says `failed`, with the stage, step, reason and the last finite metrics; an error that is not a
+    divergence keeps its traceback in error.txt. Stages finished before the failure stay cached."""
+    if isinstance(error, Diverged):
+        failure = {"kind": "diverged", "stage": error.stage, "step": error.step, "reason": error.reason,
+                   "last_metrics": error.last_metrics}
+    else:
+        stage, step = ctx.position
+        message = (str(error).strip().splitlines() or [""])[0][:300]
+        failure = {"kind": "error", "stage": stage, "step": step, "reason": f"{type(error).__name__}: {message}",
+                   "last_metrics": ctx.last_finite(stage), "error_file": "error.txt"}
+        store.atomic_write_text(path / "error.txt", "".join(traceback.format_exception(error)))
+    run.update(status="failed", failure=failure, finished=store.now(), stages=ctx.stage_log)
     store.atomic_write_json(path / "run.json", run)
-
-    seed_everything(spec.seed)
-    agent = get_method(spec.method)().fit(ctx, config)
-    store.atomic_write_json(path / "curves.json", ctx.curves)
-    fit_seconds = time.perf_counter() - started
-
-    agent.seed(spec.seed)
-    evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
-    store.atomic_write_json(path / "eval.json", evaluation_record(evaluation, ctx))
-
-    store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness))
-
-    run.update(status="finished", finished=store.now(), stages=ctx.stage_log,
-               seconds={"fit": fit_seconds, "eval": evaluation.seconds,
-                        "total": time.perf_counter() - started})
-    store.atomic_write_json(path / "run.json", run)
-    reporter.print(
-        f"[green]done[/green] {spec.task} {spec.method} seed {spec.seed}: "
-        f"normalized {evaluation.mean_normalized:.1f}, fit {fit_seconds:.0f}s -> {path}"
-    )
-    return RunOutcome(spec, path, "finished", evaluation.mean_normalized)
+    where = f"{failure['stage']} step {failure['step']}" if failure["stage"] else "before training"
+    reporter.print(f"[red]failed[/red] {spec.label()}: {failure['reason']} ({where}) -> {path}")
+    return RunOutcome(spec, path, "failed", reason=f"{failure['reason']} ({where})")
 
 
 def evaluation_record(final: EvalResult, ctx: FitContext) -> dict[str, Any]:
@@ -197,13 +315,28 @@ _SPEED_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def timed_speed(spec: RunSpec, agent: Agent, dataset: OfflineDataset, resolved: dict[str, Any],
-                device: torch.device, harness: Any) -> dict[str, Any]:
+                device: torch.device, harness: Any, out: Path) -> dict[str, Any]:
+    """Timing is taken only while this process runs nothing else (packed runs are timed in the grid's timing
+    phase); `exclusive` also says whether another runner of the results folder was training on this host
+    while it was taken (their claims are checked before and after)."""
     key = json.dumps([spec.task, spec.method, str(device), resolved], sort_keys=True, default=str)
     if key not in _SPEED_CACHE:
+        before = concurrent_runs(out)
         speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
                               max_seconds=harness.speed_max_seconds, observations=dataset.observations)
-        _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed}
+        others = max(before, concurrent_runs(out))
+        _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed, "exclusive": others == 0,
+                             "concurrent_runs": others}
     return _SPEED_CACHE[key]
+
+
+def concurrent_runs(out: Path) -> int:
+    """Runs of the results folder being trained on this host by other processes right now."""
+    count = 0
+    for lock in out.glob("runs/*/*/*/seed*/.lock"):
+        holder = live_holder(lock)
+        count += holder is not None and holder.host == HOST and holder.pid != os.getpid()
+    return count
 
 
 def dataset_score(task: Task, dataset: OfflineDataset) -> float:

@@ -227,3 +227,28 @@ def speedup_table(results: dict[str, SpeedResult], reference: str = "srpo") -> l
             )
         rows.append(row)
     return rows
+
+
+def runtime_table(results: dict[str, dict[str, SpeedResult | str]], reference: str = "srpo") -> list[dict[str, Any]]:
+    """One row per (runtime, method): network evaluations per action, actions/s and microseconds per action at
+    each batch size, and the reference's speedup over the method *within the same runtime* (never one method's
+    best runtime against another's eager). `results[runtime][method]` is a SpeedResult, or the reason (str) the
+    runtime could not run the method, shown in place of the numbers."""
+    rows: list[dict[str, Any]] = []
+    for runtime, by_method in results.items():
+        base = by_method.get(reference)
+        for method, result in by_method.items():
+            row: dict[str, Any] = {"runtime": runtime, "method": method}
+            if isinstance(result, str):
+                rows.append({**row, "unavailable": result})
+                continue
+            row["nfe_per_action"] = result.nfe_per_action
+            for size, timing in result.batches.items():
+                row[f"actions/s b{size}"] = timing.actions_per_second
+                row[f"us/action b{size}"] = 1e6 / timing.actions_per_second
+            for size, timing in result.batches.items():
+                if isinstance(base, SpeedResult) and size in base.batches and method != reference:
+                    ratio = base.batches[size].actions_per_second / timing.actions_per_second
+                    row[f"{reference} speedup b{size}"] = ratio
+            rows.append(row)
+    return rows

@@ -56,13 +56,14 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent, PolicyAgent
 from srpo_bench.core.behavior import VPSDEBehaviorStage, fit_vpsde_behavior
 from srpo_bench.core.critics import IQLCriticStage, TwinQ, fit_iql_critic
 from srpo_bench.core.diffusion import VPSDE
 from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import DeterministicPolicy
+from srpo_bench.core.optim import adam
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
 from srpo_bench.data.sampler import EpochSampler
@@ -124,7 +125,12 @@ class SRPOConfig:
 
     def __post_init__(self) -> None:
         positive(self, "behavior_steps", "behavior_batch_size", "critic_steps", "critic_batch_size", "policy_steps",
-                 "policy_batch_size", "policy_layers", "policy_hidden")
+                 "policy_batch_size", "policy_layers", "policy_hidden", "behavior_width", "behavior_blocks")
+        within(self, "(0, inf)", "behavior_lr", "critic_lr", "policy_lr", "beta")
+        within(self, "[0, 1)", "behavior_dropout")
+        within(self, "(0, 1)", "expectile")
+        within(self, "[0, 1]", "gamma")
+        within(self, "(0, 1]", "polyak")
         if not 0.0 <= self.t_min < self.t_max <= 1.0:
             raise ValueError(f"need 0 <= t_min < t_max <= 1, got t_min={self.t_min}, t_max={self.t_max}")
 
@@ -259,7 +265,7 @@ class SRPO(Method):
         sde = VPSDE()
 
         def train(policy: DeterministicPolicy) -> None:
-            optimizer = torch.optim.Adam(policy.parameters(), lr=stage.lr)
+            optimizer = adam(policy.parameters(), lr=stage.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=stage.steps, eta_min=0.0)
             sampler = EpochSampler({"observations": observations}, stage.batch_size, ctx.seed + 2)
             for step, _bar in ctx.steps("policy", stage.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from srpo_bench.data.dataset import OfflineDataset
+from srpo_bench.data.dataset import DatasetError, OfflineDataset
 from srpo_bench.data.lite import (
     LITE_DEFAULT_TIERS,
     LITE_ENVS,
@@ -47,6 +47,22 @@ class Task:
     ref_min_score: float | None = None  # None: read from the loaded dataset's metadata
     ref_max_score: float | None = None
     note: str = ""
+
+    def check_data(self, dataset: OfflineDataset) -> None:
+        """Raise `DatasetError` if the data's arrays do not fit this task's environment: checked before anything
+        trains, so data of another task (or a mislabelled file) never costs a training run."""
+        env = self.make_env()
+        try:
+            spaces = {"observations": env.observation_space, "actions": env.action_space}
+        finally:
+            env.close()
+        for key, space in spaces.items():
+            width = int(np.prod(space.shape or (0,)))
+            found = getattr(dataset, key).shape[1]
+            if width != found:
+                env_id = env.spec.id if env.spec is not None else self.name
+                raise DatasetError(dataset.source, f"'{key}' have {found} columns but {self.name}'s environment "
+                                   f"({env_id}) has {width}: the data does not belong to this task")
 
     def reference_scores(self, dataset: OfflineDataset | None = None) -> tuple[float, float]:
         if self.ref_min_score is not None and self.ref_max_score is not None:

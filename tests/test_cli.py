@@ -9,10 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from srpo_bench import runner as runner_module
+from srpo_bench import executors
 from srpo_bench import srpo as srpo_module
 from srpo_bench.cli import app
 from srpo_bench.progress import Reporter
@@ -64,7 +63,7 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
 
     again = invoke("run", "--envs", "toy-two-moons", "--methods", "srpo,bc", "--seeds", "0", "--profile", "smoke",
                    "--out", str(out), "--device", "cpu", "--quiet")
-    assert again.exit_code == 0 and "0 runs trained, 2 already finished" in again.output
+    assert again.exit_code == 0 and "0 finished, 0 failed, 2 already finished" in again.output
 
     report = invoke("report", "--out", str(out))
     assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
@@ -83,9 +82,9 @@ def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path,
 
     monkeypatch.setattr(srpo_module, "score_regularized_loss", interrupted)
     common = dict(tasks=["toy-checkerboard"], methods=["srpo"], seeds=[1], profile="smoke", out=tmp_path,
-                  device=torch.device("cpu"), reporter=Reporter(quiet=True))
+                  device="cpu", reporter=Reporter(quiet=True))
     with pytest.raises(KeyboardInterrupt):
-        runner_module.run_grid(**common)
+        executors.run_grid(**common)
     run_dir = tmp_path / "runs" / "smoke" / "toy-checkerboard" / "srpo" / "seed1"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     stages = tmp_path / "stages"
@@ -93,7 +92,7 @@ def test_an_interrupted_run_resumes_from_its_last_finished_stage(tmp_path: Path,
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no torn files
 
     monkeypatch.undo()
-    runner_module.run_grid(**common)
+    executors.run_grid(**common)
     run = json.loads((run_dir / "run.json").read_text())
     origins = {s["stage"]: s["origin"] for s in run["stages"]}
     assert run["status"] == "finished"
@@ -140,12 +139,12 @@ def test_a_global_setting_applies_to_the_methods_that_have_it() -> None:
     assert overrides == {"srpo": {"beta": "0.3", "critic_steps": "7"}, "idql": {"critic_steps": "7"}, "bc": {}}
 
 
-def write_hopper_file(folder: Path, rewards: np.ndarray) -> Path:
+def write_hopper_file(folder: Path, rewards: np.ndarray, obs_dim: int = 11) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "hopper_medium-v2.hdf5"
     n = len(rewards)
     with h5py.File(path, "w") as handle:
-        handle["observations"] = np.zeros((n, 11), dtype=np.float32)
+        handle["observations"] = np.zeros((n, obs_dim), dtype=np.float32)
         handle["actions"] = np.zeros((n, 3), dtype=np.float32)
         handle["rewards"] = rewards.astype(np.float32)
         handle["terminals"] = np.zeros(n, dtype=bool)
@@ -229,4 +228,5 @@ def test_a_rerun_skips_every_finished_method(tmp_path: Path) -> None:
     assert invoke(*args).exit_code == 0
     again = invoke(*args)
     finished = len(expand_methods("all"))  # every registered method (six with FQL)
-    assert again.exit_code == 0 and f"0 runs trained, {finished} already finished" in again.output, again.output
+    assert again.exit_code == 0 and f"0 finished, 0 failed, {finished} already finished" in again.output, \
+        again.output

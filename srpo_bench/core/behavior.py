@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from srpo_bench.core.diffusion import VPSDE, vpsde_denoising_loss
 from srpo_bench.core.nn import GaussianFourierProjection, NoisePredictor
+from srpo_bench.core.optim import adamw
 from srpo_bench.core.stages import FitContext, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
 
@@ -44,7 +44,7 @@ def fit_vpsde_behavior(ctx: FitContext, stage: str = "behavior") -> NoisePredict
     sde = VPSDE()
 
     def train(model: NoisePredictor) -> None:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)  # torch default weight decay 0.01
+        optimizer = adamw(model.parameters(), lr=config.lr)  # torch default weight decay 0.01
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
         train_mode(model)  # dropout on while training, as the official code
         for step, _bar in ctx.steps(stage, config.steps):

@@ -9,7 +9,7 @@ IQL (Kostrikov et al. 2022) as SRPO (`SRPO.py:IQL_Critic`) and IDQL train it (AL
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +19,7 @@ from torch import nn
 
 from srpo_bench.core.agents import Agent
 from srpo_bench.core.nn import flax_initialize, mlp, polyak_update
+from srpo_bench.core.optim import adam
 from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tensors
 from srpo_bench.core.stages import FitContext, StageConfig
 from srpo_bench.data.sampler import EpochSampler
@@ -100,10 +101,10 @@ class IQLCritic(nn.Module):
             flax_initialize(self.q)
             flax_initialize(self.v)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)
-        self.v_optimizer = torch.optim.Adam(self.v.parameters(), lr=config.lr)
+        self.q_optimizer = adam(self.q.parameters(), lr=config.lr)
+        self.v_optimizer = adam(self.v.parameters(), lr=config.lr)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One V step then one Q step; returns detached losses (no host sync in the hot loop).
 
         The Q target's V(s') is computed before the V step (SRPO `IQL_Critic.update_q0`: `next_v = self.vf(s_)`

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from srpo_bench.core.noise import Noise, as_noise
+
 NoiseModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (a_t, t, s) -> eps
 
 
@@ -154,13 +156,13 @@ def ddpm_sample_clipped_x0(
     schedule: DDPMSchedule,
     act_dim: int,
     max_action: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Noise | torch.Generator | None = None,
 ) -> torch.Tensor:
     """Diffusion-QL's sampler: predict x_0 from eps, clip it to [-max_action, max_action], step with the
     posterior q(x_{t-1} | x_t, x_0) and its clipped log-variance; no noise at the last step; clamp the result.
     Differentiable (the actor's Q loss back-propagates through all T steps)."""
-    batch = states.shape[0]
-    x = torch.randn((batch, act_dim), device=states.device, generator=generator)
+    batch, noise_source = states.shape[0], as_noise(generator)
+    x = noise_source.normal((batch, act_dim), states.device)
     for i in reversed(range(schedule.steps)):
         step = torch.full((batch,), float(i), device=states.device)
         eps = noise_model(x, step, states)
@@ -169,7 +171,7 @@ def ddpm_sample_clipped_x0(
         x0 = x0.clamp(-max_action, max_action)
         mean = schedule.posterior_mean_coef_x0[i] * x0 + schedule.posterior_mean_coef_xt[i] * x
         if i > 0:
-            noise = torch.randn(x.shape, device=x.device, generator=generator)
+            noise = noise_source.normal(x.shape, x.device)
             x = mean + torch.exp(0.5 * schedule.posterior_log_variance_clipped[i]) * noise
         else:
             x = mean
@@ -183,12 +185,12 @@ def ddpm_sample_ancestral(
     act_dim: int,
     temperature: float = 1.0,
     clip: float | None = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Noise | torch.Generator | None = None,
 ) -> torch.Tensor:
     """IDQL's `ddpm_sampler`: x <- (x - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + [t > 1] sqrt(beta_t)
     temperature z, clipped to [-clip, clip] after every step (`clip_sampler=True`)."""
-    batch = states.shape[0]
-    x = torch.randn((batch, act_dim), device=states.device, generator=generator)
+    batch, noise_source = states.shape[0], as_noise(generator)
+    x = noise_source.normal((batch, act_dim), states.device)
     for i in reversed(range(schedule.steps)):
         step = torch.full((batch,), float(i), device=states.device)
         eps = noise_model(x, step, states)
@@ -196,7 +198,7 @@ def ddpm_sample_ancestral(
             schedule.alphas[i]
         )
         if i > 0:
-            noise = torch.randn(x.shape, device=x.device, generator=generator)
+            noise = noise_source.normal(x.shape, x.device)
             x = x + torch.sqrt(schedule.betas[i]) * temperature * noise
         if clip is not None:
             x = x.clamp(-clip, clip)

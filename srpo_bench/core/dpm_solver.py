@@ -66,6 +66,7 @@ from functools import lru_cache
 import torch
 
 from srpo_bench.core.diffusion import VPSDE, NoiseModel
+from srpo_bench.core.noise import Noise, as_noise
 
 INTERMEDIATE_CHOICES = ("time_grid", "lambda_fractions")
 
@@ -146,6 +147,7 @@ def build_segment(sde: VPSDE, s: float, t: float, order: int, inner: tuple[float
     return Segment(order, (s, *inner), decay, first, correction, inner_decays, inner_firsts, inner_correction)
 
 
+@torch.compiler.disable  # plain float bookkeeping, cached: torch.compile calls it instead of tracing it
 @lru_cache(maxsize=64)
 def solver_plan(sde: VPSDE, steps: int, order: int, t_start: float, t_end: float,
                 intermediate: str = "time_grid") -> tuple[Segment, ...]:
@@ -193,7 +195,7 @@ def dpm_solver_sample(
     order: int = 3,
     t_end: float = 1e-3,
     t_start: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Noise | torch.Generator | None = None,
     clip: float | None = None,
     intermediate: str = "time_grid",
     noise: torch.Tensor | None = None,
@@ -206,7 +208,7 @@ def dpm_solver_sample(
     """
     batch, device = states.shape[0], states.device
     if noise is None:
-        noise = torch.randn((batch, act_dim), device=device, generator=generator, dtype=states.dtype)
+        noise = as_noise(generator).normal((batch, act_dim), device, states.dtype)
     x = noise
     plan = solver_plan(sde, steps, order, float(t_start), float(t_end), intermediate)
     with torch.no_grad():

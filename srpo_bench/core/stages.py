@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +29,11 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from srpo_bench.atomic import atomic_torch_save
+from srpo_bench.atomic import atomic_torch_save, remove_temporaries
 from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.evaluate import evaluate
+from srpo_bench.evaluate import NonFiniteActions, evaluate
+from srpo_bench.locks import claimed, live_holder
 from srpo_bench.progress import Bar, Reporter
 from srpo_bench.tasks import Task
 
@@ -43,6 +45,11 @@ class StageConfig:
     what it produces for the same config: old artifacts then stop matching."""
 
     revision: ClassVar[int] = 1
+
+    def training_steps(self, rows: int) -> int:
+        """Optimizer steps this stage takes on data of `rows` rows (for estimates; a stage whose length follows
+        the data size overrides this)."""
+        return int(getattr(self, "steps"))  # noqa: B009 - every stage without its own rule has `steps`
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,18 @@ class PlanContext:
         raise ValueError(f"{method} declares no stage '{name}'")
 
 
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss, weight or action: the run stops here and is recorded as failed.
+
+    Checked where values reach the host anyway (the logged curve points, about `curve_points` per stage, and
+    periodic evaluations) and once on the weights at the end of each stage, so a GPU never syncs per step."""
+
+    def __init__(self, stage: str, step: int, reason: str, last_metrics: dict[str, float] | None = None) -> None:
+        super().__init__(f"{reason} (stage {stage}, step {step})")
+        self.stage, self.step, self.reason = stage, step, reason
+        self.last_metrics = last_metrics or {}
+
+
 @dataclass(frozen=True)
 class EvaluationSchedule:
     """Periodic evaluation of the policy during the last stage (official codes evaluate as they train):
@@ -135,6 +154,10 @@ class FitContext:
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_log: list[dict[str, Any]] = field(default_factory=list)
+    #: per stage: (steps run, seconds in the step loop, periodic evaluations excluded): training steps/s
+    step_timings: dict[str, tuple[int, float]] = field(default_factory=dict)
+    #: where training is now (stage name, step), for a failure record
+    position: tuple[str, int] = ("", 0)
     _bar: Bar | None = field(default=None, repr=False)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -160,31 +183,64 @@ class FitContext:
             raise RuntimeError(f"stage '{name}' fitted before the stages it depends on: {unfitted}")
         key = self._keys[name]
         path = self.stage_dir / f"{stage.definition}-{key}.pt"
-        if path.exists():
-            saved = torch.load(path, map_location=self.device, weights_only=False)
-            if saved.get("key") == key:
-                module = build()
-                module.load_state_dict(saved["state"])
-                origin = "resumed" if saved.get("run_id") == self.run_id else "shared"
-                self.curves[name] = saved.get("curve", [])
-                self.evaluations.extend(saved.get("evaluations", []))
-                self.stage_log.append({"stage": name, "definition": stage.definition, "key": key, "origin": origin,
-                                       "seconds": saved.get("seconds", 0.0), "trained_by": saved.get("run_id")})
-                return module.eval().requires_grad_(False)
-        started = time.perf_counter()
-        self.curves[name] = []
-        evaluations_before = len(self.evaluations)
-        torch.manual_seed(self.seed)  # initial weights and any global-RNG draws of the stage
-        module = build()
-        train(module)
-        seconds = time.perf_counter() - started
-        atomic_torch_save({"key": key, "definition": stage.definition,
-                           "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
-                           "state": module.state_dict(), "seconds": seconds, "curve": self.curves[name],
-                           "evaluations": self.evaluations[evaluations_before:], "run_id": self.run_id}, path)
+        loaded = self._load(stage, key, path, build)
+        if loaded is not None:
+            return loaded
+        lock = path.with_suffix(".lock")
+        holder = live_holder(lock)
+        if holder is not None:
+            self.reporter.print(f"[dim]{self.task.name} seed {self.seed} {name}: waiting for the runner training "
+                                f"this stage ({holder})[/dim]")
+        with claimed(lock):  # one runner trains a shared stage; the others wait, then load it
+            loaded = self._load(stage, key, path, build)
+            if loaded is not None:
+                return loaded
+            remove_temporaries(self.stage_dir, path.name)  # a killed writer's, now that nobody else can write
+            started = time.perf_counter()
+            self.curves[name] = []
+            evaluations_before = len(self.evaluations)
+            self.position = (name, 0)
+            torch.manual_seed(self.seed)  # initial weights and any global-RNG draws of the stage
+            module = build()
+            train(module)
+            self._check_weights(name, module)
+            seconds = time.perf_counter() - started
+            atomic_torch_save({"key": key, "definition": stage.definition,
+                               "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
+                               "state": module.state_dict(), "seconds": seconds, "curve": self.curves[name],
+                               "evaluations": self.evaluations[evaluations_before:], "run_id": self.run_id}, path)
         self.stage_log.append({"stage": name, "definition": stage.definition, "key": key, "origin": "trained",
                                "seconds": seconds, "trained_by": self.run_id})
         return module.eval().requires_grad_(False)
+
+    def _load(self, stage: Stage, key: str, path: Path, build: Callable[[], M]) -> M | None:
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location=self.device, weights_only=False)
+        if saved.get("key") != key:
+            return None
+        module = build()
+        module.load_state_dict(saved["state"])
+        origin = "resumed" if saved.get("run_id") == self.run_id else "shared"
+        self.curves[stage.name] = saved.get("curve", [])
+        self.evaluations.extend(saved.get("evaluations", []))
+        self.stage_log.append({"stage": stage.name, "definition": stage.definition, "key": key, "origin": origin,
+                               "seconds": saved.get("seconds", 0.0), "trained_by": saved.get("run_id")})
+        return module.eval().requires_grad_(False)
+
+    def _check_weights(self, stage: str, module: nn.Module) -> None:
+        """Once per stage, one host sync: a stage whose weights went non-finite is never saved."""
+        tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+        if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+            raise Diverged(stage, self.position[1], "non-finite weights at the end of the stage",
+                           self.last_finite(stage))
+
+    def last_finite(self, stage: str) -> dict[str, float]:
+        for point in reversed(self.curves.get(stage, [])):
+            metrics = {k: v for k, v in point.items() if k != "eval_normalized"}
+            if all(math.isfinite(v) for v in metrics.values()):
+                return metrics
+        return {}
 
     def log_due(self, step: int, total: int) -> bool:
         """About `curve_points` evenly spaced points per stage, always the first and the last step."""
@@ -194,6 +250,9 @@ class FitContext:
     def log(self, stage: str, step: int, **metrics: float) -> None:
         """Append one point to a stage's training curve (saved with the stage and in curves.json)."""
         point = {k: float(v) for k, v in metrics.items()}
+        bad = [f"{k}={v}" for k, v in point.items() if not math.isfinite(v)]
+        if bad:
+            raise Diverged(stage, step, f"non-finite {', '.join(bad)}", self.last_finite(stage))
         self.curves.setdefault(stage, []).append({"step": step, **point})
         if self._bar is not None:
             self._bar.advance(0, **point)
@@ -205,20 +264,30 @@ class FitContext:
         label = f"{self.task.name} seed {self.seed} {stage}"
         with self.reporter.track(label, total) as bar:
             self._bar = bar
+            started, evaluating, done = time.perf_counter(), 0.0, 0
             try:
                 for step in range(total):
+                    self.position = (stage, step)
                     yield step, bar
+                    done = step + 1
                     bar.advance()
                     if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
+                        before = time.perf_counter()
                         self._evaluate(stage, step, agent)
+                        evaluating += time.perf_counter() - before
             finally:
                 self._bar = None
+                self.step_timings[stage] = (done, time.perf_counter() - started - evaluating)
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
         assert self.evaluation is not None
         agent = make_agent()
         agent.seed(self.seed)
-        result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
+        try:
+            result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
+        except NonFiniteActions as error:
+            raise Diverged(stage, step, "non-finite actions in an evaluation during training",
+                           self.last_finite(stage)) from error
         self.evaluations.append({"stage": stage, "step": step + 1, "mean_normalized": result.mean_normalized,
                                  "normalized": [float(x) for x in result.normalized]})
         self.log(stage, step, eval_normalized=result.mean_normalized)

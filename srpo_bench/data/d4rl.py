@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from srpo_bench.atomic import atomic_write
-from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.data.dataset import DatasetError, OfflineDataset, downloads_allowed
 from srpo_bench.progress import Reporter
 
 # --- where D4RL keeps its files --------------------------------------------------------------------
@@ -319,7 +319,7 @@ def load_d4rl(task_name: str, download: bool = True) -> OfflineDataset:
     url = _check_task(task_name)
     path = dataset_path(task_name)
     if not path.is_file():
-        if not download:
+        if not (download and downloads_allowed()):
             raise DatasetError(
                 path, f"not found; download it from {url} into {path.parent} or set D4RL_DATASET_DIR"
             )

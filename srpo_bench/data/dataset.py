@@ -6,12 +6,32 @@ Validation happens once, here, so a method never sees NaNs, ragged arrays or out
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+_DOWNLOADS = {"allowed": True}
+
+
+@contextlib.contextmanager
+def local_files_only() -> Iterator[None]:
+    """Inside this block, sources that download a missing file (D4RL, Minari) report it missing instead
+    (`run --dry-run` looks at what is here; it never starts a multi-GB download)."""
+    before = _DOWNLOADS["allowed"]
+    _DOWNLOADS["allowed"] = False
+    try:
+        yield
+    finally:
+        _DOWNLOADS["allowed"] = before
+
+
+def downloads_allowed() -> bool:
+    return _DOWNLOADS["allowed"]
 
 
 class DatasetError(ValueError):

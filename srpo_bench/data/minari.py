@@ -16,7 +16,7 @@ import gymnasium as gym
 import minari
 import numpy as np
 
-from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.data.dataset import DatasetError, OfflineDataset, downloads_allowed
 
 # Dict observations are concatenated in this key order, then any other keys in sorted order; nested
 # dicts the same way, recursively. For AntMaze that is [ant state (27), achieved_goal = ant x-y (2),
@@ -90,6 +90,8 @@ def open_dataset(dataset_id: str) -> minari.MinariDataset:
         raise DatasetError(
             dataset_folder(dataset_id), f"cannot read Minari dataset '{dataset_id}' ({_one_line(error)})"
         ) from error
+    if not downloads_allowed():
+        raise DatasetError(dataset_folder(dataset_id), f"Minari dataset '{dataset_id}' not found locally")
     try:
         minari.download_dataset(dataset_id)
         return minari.load_dataset(dataset_id, download=False)

@@ -1,0 +1,85 @@
+"""Training steps per second, per stage and method, with the training levers off ("before": torch's default
+Adam/AdamW, every dataset array gathered per minibatch) and on ("after": fused Adam/AdamW, arrays gathered when
+read), interleaved in rounds in one process; medians over rounds.
+
+    taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
+
+Each method trains its official configuration (`paper` profile: official batch sizes and networks) with every
+stage's step count capped at --steps, from scratch in a temporary stage folder (nothing cached), at one torch
+thread. Steps/s is the stage's step loop alone (`FitContext.step_timings`: setup and periodic evaluations left
+out; SfBC's critic plans on 256 states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from srpo_bench.config import resolve_config
+from srpo_bench.core import optim
+from srpo_bench.data import sampler
+from srpo_bench.progress import Reporter
+from srpo_bench.registry import expand_methods, get_method
+from srpo_bench.runner import fit_context
+from srpo_bench.tasks import get_task
+
+# the settings that count a stage's steps, per method (any other method: every int field named *steps but the
+# sampler's diffusion_steps)
+# (SfBC's critic plans on 256 states instead of all: the planning pass is setup, not steps, and takes minutes)
+STEP_SETTINGS = {"sfbc": {"behavior_steps": None, "critic_steps_per_epoch": None, "critic_epochs_per_iteration": 1,
+                          "planning_states": 256}}
+
+
+def step_overrides(method: str, steps: int) -> dict[str, str]:
+    if method in STEP_SETTINGS:
+        return {key: str(steps if value is None else value) for key, value in STEP_SETTINGS[method].items()}
+    fields = get_method(method).Config.__dataclass_fields__
+    return {name: str(steps) for name, field in fields.items()
+            if name.endswith("steps") and name != "diffusion_steps" and field.type in ("int", int)}
+
+
+def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[str, float]:
+    optim.FUSED = sampler.GATHER_ON_ACCESS = levers
+    task = get_task(task_name)
+    dataset = task.load()
+    config = resolve_config(get_method(method), task, "paper", step_overrides(method, steps))
+    with tempfile.TemporaryDirectory() as out:
+        config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
+                                  Reporter(quiet=True), config=config)
+        get_method(method)().fit(ctx, config)
+    return {stage: done / seconds for stage, (done, seconds) in ctx.step_timings.items() if done}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="toy-two-moons")
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rates: dict[tuple[str, str, bool], list[float]] = {}
+    print(f"load before: {os.getloadavg()}, affinity: {sorted(os.sched_getaffinity(0))}", flush=True)
+    for round_index in range(args.rounds):
+        for method in expand_methods(args.methods):
+            for levers in (False, True):
+                for stage, rate in stage_rates(args.task, method, args.steps, levers).items():
+                    rates.setdefault((method, stage, levers), []).append(rate)
+                    print(f"round {round_index} {method} {stage} levers {'on' if levers else 'off'}: "
+                          f"{rate:.2f} steps/s", flush=True)
+    print(f"load after: {os.getloadavg()}")
+    print(f"{'method':13s} {'stage':10s} {'before steps/s':>15s} {'after steps/s':>14s} {'after/before':>13s}")
+    for (method, stage, levers), values in rates.items():
+        if levers:
+            continue
+        before, after = statistics.median(values), statistics.median(rates[(method, stage, True)])
+        print(f"{method:13s} {stage:10s} {before:15.1f} {after:14.1f} {after / before:12.2f}x")
+
+
+if __name__ == "__main__":
+    main()

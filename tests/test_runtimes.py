@@ -1,0 +1,163 @@
+"""Runtimes: every registered method's act exported to ONNX (and, for two agent shapes, compiled) gives the eager
+act's actions for the same observations and seed; an agent without a pure act is refused with the reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from srpo_bench.cli import app
+from srpo_bench.core.agents import Agent, CandidateAgent, PolicyAgent, softmax_draw_selection
+from srpo_bench.core.diffusion import DDPMSchedule, ddpm_sample_ancestral
+from srpo_bench.core.nn import DeterministicPolicy, mlp
+from srpo_bench.core.noise import Noise
+from srpo_bench.progress import Reporter
+from srpo_bench.registry import available_methods, get_method
+from srpo_bench.runner import fit_context
+from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare, record_draws, with_runtime
+from srpo_bench.tasks import get_task
+
+TOLERANCE = 1e-5
+
+
+def eager_and(agent: Agent, runtime: str, observations: torch.Tensor, calls: int = 2) -> tuple[torch.Tensor, ...]:
+    """`calls` actions in a row from the eager agent and from the runtime, both seeded alike."""
+    acting = with_runtime(agent, runtime)
+    results = []
+    for actor in (agent, acting):
+        actor.seed(7)
+        with torch.inference_mode():
+            results.append(torch.stack([actor.act(observations) for _ in range(calls)]))
+    return tuple(results)
+
+
+@pytest.fixture(scope="module")
+def toy_agents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Agent, torch.Tensor]]:
+    """Every registered method fitted on the smoke profile of a toy task (a few seconds each)."""
+    out = tmp_path_factory.mktemp("runtimes")
+    task = get_task("toy-two-moons")
+    dataset = task.load()
+    observations = torch.as_tensor(dataset.observations[:5], dtype=torch.float32)
+    agents = {}
+    for name in available_methods():
+        config, ctx = fit_context(task, name, dataset, 0, "smoke", out, torch.device("cpu"), Reporter(quiet=True))
+        agents[name] = (get_method(name)().fit(ctx, config), observations)
+    return agents
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_onnx_act_matches_eager_for_every_method(toy_agents: dict, method: str) -> None:
+    agent, observations = toy_agents[method]
+    eager, onnx = eager_and(agent, "onnx", observations)
+    assert onnx.shape == eager.shape
+    assert torch.allclose(onnx, eager, atol=TOLERANCE, rtol=0), float((onnx - eager).abs().max())
+    # a reseed replays the same noise: the runtime draws from the agent's own generator
+    stochastic = bool(record_draws(agent, observations))
+    assert not stochastic or not torch.equal(eager[0], eager[1]) or method == "idql"
+
+
+def tiny_candidate_agent() -> CandidateAgent:
+    """A 5-step ancestral DDPM sampler, 6 candidates, softmax draw: every kind of draw but uniform."""
+    torch.manual_seed(0)
+    denoiser = mlp(2 + 1 + 3, (16, 16), 2, activation=torch.nn.Mish).eval()
+    critic = mlp(3 + 2, (16,), 1).eval()
+    schedule = DDPMSchedule.vp(5)
+
+    def sampler(states: torch.Tensor, noise: Noise) -> torch.Tensor:
+        def eps(x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return denoiser(torch.cat([x, t[:, None], s], dim=-1))
+
+        return ddpm_sample_ancestral(eps, states, schedule.to("cpu"), 2, generator=noise)
+
+    def scorer(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([states, actions], dim=-1)).squeeze(-1)
+
+    return CandidateAgent(sampler, scorer, softmax_draw_selection, 6, 2, {"denoiser": 30, "critic": 6}, "cpu")
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "compiled"])
+@pytest.mark.parametrize("make_agent", [lambda: PolicyAgent(DeterministicPolicy(3, 2, hidden=16)),
+                                        tiny_candidate_agent], ids=["policy", "candidates"])
+def test_runtime_matches_eager_at_several_batch_sizes(runtime: str, make_agent) -> None:
+    agent = make_agent()
+    for size in (1, 4):
+        observations = torch.randn(size, 3)
+        eager, replayed = eager_and(agent, runtime, observations, calls=3)
+        assert torch.allclose(replayed, eager, atol=TOLERANCE, rtol=0)
+
+
+def test_recorded_draws_follow_the_batch() -> None:
+    draws = record_draws(tiny_candidate_agent(), torch.zeros(3, 3))
+    # x_T and 4 step noises over 3 x 6 candidate rows, then one exponential race per state over 6 candidates
+    assert [(d.kind, d.shape) for d in draws] == [("normal", (18, 2))] * 5 + [("exponential", (3, 6))]
+
+
+class EagerOnly(Agent):
+    network_evaluations = {"policy": 1}
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations[:, :1]
+
+
+def test_an_agent_without_a_pure_act_is_refused_with_the_reason() -> None:
+    assert with_runtime(EagerOnly(), "eager").act(torch.ones(2, 3)).shape == (2, 1)
+    with pytest.raises(RuntimeUnavailable, match="EagerOnly has no act_with_noise"):
+        with_runtime(EagerOnly(), "onnx")
+
+
+def test_a_build_failure_becomes_the_reason() -> None:
+    class Unexportable(PolicyAgent):
+        def act_with_noise(self, observations: torch.Tensor, noise: Noise) -> torch.Tensor:
+            raise TypeError("no graph for this")
+
+    with pytest.raises(RuntimeUnavailable, match="onnx build failed: TypeError: no graph for this"):
+        prepare(Unexportable(DeterministicPolicy(3, 2, hidden=8)), "onnx", 3, (1,))
+
+
+def test_runtime_names_are_checked() -> None:
+    assert check_runtimes("eager, onnx,eager") == ["eager", "onnx"]
+    with pytest.raises(ValueError, match="unknown runtime 'bogus'"):
+        check_runtimes("eager,bogus")
+
+
+def test_speed_with_a_bogus_runtime_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["speed", "--runtime", "bogus", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "unknown runtime 'bogus'" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "speed").exists()
+
+
+@pytest.mark.parametrize("method", ["srpo", "diffusion-ql"])
+def test_evaluation_through_the_onnx_runtime_scores_like_eager(toy_agents: dict, method: str) -> None:
+    from srpo_bench.evaluate import evaluate
+
+    agent, _ = toy_agents[method]
+    task = get_task("toy-two-moons")
+    scores = []
+    for acting in (agent, with_runtime(agent, "onnx")):
+        acting.seed(0)
+        scores.append(evaluate(acting, task, 8).normalized)
+    assert scores[0] == pytest.approx(scores[1], abs=1e-3)
+
+
+def test_speed_prints_each_runtime_side_by_side(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["speed", "--methods", "srpo,bc", "--runtime", "eager,onnx", "--out",
+                                      str(tmp_path), "--repeats", "3", "--max-seconds", "0.5", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "speed" / "runtimes" / "toy-two-moons-cpu.json").read_text())
+    assert set(written["results"]) == {"eager", "onnx"}
+    rows = {(row["runtime"], row["method"]): row for row in written["table"]}
+    assert set(rows) == {(rt, m) for rt in ("eager", "onnx") for m in ("srpo", "bc")}
+    # SRPO's speedup is taken within a runtime: srpo-onnx over bc-onnx
+    onnx = written["results"]["onnx"]
+    expected = onnx["srpo"]["batches"]["1"]["actions_per_second"] / onnx["bc"]["batches"]["1"]["actions_per_second"]
+    assert rows["onnx", "bc"]["srpo speedup b1"] == pytest.approx(expected)
+    assert (tmp_path / "speed" / "toy-two-moons-cpu.json").exists()  # the eager file the report reads
