@@ -1,4 +1,4 @@
-"""Published numbers (results/reference/) beside ours, for D4RL and OGBench tasks only.
+"""Published numbers (srpo_bench/report/published/) beside ours, for D4RL and OGBench tasks only.
 
 The published table is a separate frame with its own columns (`reported`, `source`); it is joined onto our
 per-task means only to be shown side by side and never flows back into the frames the aggregates read.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parent / "published"  # package data: installed with srpo-bench
 REFERENCE_FILE = REFERENCE_DIR / "d4rl_published.csv"
 OGBENCH_REFERENCE_FILE = REFERENCE_DIR / "ogbench_published.csv"
 COMPARABLE_SCALES = ("d4rl", "ogbench")

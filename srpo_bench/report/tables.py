@@ -224,7 +224,7 @@ def comparison(rows: pd.DataFrame, key: str) -> Table:
             number(record.reported), number(record.difference),
             text(MISSING if inside is None or is_missing(inside) else ("yes" if inside else "no")),
             text(record.source + (f" ({record.note})" if record.note else ""))])
-    table.notes.append("reported numbers are the papers' (results/reference/), never part of our aggregates; "
+    table.notes.append("reported numbers are the papers' (srpo_bench/report/published/), never part of our aggregates; "
                        "D4RL -v2 data evaluated on gymnasium v4 envs: close to, not identical with, the papers' "
                        "setting")
     return table
