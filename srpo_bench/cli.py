@@ -139,6 +139,8 @@ def run(
                                           "run's estimated compute; train nothing, write nothing")] = False,
     force: Annotated[bool, typer.Option(help="replace finished runs whose settings changed")] = False,
     retry_failed: Annotated[bool, typer.Option(help="rerun runs recorded as failed")] = False,
+    runtime: Annotated[str, typer.Option(help="how the final policy acts in the evaluation and timing: eager, "
+                                         "compiled (torch.compile) or onnx (ONNX Runtime)")] = "eager",
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train, evaluate and time every (task, method, seed); write each run into the results folder.
@@ -151,6 +153,7 @@ def run(
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
     from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, resolve_device, survey
+    from srpo_bench.runtimes import RUNTIMES
     from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
 
@@ -162,6 +165,8 @@ def run(
     at_least("--gpus-per-run", gpus_per_run, 0)
     if executor not in EXECUTORS:
         raise UsageError(f"unknown --executor '{executor}' (choose {', '.join(EXECUTORS)})")
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown --runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
     if executor == "ray" and not dry_run:
         import_ray()  # the one-line install hint, before anything else
     if threads > 0:
@@ -196,7 +201,7 @@ def run(
     )
     open_store(out)
     options = RunOptions(out=out, device=device, threads=threads, retry_failed=retry_failed, force=force,
-                         quiet=quiet)
+                         quiet=quiet, runtime=runtime)
     outcomes = run_specs(specs, options, settings, reporter)
     # imported here: the report layer pulls in rliable/scipy (~1.5 s), which validating a grid does not need
     from srpo_bench.report.tables import for_display, runs_frame, task_summary

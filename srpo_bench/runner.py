@@ -30,6 +30,7 @@ from srpo_bench.locks import HOST, Claim, live_holder, read_holder
 from srpo_bench.profiles import harness_settings
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import get_method
+from srpo_bench.runtimes import with_runtime
 from srpo_bench.speed import measure_speed
 from srpo_bench.tasks import Task, get_task, normalized_score
 
@@ -86,6 +87,9 @@ class RunOptions:
     retry_failed: bool = False  # rerun runs recorded as failed with the same settings
     force: bool = False  # replace finished runs whose settings changed
     quiet: bool = False
+    #: how the final policy acts in the run's evaluation and timing: eager | compiled | onnx (runtimes.py; the
+    #: periodic evaluations during training act eagerly)
+    runtime: str = "eager"
 
 
 def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
@@ -209,10 +213,13 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
     if state.state == "evaluated":  # trained and scored by an earlier process: only the timing is left
         run = dict(state.run or {})
         agent = get_method(spec.method)().fit(ctx, config)  # every stage is cached: this only loads
+        agent.seed(spec.seed)
+        acting = with_runtime(agent, options.runtime)
         score = float(store.read_object(path / "eval.json")["mean_normalized"])
     else:
         started = time.perf_counter()
         run = run_record(spec, task, dataset, config, ctx, device, harness)
+        run["runtime"] = options.runtime
         for name in ("eval.json", "speed.json", "error.txt"):  # a replaced run's results must not linger
             (path / name).unlink(missing_ok=True)
         store.atomic_write_json(path / "run.json", run)
@@ -223,8 +230,9 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
             fit_seconds = time.perf_counter() - started
             agent.seed(spec.seed)
             ctx.position = ("evaluation", 0)
+            acting = with_runtime(agent, options.runtime)  # the replay shares the agent's generator
             try:
-                evaluation = evaluate(agent, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
+                evaluation = evaluate(acting, task, harness.eval_episodes, reporter=reporter, dataset=dataset)
             except NonFiniteActions as error:
                 raise Diverged("evaluation", 0, "non-finite actions in the final evaluation") from error
         except (KeyboardInterrupt, WriteError):
@@ -239,8 +247,8 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
 
     if not options.time_inline:
         return RunOutcome(spec, path, "evaluated", score)
-    store.atomic_write_json(path / "speed.json", timed_speed(spec, agent, dataset, resolved, device, harness,
-                                                            options.out))
+    store.atomic_write_json(path / "speed.json", timed_speed(spec, acting, dataset, resolved, device, harness,
+                                                            options.out, options.runtime))
     run.update(status="finished", finished=store.now())
     store.atomic_write_json(path / "run.json", run)
     reporter.print(f"[green]done[/green] {spec.label()}: normalized {score:.1f} -> {path}")
@@ -315,17 +323,17 @@ _SPEED_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def timed_speed(spec: RunSpec, agent: Agent, dataset: OfflineDataset, resolved: dict[str, Any],
-                device: torch.device, harness: Any, out: Path) -> dict[str, Any]:
+                device: torch.device, harness: Any, out: Path, runtime: str = "eager") -> dict[str, Any]:
     """Timing is taken only while this process runs nothing else (packed runs are timed in the grid's timing
     phase); `exclusive` also says whether another runner of the results folder was training on this host
     while it was taken (their claims are checked before and after)."""
-    key = json.dumps([spec.task, spec.method, str(device), resolved], sort_keys=True, default=str)
+    key = json.dumps([spec.task, spec.method, str(device), resolved, runtime], sort_keys=True, default=str)
     if key not in _SPEED_CACHE:
         before = concurrent_runs(out)
         speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
                               max_seconds=harness.speed_max_seconds, observations=dataset.observations)
         others = max(before, concurrent_runs(out))
-        _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed, "exclusive": others == 0,
+        _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed, "runtime": runtime, "exclusive": others == 0,
                              "concurrent_runs": others}
     return _SPEED_CACHE[key]
 

@@ -40,6 +40,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     (("--seeds", "0", "--executor", "slurm"), "unknown --executor 'slurm' (choose local, ray)"),
     (("--seeds", "0", "--gpus-per-run", "-0.5"), "--gpus-per-run must be at least 0, got -0.5"),
     (("--seeds", "0", "--max-retries", "-1"), "--max-retries must be at least 0, got -1"),
+    (("--seeds", "0", "--runtime", "tensorrt"), "unknown --runtime 'tensorrt' (choose eager, compiled, onnx)"),
 ])
 def test_bad_run_options_are_one_line_and_write_nothing(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
     out = tmp_path / "r"

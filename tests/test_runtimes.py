@@ -161,3 +161,24 @@ def test_speed_prints_each_runtime_side_by_side(tmp_path: Path) -> None:
     expected = onnx["srpo"]["batches"]["1"]["actions_per_second"] / onnx["bc"]["batches"]["1"]["actions_per_second"]
     assert rows["onnx", "bc"]["srpo speedup b1"] == pytest.approx(expected)
     assert (tmp_path / "speed" / "toy-two-moons-cpu.json").exists()  # the eager file the report reads
+
+
+def test_run_evaluates_and_times_through_the_chosen_runtime(tmp_path: Path) -> None:
+    """`run --runtime onnx`: the final policy's evaluation and timing go through ONNX Runtime, with the eager
+    run's score (same noise, same actions within float tolerance)."""
+    from typer.testing import CliRunner
+
+    from srpo_bench.cli import app
+
+    scores = {}
+    for runtime in ("eager", "onnx"):
+        out = tmp_path / runtime
+        result = CliRunner().invoke(app, ["run", "--envs", "toy-two-moons", "--methods", "idql", "--seeds", "0",
+                                          "--profile", "smoke", "--device", "cpu", "--quiet", "--out", str(out),
+                                          "--runtime", runtime, "--set", "idql.num_candidates=4"])
+        assert result.exit_code == 0, result.output
+        run_dir = out / "runs" / "smoke" / "toy-two-moons" / "idql" / "seed0"
+        assert json.loads((run_dir / "run.json").read_text())["runtime"] == runtime
+        assert json.loads((run_dir / "speed.json").read_text())["runtime"] == runtime
+        scores[runtime] = json.loads((run_dir / "eval.json").read_text())["normalized"]
+    assert scores["onnx"] == pytest.approx(scores["eager"], abs=1e-2)  # 0.01 points: float32 action differences
