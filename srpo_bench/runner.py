@@ -347,8 +347,12 @@ def concurrent_runs(out: Path) -> int:
     return count
 
 
-def dataset_score(task: Task, dataset: OfflineDataset) -> float:
-    """The behavior data's own normalized score (mean episode return; mean reward on the one-step toys)."""
+def dataset_score(task: Task, dataset: OfflineDataset) -> float | None:
+    """The behavior data's own normalized score (mean episode return; mean reward on the one-step toys). None for
+    success-rate tasks (OGBench): its play data are 1,001-step plays, not attempts at the task, so no success
+    rate of the data compares with a policy's."""
+    if task.score_scale == "ogbench":
+        return None
     return float(normalized_score(dataset.episode_returns().mean(), *task.reference_scores(dataset)))
 
 
