@@ -214,7 +214,8 @@ def identity_changes(run: dict[str, Any], config: dict[str, Any], stage_keys: di
 
 
 # --- provenance ----------------------------------------------------------------------------------
-LIBRARIES = ("srpo-bench", "torch", "numpy", "gymnasium", "mujoco", "h5py", "minari", "rliable", "pandas", "diffusers")
+LIBRARIES = ("srpo-bench", "torch", "numpy", "gymnasium", "mujoco", "h5py", "minari", "ogbench", "rliable", "pandas",
+             "diffusers", "onnxruntime")
 
 
 def library_versions() -> dict[str, str]:
