@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from srpo_bench.atomic import atomic_write
+from srpo_bench.atomic import WriteError, atomic_write
 from srpo_bench.report import plots, tables
 from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
 from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
@@ -470,6 +470,8 @@ def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
 def _write_text(path: Path, content: str) -> Path:
     try:
         atomic_write(path, lambda tmp: Path(tmp).write_text(content, encoding="utf-8"))
+    except WriteError as error:  # names the file and the cause already
+        raise OutputError(str(error)) from None
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
     return path
