@@ -3,6 +3,12 @@ Adam/AdamW, every dataset array gathered per minibatch) and on ("after": fused A
 read), interleaved in rounds in one process; medians over rounds.
 
     taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
+        [--profile]
+
+`--profile` adds, after the rounds, one profiled pass per method with the levers on: per stage, the milliseconds
+per step and the share spent in matrix products (addmm/mm/bmm forward and backward, self time). The products
+are the floor no framework can cut on the same BLAS, so `1 / share` bounds what removing everything else
+(optimizer, activations, sampling, Python) could gain for that stage.
 
 Each method trains its official configuration (`paper` profile: official batch sizes and networks) with every
 stage's step count capped at --steps, from scratch in a temporary stage folder (nothing cached), at one torch
@@ -22,6 +28,7 @@ import torch
 
 from srpo_bench.config import resolve_config
 from srpo_bench.core import optim
+from srpo_bench.core.stages import FitContext
 from srpo_bench.data import sampler
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import expand_methods, get_method
@@ -43,7 +50,12 @@ def step_overrides(method: str, steps: int) -> dict[str, str]:
             if name.endswith("steps") and name != "diffusion_steps" and field.type in ("int", int)}
 
 
-def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[str, float]:
+# the matrix products of a step on CPU (forward and backward of Linear and the batched ensembles)
+MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
+
+
+def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
+    """Fit `method` from scratch with every stage capped at `steps`; the context holds the step timings."""
     optim.FUSED = sampler.GATHER_ON_ACCESS = levers
     task = get_task(task_name)
     dataset = task.load()
@@ -51,8 +63,31 @@ def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[s
     with tempfile.TemporaryDirectory() as out:
         config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
                                   Reporter(quiet=True), config=config)
+        ctx.evaluation = None  # periodic evaluations are not training steps
         get_method(method)().fit(ctx, config)
+    return ctx
+
+
+def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[str, float]:
+    ctx = train(task_name, method, steps, levers)
     return {stage: done / seconds for stage, (done, seconds) in ctx.step_timings.items() if done}
+
+
+def matrix_product_shares(task_name: str, method: str, steps: int) -> dict[str, tuple[float, float]]:
+    """Per stage: (ms per step, share of the stage's wall time in matrix products), from one profiled fit."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        ctx = train(task_name, method, steps, levers=True)
+    events = list(profile.events())
+    shares = {}
+    for stage_range in (event for event in events if event.name.startswith("stage:")):
+        stage = stage_range.name.removeprefix("stage:")
+        start, end = stage_range.time_range.start, stage_range.time_range.end
+        products = sum(event.self_cpu_time_total for event in events if event.name in MATRIX_PRODUCTS
+                       and start <= event.time_range.start and event.time_range.end <= end)
+        done = ctx.step_timings[stage][0]
+        if done:
+            shares[stage] = ((end - start) / 1e3 / done, products / (end - start))
+    return shares
 
 
 def main() -> None:
@@ -61,6 +96,7 @@ def main() -> None:
     parser.add_argument("--methods", default="all")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="matrix-product share per stage (levers on)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rates: dict[tuple[str, str, bool], list[float]] = {}
@@ -79,6 +115,11 @@ def main() -> None:
             continue
         before, after = statistics.median(values), statistics.median(rates[(method, stage, True)])
         print(f"{method:13s} {stage:10s} {before:15.1f} {after:14.1f} {after / before:12.2f}x")
+    if args.profile:
+        print(f"{'method':13s} {'stage':10s} {'ms/step (profiled)':>19s} {'matrix products':>16s} {'bound':>7s}")
+        for method in expand_methods(args.methods):
+            for stage, (milliseconds, share) in matrix_product_shares(args.task, method, args.steps).items():
+                print(f"{method:13s} {stage:10s} {milliseconds:19.2f} {share:15.0%} {1 / share:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,32 @@ def test_speed_prefers_timings_taken_alone_and_says_so(tmp_path: Path) -> None:
     assert any("broken.json" in w for w in result.warnings)
 
 
+def test_speedups_are_taken_within_one_runtime_never_across(tmp_path: Path) -> None:
+    """`speed --runtime eager,onnx` writes speed/runtimes/*.json: the report shows each runtime's rows and pairs
+    SRPO-onnx with IDQL-onnx, SRPO-eager with IDQL-eager; a method a runtime could not run is left out."""
+    out = good_store(tmp_path / "results")
+    (out / "speed" / "runtimes").mkdir(parents=True)
+    (out / "speed" / "runtimes" / "toy-two-moons-cpu.json").write_text(json.dumps({
+        "created": "2026-12-01T00:00:00+00:00", "task": "toy-two-moons", "device": "cpu", "table": [],
+        "results": {
+            "eager": {"srpo": speed_record([2000.0] * 3, [1e5] * 3, context="alone"),
+                      "idql": speed_record([4.0] * 3, [40.0] * 3, nfe=448, context="alone")},
+            "onnx": {"srpo": speed_record([8000.0] * 3, [2e5] * 3, context="alone"),
+                     "idql": speed_record([5.0] * 3, [50.0] * 3, nfe=448, context="alone"),
+                     "sfbc": {"unavailable": "not exportable"}}}}))
+    result = build_report([out], reps=200)
+    timings = result.timings.set_index(["runtime", "task", "method"])
+    assert timings.loc[("onnx", "toy-two-moons", "srpo"), "aps_b1"] == 8000.0
+    assert timings.loc[("eager", "toy-two-moons", "srpo"), "aps_b1"] == 2000.0
+    assert ("onnx", "toy-two-moons", "sfbc") not in timings.index
+    speedups = result.speedups.set_index(["runtime", "task", "method"])
+    assert speedups.loc[("onnx", "toy-two-moons", "idql"), "speedup_b1"] == pytest.approx(1600.0)  # 8000 / 5
+    assert speedups.loc[("eager", "toy-two-moons", "idql"), "speedup_b1"] == pytest.approx(500.0)  # 2000 / 4
+    assert report("--out", str(out), "--format", "md,csv", "--reps", "200").exit_code == 0
+    markdown = (out / "leaderboard" / "leaderboard.md").read_text()
+    assert "| onnx | toy-two-moons | idql |" in markdown and "1,600x" in markdown
+
+
 def test_two_reports_of_the_same_runs_print_the_same_numbers(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
     first = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "one"))

@@ -262,7 +262,9 @@ class FitContext:
         function making the current policy's agent) on the stage that produces the policy: it is then
         evaluated on the profile's schedule, and the points go to `evaluations` (the training curve of score)."""
         label = f"{self.task.name} seed {self.seed} {stage}"
-        with self.reporter.track(label, total) as bar:
+        # one profiler range per stage (not per step: free when no profiler runs), so
+        # benchmarks/train_steps.py --profile can attribute operator time to the stage
+        with self.reporter.track(label, total) as bar, torch.profiler.record_function(f"stage:{stage}"):
             self._bar = bar
             started, evaluating, done = time.perf_counter(), 0.0, 0
             try:

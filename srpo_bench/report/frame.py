@@ -231,7 +231,9 @@ def run_folders(out: Path) -> Iterator[Path]:
 
 
 def speed_files(out: Path) -> Iterator[Path]:
+    """`srpo-bench speed` reports: `speed/*.json` (eager) and `speed/runtimes/*.json` (--runtime, every runtime)."""
     yield from sorted((out / "speed").glob("*.json"))
+    yield from sorted((out / "speed" / "runtimes").glob("*.json"))
 
 
 def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
@@ -302,12 +304,20 @@ def read_speed_file(path: Path) -> list[dict[str, Any]]:
     results = report.get("results")
     if not isinstance(results, dict) or "task" not in report:
         raise Damaged(f"{path}: missing 'task' or 'results'")
+    # a --runtime report nests results[runtime][method]; a method a runtime cannot run holds {"unavailable": why}
+    by_runtime = results if "table" in report else {"eager": results}
     rows = []
-    for method, speed in results.items():
-        if not isinstance(speed, dict):
-            raise Damaged(f"{path}: results['{method}'] is not an object")
-        rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(path),
-                               context=str(speed.get("context") or "alone"), taken=str(report.get("created", ""))))
+    for runtime, by_method in by_runtime.items():
+        if not isinstance(by_method, dict):
+            raise Damaged(f"{path}: results['{runtime}'] is not an object")
+        for method, speed in by_method.items():
+            if not isinstance(speed, dict):
+                raise Damaged(f"{path}: results['{method}'] is not an object")
+            if "unavailable" in speed:
+                continue
+            rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(path),
+                                   context=str(speed.get("context") or "alone"), taken=str(report.get("created", "")),
+                                   runtime=str(runtime)))
     return rows
 
 
@@ -326,12 +336,12 @@ def _in_run_timings(frame: pd.DataFrame, warnings: list[str]) -> list[dict[str, 
         seen.add(key)
         rows.append(timing_row(speed, task=record.task, method=record.method, source=f"{record.path}/speed.json",
                                context=str(speed.get("context") or "in-run"), taken=record.finished_at,
-                               profile=record.profile))
+                               profile=record.profile, runtime=str(speed.get("runtime") or "eager")))
     return rows
 
 
 def timing_row(speed: dict[str, Any], task: str, method: str, source: str, context: str, taken: str,
-               profile: str | None = None) -> dict[str, Any]:
+               profile: str | None = None, runtime: str = "eager") -> dict[str, Any]:
     device = _dict(speed, "device")
     threads = speed.get("torch_threads")
     kind = str(device.get("type", "unknown"))
@@ -340,7 +350,8 @@ def timing_row(speed: dict[str, Any], task: str, method: str, source: str, conte
     device_key = f"{kind} {name}".strip() + (f", {_threads(threads)}" if kind == "cpu" and threads else "")
     load = _dict(speed, "machine_load")
     row: dict[str, Any] = {
-        "device": device_key, "task": task, "method": method, "context": context, "source": source,
+        "device": device_key, "runtime": runtime, "task": task, "method": method, "context": context,
+        "source": source,
         "taken": taken, "profile": profile, "nfe_per_action": _optional_number(speed.get("nfe_per_action")),
         "loadavg": (load.get("loadavg_before") or [None])[0] if isinstance(load.get("loadavg_before"), list)
         else None, "cpu_count": load.get("cpu_count"),

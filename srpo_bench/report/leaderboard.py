@@ -24,9 +24,11 @@ version). Missing values are null, never 0. Top-level keys:
                       metrics {method: {median|iqm|mean|optimality_gap: {point, ci_low, ci_high}}}} or null,
                       probability_of_improvement {reference, vs {method: {point, ci_low, ci_high}}} or null,
                       performance_profiles {taus[], methods {method: {profile[], ci_low[], ci_high[]}}} or null
-    speed             timings[] {device, task, method, context ("alone"|"in-run"), timings, loadavg, cpu_count,
+    speed             timings[] {device, runtime ("eager"|"compiled"|"onnx"; absent in older files = eager), task,
+                      method, context ("alone"|"in-run"), timings, loadavg, cpu_count,
                       nfe_per_action, aps_b1, p25_b1, p75_b1, samples_b1[], same for b256},
-                      speedups[] {device, task, method, timings, speedup_b1, low_b1, high_b1, same for b256},
+                      speedups[] {device, runtime, task, method, timings, speedup_b1, low_b1, high_b1, same for
+                      b256}: both sides of a ratio from one device and one runtime,
                       training[] {device, profile, task, method, stage, seeds, seconds}
     reference_comparison[]  {group, task, method, seeds, reproduced, low, high, reported, difference,
                       reported_in_interval, source, note}: published numbers, never in the aggregates
@@ -183,7 +185,8 @@ def speed_points(report: Report, group: Group) -> dict[str, list[plots.SpeedPoin
         return {}
     timings = report.timings[report.timings["task"].isin(group.aggregate_tasks)]
     points: dict[str, list[plots.SpeedPoint]] = {}
-    for device, rows in timings.groupby("device", sort=True):
+    for (device, runtime), rows in timings.groupby(["device", "runtime"], sort=True):
+        device = device if runtime == "eager" else f"{device}, {runtime}"
         for method in group.methods:
             mine = rows[rows["method"] == method]
             samples = [s for pooled in mine["samples_b1"] for s in pooled] or mine["aps_b1"].dropna().tolist()
@@ -451,7 +454,8 @@ def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
         {"group": g.label, "reference": REFERENCE_METHOD, "method": m, "point": e.point, "ci_low": e.low,
          "ci_high": e.high} for g in report.groups for m, e in g.improvement.items()])
     timings = report.timings.drop(columns=[c for c in report.timings.columns if c.startswith("samples_")])
-    speed = timings.merge(report.speedups.drop(columns=["timings"]), on=["device", "task", "method"], how="left") \
+    speed = timings.merge(report.speedups.drop(columns=["timings"]), on=["device", "runtime", "task", "method"],
+                          how="left") \
         if not report.speedups.empty else timings
     runs = report.runs.finished
     run_columns = ["profile", "suite", "score_scale", "task", "method", "base_method", "seed", "selection",

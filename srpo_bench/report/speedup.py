@@ -1,8 +1,9 @@
 """Speed: which timings the report uses, SRPO's speedup over each method with an interval, training time.
 
 A ratio of speeds means something only when both were measured on the same device (same kind, model and
-CPU thread count) and, ideally, with the device to themselves. So timings are grouped by device, and per
-(device, task, method) the report takes `srpo-bench speed` timings ("alone") when it has them, else the
+CPU thread count) and runtime (eager, compiled, onnx: SRPO's speedup is never its best runtime over a baseline's
+eager), ideally with the device to themselves. So timings are grouped by device and runtime, and per
+(device, runtime, task, method) the report takes `srpo-bench speed` timings ("alone") when it has them, else the
 timings made inside training runs ("in-run", where other runs could share the machine), and marks which.
 The speedup is the ratio of median actions/s, its 95% interval bootstrapped over the repeated timings
 (aggregate.speedup_interval); timings recorded before per-repeat samples existed give the ratio alone.
@@ -18,22 +19,24 @@ import pandas as pd
 from srpo_bench.report.aggregate import DEFAULT_REPS, DEFAULT_SEED, speedup_interval
 
 BATCHES = ("1", "256")
-TIMING_COLUMNS = ["device", "task", "method", "context", "timings", "loadavg", "cpu_count", "nfe_per_action",
+TIMING_COLUMNS = ["device", "runtime", "task", "method", "context", "timings", "loadavg", "cpu_count", "nfe_per_action",
                   *(f"{kind}_b{b}" for b in BATCHES for kind in ("aps", "p25", "p75", "samples"))]
 
 
 def select_timings(timings: pd.DataFrame) -> pd.DataFrame:
-    """One row per (device, task, method): "alone" timings if any (the newest such file), else every distinct
-    in-run timing pooled. Columns: device, task, method, context, timings (how many were pooled), the
+    """One row per (device, runtime, task, method): "alone" timings if any (the newest such file), else every
+    distinct in-run timing pooled. Columns: device, runtime, task, method, context, timings (how many were pooled), the
     1-minute load average when taken, and per batch size the median actions/s, its quartiles and samples."""
     if timings.empty:
         return pd.DataFrame(columns=TIMING_COLUMNS)
+    if "runtime" not in timings:  # rows made before runtimes existed
+        timings = timings.assign(runtime="eager")
     rows = []
-    for (device, task, method), group in timings.groupby(["device", "task", "method"], sort=True):
+    for (device, runtime, task, method), group in timings.groupby(["device", "runtime", "task", "method"], sort=True):
         alone = group[group["context"] == "alone"]
         chosen = alone.sort_values("taken").tail(1) if not alone.empty else group
         row: dict[str, Any] = {
-            "device": device, "task": task, "method": method,
+            "device": device, "runtime": runtime, "task": task, "method": method,
             "context": "alone" if not alone.empty else "in-run", "timings": len(chosen),
             "loadavg": _mean_or_none(chosen["loadavg"]), "cpu_count": chosen["cpu_count"].dropna().max()
             if chosen["cpu_count"].notna().any() else None,
@@ -54,16 +57,17 @@ def select_timings(timings: pd.DataFrame) -> pd.DataFrame:
 
 def speedups(selected: pd.DataFrame, reference: str = "srpo", reps: int = DEFAULT_REPS, seed: int = DEFAULT_SEED
              ) -> pd.DataFrame:
-    """SRPO's speedup over each other method, per (device, task) and batch size: point, low, high, and which
-    kinds of timing the ratio compares ("alone", "in-run", or "alone/in-run" when they differ)."""
+    """SRPO's speedup over each other method, per (device, runtime, task) and batch size: point, low, high, and
+    which kinds of timing the ratio compares ("alone", "in-run", or "alone/in-run" when they differ). Both sides
+    of a ratio always come from the same runtime."""
     rows = []
-    for (device, task), group in selected.groupby(["device", "task"], sort=True):
+    for (device, runtime, task), group in selected.groupby(["device", "runtime", "task"], sort=True):
         base = group[group["method"] == reference]
         if base.empty:
             continue
         base = base.iloc[0]
         for other in group[group["method"] != reference].itertuples():
-            row: dict[str, Any] = {"device": device, "task": task, "method": other.method,
+            row: dict[str, Any] = {"device": device, "runtime": runtime, "task": task, "method": other.method,
                                    "timings": base["context"] if base["context"] == other.context
                                    else f"{base['context']}/{other.context}"}
             for size in BATCHES:
@@ -72,7 +76,7 @@ def speedups(selected: pd.DataFrame, reference: str = "srpo", reps: int = DEFAUL
                 row[f"low_b{size}"] = None if estimate is None else estimate.low
                 row[f"high_b{size}"] = None if estimate is None else estimate.high
             rows.append(row)
-    columns = ["device", "task", "method", "timings",
+    columns = ["device", "runtime", "task", "method", "timings",
                *(f"{kind}_b{b}" for b in BATCHES for kind in ("speedup", "low", "high"))]
     return pd.DataFrame(rows, columns=columns)
 

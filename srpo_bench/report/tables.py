@@ -161,22 +161,24 @@ def improvement(estimates: dict[str, Estimate], reference: str, title: str, key:
 
 
 def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference: str, key: str) -> Table:
-    table = Table(f"speed on {device}", ["task", "method", "timing", "load", "NFE/action", "actions/s b1",
-                                         "actions/s b256", f"{reference} speedup b1", f"{reference} speedup b256"],
-                  [], key=key)
+    table = Table(f"speed on {device}", ["runtime", "task", "method", "timing", "load", "NFE/action",
+                                         "actions/s b1", "actions/s b256", f"{reference} speedup b1",
+                                         f"{reference} speedup b256"], [], key=key)
     mine = timings[timings["device"] == device]
-    ratios = speedups[speedups["device"] == device].set_index(["task", "method"]) if not speedups.empty else None
+    ratios = (speedups[speedups["device"] == device].set_index(["runtime", "task", "method"])
+              if not speedups.empty else None)
     for record in mine.itertuples():
         load = (f"{record.loadavg:.1f}/{int(record.cpu_count)}" if not is_missing(record.loadavg)
                 and not is_missing(record.cpu_count) else MISSING)
-        row = [text(record.task), text(record.method), text(f"{record.context} ({record.timings})"),
+        row = [text(record.runtime), text(record.task), text(record.method),
+               text(f"{record.context} ({record.timings})"),
                Cell(load, record.loadavg), number(record.nfe_per_action, fmt=count),
                _speed_cell(record.aps_b1, record.p25_b1, record.p75_b1),
                _speed_cell(record.aps_b256, record.p25_b256, record.p75_b256)]
         if record.method == reference:
             row += [Cell("1x", 1.0), Cell("1x", 1.0)]
-        elif ratios is not None and (record.task, record.method) in ratios.index:
-            found = ratios.loc[(record.task, record.method)]
+        elif ratios is not None and (record.runtime, record.task, record.method) in ratios.index:
+            found = ratios.loc[(record.runtime, record.task, record.method)]
             row += [estimate_cell(Estimate(found[f"speedup_b{b}"], _none(found[f"low_b{b}"]),
                                            _none(found[f"high_b{b}"])) if not is_missing(found[f"speedup_b{b}"])
                                   else None, fmt=ratio) for b in ("1", "256")]
@@ -186,7 +188,8 @@ def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference:
     table.notes.append("actions/s: median [25th, 75th percentile] over repeated timings; timing: 'alone' = "
                        "`srpo-bench speed` (preferred), 'in-run' = timed inside training runs, (k) timings pooled; "
                        "load: 1-minute load average / CPUs when timed; speedup: ratio of medians [95% bootstrap "
-                       "interval over repeats], same device only")
+                       "interval over repeats], same device and same runtime only (eager: PyTorch; compiled: "
+                       "torch.compile; onnx: ONNX Runtime; `srpo-bench speed --runtime`)")
     return table
 
 
