@@ -148,8 +148,7 @@ def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: Executo
                     if attempts[index] <= settings.max_retries:
                         pending.append(index)
                         continue
-                    path = store.run_dir(options.out, specs[index].profile, specs[index].task, specs[index].method,
-                                         specs[index].seed)
+                    path = specs[index].path(options.out)
                     outcome = RunOutcome(specs[index], path, "failed",
                                          reason=f"its worker process died {attempts[index]} times")
                 _report(outcome, reporter)
@@ -192,14 +191,12 @@ def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettin
                 outcome = ray.get(ready[0])
             except ray.exceptions.RayError as error:  # retries spent (worker died each time) or Ray failed
                 spec = specs[index]
-                path = store.run_dir(options.out, spec.profile, spec.task, spec.method, spec.seed)
+                path = spec.path(options.out)
                 reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
                 outcome = RunOutcome(spec, path, "failed", reason=f"Ray task failed: {reason}")
             if outcome.files is not None:
                 write_returned(options.out, outcome.files)
-                outcome = replace(outcome, files=None, path=store.run_dir(options.out, outcome.spec.profile,
-                                                                          outcome.spec.task, outcome.spec.method,
-                                                                          outcome.spec.seed))
+                outcome = replace(outcome, files=None, path=outcome.spec.path(options.out))
             _report(outcome, reporter)
             results[index] = outcome
             done(outcome)

@@ -61,6 +61,10 @@ class RunSpec:
     def label(self) -> str:
         return f"{self.task} {self.method} seed {self.seed}"
 
+    def path(self, out: Path) -> Path:
+        """This run's folder in the results folder `out`."""
+        return store.run_dir(out, self.profile, self.task, self.method, self.seed)
+
 
 @dataclass
 class RunOutcome:
@@ -142,7 +146,7 @@ def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, pro
 def run_context(spec: RunSpec, task: Task, dataset: OfflineDataset, out: Path, device: torch.device,
                 reporter: Reporter) -> tuple[Any, FitContext, Path]:
     """A grid run's config, FitContext (with the profile's evaluation schedule) and run folder."""
-    path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
+    path = spec.path(out)
     harness = harness_settings(spec.profile, task.family)
     config, ctx = fit_context(task, spec.method, dataset, spec.seed, spec.profile, out, device, reporter,
                               spec.overrides, EvaluationSchedule(harness.evaluations_during_training,
@@ -168,7 +172,7 @@ def refuse_changed(states: Sequence[tuple[RunSpec, store.RunState]], out: Path) 
     changed = [(spec, state) for spec, state in states if state.state == "changed"]
     if changed:
         spec, state = changed[0]
-        path = store.run_dir(out, spec.profile, spec.task, spec.method, spec.seed)
+        path = spec.path(out)
         more = f" (and {len(changed) - 1} more runs)" if len(changed) > 1 else ""
         raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}){more}; "
                                "rerun with --force to replace, or give another --out")
@@ -183,7 +187,7 @@ def execute(spec: RunSpec, options: RunOptions, reporter: Reporter | None = None
     task = get_task(spec.task)
     if spec.task not in _DATASETS:
         _DATASETS[spec.task] = task.load()
-    path = store.run_dir(options.out, spec.profile, spec.task, spec.method, spec.seed)
+    path = spec.path(options.out)
     claim = Claim.try_take(store.lock_path(path))
     if claim is None:
         holder = read_holder(store.lock_path(path))
