@@ -52,7 +52,7 @@ class Report:
     timings: pd.DataFrame  # one row per (device, task, method): the timings used
     speedups: pd.DataFrame
     training: pd.DataFrame
-    comparison: pd.DataFrame  # published numbers beside ours (D4RL tasks only)
+    comparison: pd.DataFrame  # published numbers beside ours (D4RL and OGBench tasks only)
     stamp: dict[str, Any]
     settings: dict[str, Any]
 

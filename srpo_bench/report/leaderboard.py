@@ -111,8 +111,8 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
     if not report.comparison.empty:
         published.tables.append(tables.comparison(report.comparison, "published"))
     else:
-        published.notes.append("no D4RL runs in this report: the papers' numbers (srpo_bench/report/published/) "
-                               "are only shown beside D4RL tasks")
+        published.notes.append("no D4RL or OGBench runs in this report: the papers' numbers "
+                               "(srpo_bench/report/published/) are only shown beside D4RL and OGBench tasks")
     out.append(published)
     speed = Section("speed and training time", "speed")
     for index, device in enumerate(sorted(report.timings["device"].unique()) if not report.timings.empty else []):

@@ -43,7 +43,7 @@ def comparable(task: str, score_scale: str) -> bool:
 
 
 def compare(per_task: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """One row per (our group, D4RL task, method we ran that has a published number): our mean and interval
+    """One row per (our group, D4RL or OGBench task, method we ran that has a published number): our mean and interval
     ("reproduced"), the published number ("reported"), the difference (ours minus reported) and whether the
     reported number lies inside our 95% interval (missing when we have no interval)."""
     if per_task.empty or reference.empty:
