@@ -296,9 +296,9 @@ def report(
         raise typer.Exit(EXIT_USAGE)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    if result.runs.empty:
+    if result.runs.empty and result.timings.empty:  # `srpo-bench speed` timings alone still make a speed report
         where = ", ".join(map(str, out)) + (f" for profile '{profile}'" if profile else "")
-        err_console.print(f"[red]error:[/red] no finished runs in {where}", highlight=False)
+        err_console.print(f"[red]error:[/red] no finished runs or timings in {where}", highlight=False)
         raise typer.Exit(1)
     folder = leaderboard or out[0] / "leaderboard"
     try:

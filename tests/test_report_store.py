@@ -200,6 +200,20 @@ def test_speedups_are_taken_within_one_runtime_never_across(tmp_path: Path) -> N
     assert "| onnx | toy-two-moons | idql |" in markdown and "1,600x" in markdown
 
 
+def test_timings_alone_make_a_speed_report(tmp_path: Path) -> None:
+    """A folder where only `srpo-bench speed` ran: the report has its speed section and no score sections."""
+    out = make_store(tmp_path / "results")
+    (out / "speed").mkdir()
+    (out / "speed" / "toy-two-moons-cpu.json").write_text(json.dumps({
+        "created": "2026-12-01T00:00:00+00:00", "task": "toy-two-moons", "device": "cpu",
+        "results": {"srpo": speed_record([2000.0] * 3, [1e5] * 3, context="alone"),
+                    "sfbc": speed_record([2.0] * 3, [8.0] * 3, nfe=512, context="alone")}}))
+    result = report("--out", str(out), "--format", "md", "--reps", "200")
+    assert result.exit_code == 0, result.output
+    markdown = (out / "leaderboard" / "leaderboard.md").read_text()
+    assert "| eager | toy-two-moons | sfbc |" in markdown and "1,000x" in markdown
+
+
 def test_two_reports_of_the_same_runs_print_the_same_numbers(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
     first = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "one"))
