@@ -321,6 +321,32 @@ def report(
                   highlight=False)
 
 
+def previous_speed_results(path: Path) -> dict[str, dict[str, Any]]:
+    """The timings an earlier `srpo-bench speed` left in `path`, by runtime ({"eager": {method: ...}} for the
+    eager file): a later call for fewer methods keeps them instead of erasing them. Unreadable: nothing kept."""
+    from srpo_bench.report.frame import results_by_runtime
+    from srpo_bench.store import StoreError, read_object
+
+    try:
+        report = read_object(path) if path.exists() else {}
+    except StoreError:
+        return {}
+    if not isinstance(report.get("results"), dict):
+        return {}
+    by_runtime = results_by_runtime(report)
+    created = str(report.get("created", ""))
+    return {runtime: {method: {"created": created, **speed} for method, speed in by_method.items()
+                      if isinstance(speed, dict)}
+            for runtime, by_method in by_runtime.items() if isinstance(by_method, dict)}
+
+
+def stamped(speed: dict[str, Any]) -> dict[str, Any]:
+    """A method's timing with the time it was taken (files merge timings of several `speed` calls)."""
+    from srpo_bench.store import now
+
+    return {"created": now(), **speed}
+
+
 @app.command()
 @friendly_errors
 def speed(
@@ -397,10 +423,13 @@ def speed(
                                     else rate(value) if "/" in key else value) for key, value in row.items()}
                              for row in table], headers="keys", disable_numparse=True, missingval="-"))
         report_path = out / "speed" / "runtimes" / f"{safe_task}-{torch_device.type}.json"
-        atomic_write_json(report_path, {
-            "created": now(), "task": task, "device": str(torch_device), "profile": profile, "table": table,
-            "results": {rt: {m: (v.to_dict() if isinstance(v, SpeedResult) else {"unavailable": v})
-                             for m, v in by_method.items()} for rt, by_method in timings.items()}})
+        merged = previous_speed_results(report_path)  # earlier calls' methods stay; this call's replace theirs
+        for runtime_name, by_method in timings.items():
+            merged.setdefault(runtime_name, {}).update({
+                name: stamped(value.to_dict() if isinstance(value, SpeedResult) else {"unavailable": value})
+                for name, value in by_method.items()})
+        atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device),
+                                        "profile": profile, "table": table, "results": merged})
         console.print(f"written {report_path}")
         if "eager" not in timings:
             return
@@ -425,8 +454,10 @@ def speed(
                         else value) for key, value in row.items()} for row in speedups]
         typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
     report_path = out / "speed" / f"{safe_task}-{torch_device.type}.json"
+    earlier = previous_speed_results(report_path).get("eager", {})
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
-                                    "results": {k: v.to_dict() for k, v in results.items()}, "speedups": speedups})
+                                    "results": {**earlier, **{k: stamped(v.to_dict()) for k, v in results.items()}},
+                                    "speedups": speedups})
     console.print(f"written {report_path}")
 
 

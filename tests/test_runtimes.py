@@ -162,6 +162,17 @@ def test_speed_prints_each_runtime_side_by_side(tmp_path: Path) -> None:
     assert rows["onnx", "bc"]["srpo speedup b1"] == pytest.approx(expected)
     assert (tmp_path / "speed" / "toy-two-moons-cpu.json").exists()  # the eager file the report reads
 
+    # a later call for fewer methods replaces their timings and keeps the others' (with their own times)
+    again = CliRunner().invoke(app, ["speed", "--methods", "bc", "--runtime", "eager,onnx", "--out", str(tmp_path),
+                                     "--repeats", "3", "--max-seconds", "0.5", "--threads", "1"])
+    assert again.exit_code == 0, again.output
+    merged = json.loads((tmp_path / "speed" / "runtimes" / "toy-two-moons-cpu.json").read_text())["results"]
+    assert merged["onnx"]["srpo"] == written["results"]["onnx"]["srpo"] and "created" in merged["onnx"]["srpo"]
+    assert merged["onnx"]["bc"] != written["results"]["onnx"]["bc"]  # timed again (repeats differ)
+    assert merged["onnx"]["bc"]["created"] >= written["results"]["onnx"]["bc"]["created"]
+    eager = json.loads((tmp_path / "speed" / "toy-two-moons-cpu.json").read_text())["results"]
+    assert set(eager) == {"srpo", "bc"} and eager["srpo"]["batches"] == written["results"]["eager"]["srpo"]["batches"]
+
 
 def test_run_evaluates_and_times_through_the_chosen_runtime(tmp_path: Path) -> None:
     """`run --runtime onnx`: the final policy's evaluation and timing go through ONNX Runtime, with the eager

@@ -298,16 +298,22 @@ def _deduplicate(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
 
 
 # --- timings -------------------------------------------------------------------------------------------
+def results_by_runtime(report: dict[str, Any]) -> dict[str, Any]:
+    """A `srpo-bench speed` file's results as {runtime: {method: timing}}: a --runtime file (it has a "table")
+    nests them so already; the eager file holds {method: timing}. A method a runtime could not run holds
+    {"unavailable": why}."""
+    results = report.get("results")
+    return results if "table" in report else {"eager": results}
+
+
 def read_speed_file(path: Path) -> list[dict[str, Any]]:
     """Rows of a `srpo-bench speed` report: one per method. Such timings had the process to themselves."""
     report = read_object(path)
     results = report.get("results")
     if not isinstance(results, dict) or "task" not in report:
         raise Damaged(f"{path}: missing 'task' or 'results'")
-    # a --runtime report nests results[runtime][method]; a method a runtime cannot run holds {"unavailable": why}
-    by_runtime = results if "table" in report else {"eager": results}
     rows = []
-    for runtime, by_method in by_runtime.items():
+    for runtime, by_method in results_by_runtime(report).items():
         if not isinstance(by_method, dict):
             raise Damaged(f"{path}: results['{runtime}'] is not an object")
         for method, speed in by_method.items():
@@ -315,9 +321,10 @@ def read_speed_file(path: Path) -> list[dict[str, Any]]:
                 raise Damaged(f"{path}: results['{method}'] is not an object")
             if "unavailable" in speed:
                 continue
+            # each method's own time: a file merges the methods of several `speed` calls
+            taken = str(speed.get("created") or report.get("created", ""))
             rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(path),
-                                   context=str(speed.get("context") or "alone"), taken=str(report.get("created", "")),
-                                   runtime=str(runtime)))
+                                   context=str(speed.get("context") or "alone"), taken=taken, runtime=str(runtime)))
     return rows
 
 
