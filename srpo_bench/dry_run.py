@@ -18,10 +18,10 @@ from tabulate import tabulate
 from srpo_bench import store
 from srpo_bench.config import config_dict
 from srpo_bench.data.dataset import DatasetError, OfflineDataset, local_files_only
-from srpo_bench.estimate import Estimate, data_rows, describe_seconds, estimate_run
+from srpo_bench.estimate import Estimate, data_rows, describe_seconds, estimate_run, synthetic_dataset
 from srpo_bench.progress import Reporter
 from srpo_bench.runner import RunSpec, fit_context, run_context
-from srpo_bench.tasks import get_task
+from srpo_bench.tasks import Task, get_task
 
 
 def run_states(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset | None], out: Path) -> list[str]:
@@ -101,10 +101,8 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
         highlight=False, soft_wrap=True)
 
 
-def _shape_only(dataset: OfflineDataset | None, task) -> OfflineDataset:  # noqa: ANN001
+def _shape_only(dataset: OfflineDataset | None, task: Task) -> OfflineDataset:
     """A stage plan needs a dataset fingerprint; without the data, synthetic data of the same shapes stands in."""
-    from srpo_bench.estimate import synthetic_dataset
-
     return dataset if dataset is not None else synthetic_dataset(task, rows=256)
 
 

@@ -45,12 +45,8 @@ def data_rows(task: Task, dataset: OfflineDataset | None) -> int | None:
 
 def synthetic_dataset(task: Task, rows: int = SYNTHETIC_ROWS, seed: int = 0) -> OfflineDataset:
     """Random transitions with the task's observation and action widths (episodes of 100 steps)."""
-    env = task.make_env()
-    try:
-        obs_dim = int(np.prod(env.observation_space.shape))
-        act_dim = int(np.prod(env.action_space.shape))
-    finally:
-        env.close()
+    widths, _ = task.space_widths()
+    obs_dim, act_dim = widths["observations"], widths["actions"]
     rng = np.random.default_rng(seed)
     ends = np.zeros(rows, dtype=bool)
     ends[99::100] = True

@@ -167,15 +167,19 @@ def survey(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset], out: P
     return states
 
 
+def changed_settings(path: Path, state: store.RunState, more: int = 0) -> store.StoreError:
+    """The one-line refusal to replace a finished run silently: the settings that differ, and the way out."""
+    others = f" (and {more} more runs)" if more else ""
+    return store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}){others}; "
+                            "rerun with --force to replace, or give another --out")
+
+
 def refuse_changed(states: Sequence[tuple[RunSpec, store.RunState]], out: Path) -> None:
     """A finished run is never replaced silently by one with other settings: one line naming them."""
     changed = [(spec, state) for spec, state in states if state.state == "changed"]
     if changed:
         spec, state = changed[0]
-        path = spec.path(out)
-        more = f" (and {len(changed) - 1} more runs)" if len(changed) > 1 else ""
-        raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}){more}; "
-                               "rerun with --force to replace, or give another --out")
+        raise changed_settings(spec.path(out), state, more=len(changed) - 1)
 
 
 def execute(spec: RunSpec, options: RunOptions, reporter: Reporter | None = None) -> RunOutcome:
@@ -211,8 +215,7 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
         reporter.print(f"[dim]skip {spec.label()}: failed earlier ({reason}); --retry-failed reruns it[/dim]")
         return RunOutcome(spec, path, "failed", reason=f"{reason} (recorded earlier)")
     if state.state == "changed" and not options.force:
-        raise store.StoreError(f"{path}: finished with other settings ({'; '.join(state.changes)}); rerun with "
-                               "--force to replace, or give another --out")
+        raise changed_settings(path, state)
 
     if state.state == "evaluated":  # trained and scored by an earlier process: only the timing is left
         run = dict(state.run or {})

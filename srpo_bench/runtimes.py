@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from srpo_bench.core.agents import Agent
-from srpo_bench.core.noise import Noise, NoiseDraw
+from srpo_bench.core.noise import Noise, NoiseDraw, draw_all
 
 RUNTIMES = ("eager", "compiled", "onnx")
 ONNX_OPSET = 17
@@ -130,7 +130,7 @@ class ReplayAgent(Agent):
 
     def _build(self, observations: torch.Tensor) -> Replay:
         draws = record_draws(self.agent, observations)
-        buffers = [draw.draw(None, self.device) for draw in draws]
+        buffers = draw_all(draws, None, self.device)  # placeholders: refilled from the generator per act
         build = build_compiled if self.runtime == "compiled" else build_onnx
         return Replay(draws, buffers, build(self.agent, observations, buffers))
 

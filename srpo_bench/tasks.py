@@ -48,19 +48,23 @@ class Task:
     ref_max_score: float | None = None
     note: str = ""
 
+    def space_widths(self) -> tuple[dict[str, int], str]:
+        """The environment's flattened widths ({"observations": ..., "actions": ...}) and its id, without data."""
+        env = self.make_env()
+        try:
+            widths = {key: int(np.prod(space.shape or (0,)))
+                      for key, space in (("observations", env.observation_space), ("actions", env.action_space))}
+            return widths, env.spec.id if env.spec is not None else self.name
+        finally:
+            env.close()
+
     def check_data(self, dataset: OfflineDataset) -> None:
         """Raise `DatasetError` if the data's arrays do not fit this task's environment: checked before anything
         trains, so data of another task (or a mislabelled file) never costs a training run."""
-        env = self.make_env()
-        try:
-            spaces = {"observations": env.observation_space, "actions": env.action_space}
-        finally:
-            env.close()
-        for key, space in spaces.items():
-            width = int(np.prod(space.shape or (0,)))
+        widths, env_id = self.space_widths()
+        for key, width in widths.items():
             found = getattr(dataset, key).shape[1]
             if width != found:
-                env_id = env.spec.id if env.spec is not None else self.name
                 raise DatasetError(dataset.source, f"'{key}' have {found} columns but {self.name}'s environment "
                                    f"({env_id}) has {width}: the data does not belong to this task")
 

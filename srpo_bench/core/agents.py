@@ -80,6 +80,7 @@ class PolicyAgent(Agent):
         return next(self.policy.parameters()).device
 
     def act(self, observations: torch.Tensor) -> torch.Tensor:
+        # draws nothing: no Noise object is built on the batch-1 hot path
         return self.policy(observations)
 
     def act_with_noise(self, observations: torch.Tensor, noise: Noise) -> torch.Tensor:
