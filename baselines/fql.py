@@ -60,7 +60,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from srpo_bench.config import positive
+from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent
 from srpo_bench.core.flow import euler_sample, flow_matching_loss
 from srpo_bench.core.method import FAMILIES, Method
@@ -106,6 +106,10 @@ class FQLConfig(StageConfig):
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "hidden", "layers", "flow_steps")
+        within(self, "(0, inf)", "lr")
+        within(self, "[0, inf)", "alpha")
+        within(self, "[0, 1]", "discount")
+        within(self, "(0, 1]", "tau")
 
 
 FQLJointStage = FQLConfig

@@ -56,7 +56,8 @@ def test_a_setting_that_used_to_fail_after_two_stages_is_refused_up_front(tmp_pa
                                  "--profile", "smoke", "--set", "srpo.policy_lr=-1", "--out", str(out)))
     assert "srpo: must be in (0, inf): policy_lr=-1" in line and not out.exists()
     for setting, expected in [("srpo.expectile=1.5", "expectile=1.5"), ("srpo.gamma=2", "gamma=2"),
-                              ("idql.actor_dropout=1", "actor_dropout=1"), ("srpo.beta=nan", "expected float")]:
+                              ("idql.actor_dropout=1", "actor_dropout=1"), ("srpo.beta=nan", "expected float"),
+                              ("fql.lr=-1", "lr=-1"), ("fql.tau=0", "tau=0")]:
         method = setting.split(".")[0]
         line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--methods", method, "--seeds", "0",
                                      "--profile", "smoke", "--set", setting, "--out", str(out)))
