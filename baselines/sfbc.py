@@ -66,7 +66,7 @@ from srpo_bench.core.behavior import fit_vpsde_behavior
 from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
 from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
 from srpo_bench.core.method import FAMILIES, Method
-from srpo_bench.core.nn import GaussianFourierProjection, mlp
+from srpo_bench.core.nn import GaussianFourierProjection, Linear, mlp
 from srpo_bench.core.noise import Noise, as_noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
@@ -187,10 +187,10 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, input_dim: int, output_dim: int, embed_dim: int = 128) -> None:
         super().__init__()
-        self.dense1 = nn.Sequential(nn.Linear(input_dim, output_dim), nn.SiLU())
-        self.embed = nn.Sequential(nn.SiLU(), nn.Linear(embed_dim, output_dim))
-        self.dense2 = nn.Sequential(nn.Linear(output_dim, output_dim), nn.SiLU())
-        self.skip = nn.Linear(input_dim, output_dim) if input_dim != output_dim else nn.Identity()
+        self.dense1 = nn.Sequential(Linear(input_dim, output_dim), nn.SiLU())
+        self.embed = nn.Sequential(nn.SiLU(), Linear(embed_dim, output_dim))
+        self.dense2 = nn.Sequential(Linear(output_dim, output_dim), nn.SiLU())
+        self.skip = Linear(input_dim, output_dim) if input_dim != output_dim else nn.Identity()
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         return self.dense2(self.dense1(x) + self.embed(embedding)) + self.skip(x)
@@ -208,16 +208,16 @@ class SfBCScoreNet(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, sde: VPSDE) -> None:
         super().__init__()
         self.sde = sde
-        self.time_embed = nn.Sequential(GaussianFourierProjection(32, 30.0), nn.Linear(32, 32))
-        self.state_embed = nn.Sequential(nn.Linear(obs_dim, 32), nn.SiLU())
-        self.cond = nn.Sequential(nn.Linear(64, 128), nn.SiLU(), nn.Linear(128, 128))
+        self.time_embed = nn.Sequential(GaussianFourierProjection(32, 30.0), Linear(32, 32))
+        self.state_embed = nn.Sequential(Linear(obs_dim, 32), nn.SiLU())
+        self.cond = nn.Sequential(Linear(64, 128), nn.SiLU(), Linear(128, 128))
         self.down1 = ResidualBlock(act_dim, 512)
         self.down2 = ResidualBlock(512, 256)
         self.down3 = ResidualBlock(256, 128)
         self.middle = ResidualBlock(128, 128)
         self.up3 = ResidualBlock(256, 256)
         self.up2 = ResidualBlock(512, 512)
-        self.out = nn.Linear(1024, act_dim)
+        self.out = Linear(1024, act_dim)
 
     def unnormalised(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         embedding = self.cond(torch.cat([self.state_embed(states), self.time_embed(t)], dim=-1))

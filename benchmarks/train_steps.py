@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from srpo_bench.config import resolve_config
-from srpo_bench.core import optim
+from srpo_bench.core import nn, optim
 from srpo_bench.core.stages import FitContext
 from srpo_bench.data import sampler
 from srpo_bench.progress import Reporter
@@ -56,7 +56,7 @@ MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "ate
 
 def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
     """Fit `method` from scratch with every stage capped at `steps`; the context holds the step timings."""
-    optim.FUSED = sampler.GATHER_ON_ACCESS = levers
+    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = levers
     task = get_task(task_name)
     dataset = task.load()
     config = resolve_config(get_method(method), task, "paper", step_overrides(method, steps))

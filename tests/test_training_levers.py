@@ -1,6 +1,8 @@
 """Training levers keep results equal: fused Adam/AdamW gives the default implementation's weights to float
-tolerance, a minibatch gathered on access holds the same rows, and whole stages trained with the levers on and
-off end at the same weights (so stage keys, which pin the trained result, stay as they are)."""
+tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
+outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
+foreach Polyak update is the per-tensor one bit for bit, and whole stages trained with the levers on and off end
+at the same weights (so stage keys, which pin the trained result, stay as they are)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from srpo_bench.core import nn as core_nn
 from srpo_bench.core import optim
-from srpo_bench.core.nn import LNResNet
+from srpo_bench.core.nn import Linear, LNResNet, polyak_update
 from srpo_bench.data import sampler
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import get_method
 from srpo_bench.runner import fit_context
+from srpo_bench.runtimes import modules_of
 from srpo_bench.tasks import get_task
 
 
@@ -66,18 +70,94 @@ def test_a_batch_gathers_only_what_is_read_and_the_same_rows() -> None:
         assert all(torch.equal(batch[key], expected[key]) for key in tensors)
 
 
-@pytest.mark.parametrize("method", ["bc", "srpo"])
-def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(method: str, tmp_path: Path) -> None:
+onednn = pytest.mark.skipif(core_nn._onednn_linear is None, reason="this torch build has no oneDNN")
+
+
+def forward_backward(layer: torch.nn.Linear, inputs: torch.Tensor, upstream: torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+    inputs = inputs.clone().requires_grad_(True)
+    layer.zero_grad(set_to_none=True)
+    outputs = layer(inputs)
+    (outputs * upstream).sum().backward()
+    return outputs.detach(), inputs.grad, layer.weight.grad, layer.bias.grad
+
+
+@onednn
+def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients() -> None:
+    torch.manual_seed(0)
+    layer = Linear(256, 1024)  # IDQL's block width: 512 x 256 x 1024 multiply-adds, oneDNN's side of the rule
+    inputs, upstream = torch.randn(512, 256), torch.randn(512, 1024)
+    assert core_nn.onednn_pays(512, 256, 1024) and core_nn.onednn_pays(512, 1024, 256)
+    outputs = layer(inputs.requires_grad_(True))
+    assert type(outputs.grad_fn).__name__ == "_OneDNNLinearBackward"  # the oneDNN path was taken
+    inputs = inputs.detach()
+    fast = forward_backward(layer, inputs, upstream)
+    reference = torch.nn.Linear(256, 1024)
+    reference.load_state_dict(layer.state_dict())
+    plain = forward_backward(reference, inputs, upstream)
+    for got, expected in zip(fast, plain, strict=True):
+        scale = float(expected.abs().max())
+        assert float((got - expected).abs().max()) <= 1e-5 * scale
+    # and the float64 truth is as close to one as to the other
+    exact = inputs.double() @ layer.weight.detach().double().T + layer.bias.detach().double()
+    assert float((fast[0].double() - exact).abs().max()) < 1e-4
+
+
+@onednn
+def test_onednn_linear_leaves_small_products_grad_free_calls_and_other_dtypes_to_the_plain_layer() -> None:
+    torch.manual_seed(0)
+    small, large = Linear(11, 256), Linear(256, 1024)
+    cases = [(small, torch.randn(512, 11, requires_grad=True)),  # an 11-d input: a side under 64
+             (Linear(256, 256), torch.randn(64, 256, requires_grad=True))]  # 4.2M multiply-adds
+    for layer, inputs in cases:
+        assert torch.equal(layer(inputs), torch.nn.functional.linear(inputs, layer.weight, layer.bias))
+        assert type(layer(inputs).grad_fn).__name__ == "AddmmBackward0"
+    inputs = torch.randn(512, 256)
+    with torch.no_grad():  # acting and export: F.linear exactly
+        assert torch.equal(large(inputs), torch.nn.functional.linear(inputs, large.weight, large.bias))
+    double = Linear(256, 1024).double()
+    assert type(double(inputs.double().requires_grad_(True)).grad_fn).__name__ == "AddmmBackward0"
+    core_nn.ONEDNN_LINEAR = False
+    try:
+        assert type(large(inputs.requires_grad_(True)).grad_fn).__name__ == "AddmmBackward0"
+    finally:
+        core_nn.ONEDNN_LINEAR = True
+
+
+def test_the_foreach_polyak_update_is_the_per_tensor_lerp_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    source, target = LNResNet(6, 3, width=32, blocks=2), LNResNet(6, 3, width=32, blocks=2)
+    expected = [t.detach().clone().lerp_(s.detach(), 0.005) for t, s in zip(target.parameters(), source.parameters(),
+                                                                            strict=True)]
+    polyak_update(target, source, 0.005)
+    assert all(torch.equal(t, e) for t, e in zip(target.parameters(), expected, strict=True))
+    with pytest.raises(ValueError, match="target parameters"):
+        polyak_update(LNResNet(6, 3, width=32, blocks=1), source, 0.005)
+
+
+@pytest.mark.parametrize("method", ["bc", "srpo", "idql"])
+def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
+        method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the toy nets are small: lower oneDNN's threshold so that the lever is exercised on every product it can take
+    monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)
+    monkeypatch.setattr(core_nn, "ONEDNN_MIN_SIDE", 1)
     task = get_task("toy-two-moons")
     dataset = task.load()
     weights = []
     for levers in (True, False):
-        optim.FUSED = sampler.GATHER_ON_ACCESS = levers
+        optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = levers
         try:
             config, ctx = fit_context(task, method, dataset, 0, "smoke", tmp_path / str(levers), torch.device("cpu"),
                                       Reporter(quiet=True))
             agent = get_method(method)().fit(ctx, config)
         finally:
-            optim.FUSED = sampler.GATHER_ON_ACCESS = True
-        weights.append([p.detach().clone() for p in agent.policy.parameters()])
+            optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = True
+        weights.append([p.detach().clone() for p in trained_modules(agent).parameters()])
     assert max(float((a - b).abs().max()) for a, b in zip(*weights, strict=True)) < 1e-5
+
+
+def trained_modules(agent: object) -> torch.nn.Module:
+    """The agent's trained networks: the policy of a one-pass agent, every module a candidate agent holds."""
+    if hasattr(agent, "policy"):
+        return agent.policy
+    return torch.nn.ModuleList(modules_of(agent))

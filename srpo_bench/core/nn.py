@@ -9,7 +9,71 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# --- Linear: oneDNN for the large matrix products of training on CPU ---------------------------------------
+# torch's CPU `addmm`/`mm` call MKL. On the AMD EPYC this project measures on, oneDNN (in the same torch wheel)
+# runs the large products of training faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and
+# the input gradient, alone) and adds the bias in the product instead of a separate pass; below ~16.7M
+# multiply-adds, or with a side under 64, its per-call cost (~20 us) loses instead (README, "Training speed").
+# So a training-time `Linear` sends its forward product and the gradient of its input through oneDNN when the
+# product is large; the weight gradient stays on MKL, which was as fast or faster for every shape measured
+# (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to float tolerance
+# (tests/test_training_levers.py). Without grad (acting, export, compiled acts) it is `F.linear` exactly.
+ONEDNN_LINEAR = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
+ONEDNN_MIN_MULTIPLY_ADDS = 1 << 24  # rows x inner x outer below this: MKL (measured break-even ~256 x 256 x 256)
+ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
+_onednn_linear = (getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available()
+                  else None)
+
+
+def onednn_pays(rows: int, inner: int, outer: int) -> bool:
+    """Whether a [rows, inner] x [inner, outer] product goes to oneDNN (see the measurements above)."""
+    return (ONEDNN_LINEAR and _onednn_linear is not None and inner >= ONEDNN_MIN_SIDE and outer >= ONEDNN_MIN_SIDE
+            and rows * inner * outer >= ONEDNN_MIN_MULTIPLY_ADDS)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b: the forward product and dL/dx in oneDNN, dL/dW = g^T x in MKL, dL/db = sum_rows g."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, inputs: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(inputs, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(inputs, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        inputs, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_inputs = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            out_features, in_features = weight.shape
+            grad_inputs = (_onednn_linear(grad, weight.t(), None, "none", [], "")
+                           if onednn_pays(grad.shape[0], out_features, in_features) else grad.mm(weight))
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad.t().mm(inputs)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_inputs, grad_weight, grad_bias
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large training-time products run
+    in oneDNN on CPU; anything else (GPU, other dtypes, no grad, tracing, compiling, small products) is
+    `F.linear` exactly."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if (inputs.dim() == 2 and inputs.device.type == "cpu" and inputs.dtype == torch.float32
+                and self.weight.dtype == torch.float32 and torch.is_grad_enabled()
+                and (inputs.requires_grad or self.weight.requires_grad)
+                and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
+                and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
+            return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
+        return F.linear(inputs, self.weight, self.bias)
 
 
 def mlp(
@@ -25,8 +89,8 @@ def mlp(
     layers: list[nn.Module] = [nn.LayerNorm(input_dim, eps=layer_norm_eps)] if input_layer_norm else []
     widths = [input_dim, *hidden_dims]
     for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
-        layers += [nn.Linear(fan_in, fan_out), activation()]
-    layers.append(nn.Linear(widths[-1], output_dim))
+        layers += [Linear(fan_in, fan_out), activation()]
+    layers.append(Linear(widths[-1], output_dim))
     if output_activation is not None:
         layers.append(output_activation())
     return nn.Sequential(*layers)
@@ -83,9 +147,9 @@ class LNResidualBlock(nn.Module):
         self.body = nn.Sequential(
             nn.Dropout(dropout),
             nn.LayerNorm(width, eps=layer_norm_eps),
-            nn.Linear(width, 4 * width),
+            Linear(width, 4 * width),
             activation(),
-            nn.Linear(4 * width, width),
+            Linear(4 * width, width),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,10 +170,10 @@ class LNResNet(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        self.input = nn.Linear(input_dim, width)
+        self.input = Linear(input_dim, width)
         self.blocks = nn.Sequential(*[LNResidualBlock(width, dropout, activation, layer_norm_eps)
                                       for _ in range(blocks)])
-        self.output = nn.Sequential(activation(), nn.Linear(width, output_dim))
+        self.output = nn.Sequential(activation(), Linear(width, output_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.blocks(self.input(x)))
@@ -185,7 +249,10 @@ def flax_initialize(module: nn.Module) -> nn.Module:
 
 
 def polyak_update(target: nn.Module, source: nn.Module, rate: float) -> None:
-    """target <- (1 - rate) target + rate source, in place (targets for critics, EMA actors)."""
+    """target <- (1 - rate) target + rate source, in place (targets for critics, EMA actors); one foreach call,
+    the same per-element `lerp` as a loop of `lerp_` (tests/test_training_levers.py), without its Python loop."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError(f"polyak_update: {len(targets)} target parameters, {len(sources)} source parameters")
     with torch.no_grad():
-        for t_param, s_param in zip(target.parameters(), source.parameters(), strict=True):
-            t_param.lerp_(s_param, rate)
+        torch._foreach_lerp_(targets, sources, rate)
