@@ -192,15 +192,16 @@ def flow_targets(nets: FQLNets, states: torch.Tensor, noise: torch.Tensor, flow_
         return euler_sample(nets.bc_flow, states, noise, flow_steps).clamp(-1.0, 1.0)
 
 
-def distillation_loss(nets: FQLNets, states: torch.Tensor, noise: torch.Tensor, flow_steps: int) -> torch.Tensor:
-    """mean || mu(s, z) - sg[flow action(s, z)] ||^2 (not yet times alpha)."""
-    return ((nets.onestep(states, noise) - flow_targets(nets, states, noise, flow_steps)) ** 2).mean()
+def distillation_loss(nets: FQLNets, states: torch.Tensor, noise: torch.Tensor, flow_steps: int,
+                      onestep_actions: torch.Tensor) -> torch.Tensor:
+    """mean || mu(s, z) - sg[flow action(s, z)] ||^2 (not yet times alpha); `onestep_actions` = mu(s, z)."""
+    return ((onestep_actions - flow_targets(nets, states, noise, flow_steps)) ** 2).mean()
 
 
-def q_loss(nets: FQLNets, states: torch.Tensor, noise: torch.Tensor, normalize: bool) -> torch.Tensor:
+def q_loss(nets: FQLNets, states: torch.Tensor, onestep_actions: torch.Tensor, normalize: bool) -> torch.Tensor:
     """-lambda * mean Q(s, clip(mu(s, z))), Q the mean of the heads read with the critic's weights detached;
     lambda = sg[1 / mean |Q|] when `normalize`, else 1."""
-    actions = nets.onestep(states, noise).clamp(-1.0, 1.0)
+    actions = onestep_actions.clamp(-1.0, 1.0)
     detached = {name: value.detach() for name, value in nets.critic.named_parameters()}
     q = torch.func.functional_call(nets.critic, detached, (states, actions)).mean(dim=0)
     loss = -q.mean()
@@ -214,8 +215,10 @@ def actor_loss(nets: FQLNets, batch: dict[str, torch.Tensor], flow_noise: torch.
     """L_flow + alpha * L_distill + L_Q, with the three terms for logging."""
     states = batch["observations"]
     flow = flow_matching_loss(nets.bc_flow, states, batch["actions"], flow_noise, t)
-    distill = distillation_loss(nets, states, noise, config.flow_steps)
-    q_term = q_loss(nets, states, noise, config.normalize_q_loss)
+    # mu(s, z) once for both terms, as the official `actor_loss` does (`actor_actions`)
+    onestep_actions = nets.onestep(states, noise)
+    distill = distillation_loss(nets, states, noise, config.flow_steps, onestep_actions)
+    q_term = q_loss(nets, states, onestep_actions, config.normalize_q_loss)
     return flow + config.alpha * distill + q_term, {"bc_flow_loss": float(flow.detach()),
                                                     "distill_loss": float(distill.detach()),
                                                     "q_loss": float(q_term.detach())}

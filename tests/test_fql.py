@@ -123,7 +123,7 @@ def test_distillation_targets_the_clipped_euler_flow_and_is_hand_computed() -> N
     assert torch.allclose(flow, torch.tensor([[0.3, -0.2], [0.5, -1.0]]))
     # mu(s, z) = s * (0.5, 2) + z: (0.6, 2.2), (-0.7, -4.9)
     expected = ((0.6 - 0.3) ** 2 + (2.2 + 0.2) ** 2 + (-0.7 - 0.5) ** 2 + (-4.9 + 1.0) ** 2) / 4
-    loss = fql.distillation_loss(nets, STATES, NOISE, flow_steps=10)
+    loss = fql.distillation_loss(nets, STATES, NOISE, 10, nets.onestep(STATES, NOISE))
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     loss.backward()  # the target is constant: only the one-step policy gets a gradient
     assert nets.onestep.w.grad is not None and nets.bc_flow.v.grad is None
@@ -135,7 +135,7 @@ def test_q_term_is_minus_the_mean_head_value_at_the_clipped_action(normalize: bo
     # clipped mu: (0.6, 1.0), (-0.7, -1.0); Q1 = a0 + a1: 1.6, -1.7; Q2 = 3 a0 + s: 2.8, -4.1
     q = torch.tensor([(1.6 + 2.8) / 2, (-1.7 - 4.1) / 2])
     expected = -q.mean() / (q.abs().mean() if normalize else 1.0)
-    loss = fql.q_loss(nets, STATES, NOISE, normalize)
+    loss = fql.q_loss(nets, STATES, nets.onestep(STATES, NOISE), normalize)
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
     loss.backward()
     assert nets.critic.c.grad is None  # the actor's Q term never trains the critic

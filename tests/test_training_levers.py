@@ -104,7 +104,8 @@ def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients() -> None:
 
 
 @onednn
-def test_onednn_linear_leaves_small_products_grad_free_calls_and_other_dtypes_to_the_plain_layer() -> None:
+def test_onednn_linear_leaves_small_products_acting_and_other_dtypes_to_the_plain_layer(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     small, large = Linear(11, 256), Linear(256, 1024)
     cases = [(small, torch.randn(512, 11, requires_grad=True)),  # an 11-d input: a side under 64
@@ -113,8 +114,16 @@ def test_onednn_linear_leaves_small_products_grad_free_calls_and_other_dtypes_to
         assert torch.equal(layer(inputs), torch.nn.functional.linear(inputs, layer.weight, layer.bias))
         assert type(layer(inputs).grad_fn).__name__ == "AddmmBackward0"
     inputs = torch.randn(512, 256)
-    with torch.no_grad():  # acting and export: F.linear exactly
-        assert torch.equal(large(inputs), torch.nn.functional.linear(inputs, large.weight, large.bias))
+    calls = []
+    onednn_linear = core_nn._onednn_linear
+    monkeypatch.setattr(core_nn, "_onednn_linear", lambda *args: calls.append(1) or onednn_linear(*args))
+    with torch.no_grad():
+        plain = torch.nn.functional.linear(inputs, large.weight, large.bias)
+        # a training-mode module's grad-free product (a target network, FQL's Euler targets): oneDNN, close
+        assert float((large(inputs) - plain).abs().max()) <= 1e-5 * float(plain.abs().max()) and len(calls) == 1
+        # an eval-mode module without grad (acting, export): F.linear exactly
+        assert torch.equal(large.eval()(inputs), plain) and len(calls) == 1
+    large.train()
     double = Linear(256, 1024).double()
     assert type(double(inputs.double().requires_grad_(True)).grad_fn).__name__ == "AddmmBackward0"
     core_nn.ONEDNN_LINEAR = False

@@ -20,7 +20,7 @@ from torch import nn
 # So a training-time `Linear` sends its forward product and the gradient of its input through oneDNN when the
 # product is large; the weight gradient stays on MKL, which was as fast or faster for every shape measured
 # (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to float tolerance
-# (tests/test_training_levers.py). Without grad (acting, export, compiled acts) it is `F.linear` exactly.
+# (tests/test_training_levers.py). In eval mode without grad (acting, export, compiled acts) it is `F.linear`.
 ONEDNN_LINEAR = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 ONEDNN_MIN_MULTIPLY_ADDS = 1 << 24  # rows x inner x outer below this: MKL (measured break-even ~256 x 256 x 256)
 ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
@@ -63,16 +63,19 @@ class _OneDNNLinear(torch.autograd.Function):
 
 class Linear(nn.Linear):
     """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large training-time products run
-    in oneDNN on CPU; anything else (GPU, other dtypes, no grad, tracing, compiling, small products) is
-    `F.linear` exactly."""
+    in oneDNN on CPU: those that need gradients and those of a module in training mode (targets, FQL's Euler
+    distillation targets). Everything else (GPU, other dtypes, small products, tracing, compiling, and modules in
+    eval mode: acting, export, compiled acts) is `F.linear` exactly, so acting timings are unchanged."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if (inputs.dim() == 2 and inputs.device.type == "cpu" and inputs.dtype == torch.float32
-                and self.weight.dtype == torch.float32 and torch.is_grad_enabled()
-                and (inputs.requires_grad or self.weight.requires_grad)
+        needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or self.weight.requires_grad)
+        if ((needs_grad or self.training) and inputs.dim() == 2 and inputs.device.type == "cpu"
+                and inputs.dtype == torch.float32 and self.weight.dtype == torch.float32
                 and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
                 and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
-            return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
+            if needs_grad:
+                return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
+            return _onednn_linear(inputs.contiguous(), self.weight, self.bias, "none", [], "")
         return F.linear(inputs, self.weight, self.bias)
 
 
