@@ -36,8 +36,9 @@ from srpo_bench.runner import fit_context
 from srpo_bench.tasks import get_task
 
 # the settings that count a stage's steps, per method (any other method: every int field named *steps but the
-# sampler's diffusion_steps)
+# samplers' step counts, which set the work per step: diffusion_steps, FQL's Euler flow_steps)
 # (SfBC's critic plans on 256 states instead of all: the planning pass is setup, not steps, and takes minutes)
+SAMPLER_STEPS = {"diffusion_steps", "flow_steps"}
 STEP_SETTINGS = {"sfbc": {"behavior_steps": None, "critic_steps_per_epoch": None, "critic_epochs_per_iteration": 1,
                           "planning_states": 256}}
 
@@ -47,11 +48,11 @@ def step_overrides(method: str, steps: int) -> dict[str, str]:
         return {key: str(steps if value is None else value) for key, value in STEP_SETTINGS[method].items()}
     fields = get_method(method).Config.__dataclass_fields__
     return {name: str(steps) for name, field in fields.items()
-            if name.endswith("steps") and name != "diffusion_steps" and field.type in ("int", int)}
+            if name.endswith("steps") and name not in SAMPLER_STEPS and field.type in ("int", int)}
 
 
 # the matrix products of a step on CPU (forward and backward of Linear and the batched ensembles)
-MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm"}
+MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "mkldnn::_linear_pointwise"}
 
 
 def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:

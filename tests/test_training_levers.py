@@ -170,3 +170,20 @@ def trained_modules(agent: object) -> torch.nn.Module:
     if hasattr(agent, "policy"):
         return agent.policy
     return torch.nn.ModuleList(modules_of(agent))
+
+
+def test_the_step_benchmark_caps_step_counts_but_never_the_samplers_work_per_step() -> None:
+    """benchmarks/train_steps.py caps every stage's step count; a sampler's step count (FQL's Euler flow_steps,
+    the diffusion steps) sets the work of each step and must keep its official value (it once did not: FQL
+    was timed with 40 Euler steps instead of 10)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_steps", Path(__file__).parents[1] / "benchmarks"
+                                                  / "train_steps.py")
+    assert spec is not None and spec.loader is not None
+    train_steps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_steps)
+    assert train_steps.step_overrides("fql", 40) == {"steps": "40"}
+    assert train_steps.step_overrides("idql", 40) == {"actor_steps": "40", "critic_steps": "40"}
+    assert train_steps.step_overrides("srpo", 7) == {"behavior_steps": "7", "critic_steps": "7", "policy_steps": "7"}
+    assert "diffusion_steps" not in train_steps.step_overrides("diffusion-ql", 40)
