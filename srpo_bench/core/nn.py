@@ -15,14 +15,14 @@ from torch import nn
 # --- Linear: oneDNN for the large matrix products of training on CPU ---------------------------------------
 # torch's CPU `addmm`/`mm` call MKL. On the AMD EPYC this project measures on, oneDNN (in the same torch wheel)
 # runs the large products of training faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and
-# the input gradient, alone) and adds the bias in the product instead of a separate pass; below ~16.7M
+# the input gradient, alone) and adds the bias in the product instead of a separate pass; below ~33M
 # multiply-adds, or with a side under 64, its per-call cost (~20 us) loses instead (README, "Training speed").
 # So a training-time `Linear` sends its forward product and the gradient of its input through oneDNN when the
 # product is large; the weight gradient stays on MKL, which was as fast or faster for every shape measured
 # (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to float tolerance
 # (tests/test_training_levers.py). In eval mode without grad (acting, export, compiled acts) it is `F.linear`.
 ONEDNN_LINEAR = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
-ONEDNN_MIN_MULTIPLY_ADDS = 1 << 24  # rows x inner x outer below this: MKL (measured break-even ~256 x 256 x 256)
+ONEDNN_MIN_MULTIPLY_ADDS = 1 << 25  # rows x inner x outer below this: MKL (256 x 256 x 256, 16.7M: a wash, 1.02x)
 ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
 _onednn_linear = (getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available()
                   else None)
