@@ -64,7 +64,7 @@ from srpo_bench.config import positive, within
 from srpo_bench.core.agents import Agent
 from srpo_bench.core.flow import euler_sample, flow_matching_loss
 from srpo_bench.core.method import FAMILIES, Method
-from srpo_bench.core.nn import Linear, polyak_update
+from srpo_bench.core.nn import GELUTanh, Linear, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
@@ -122,7 +122,7 @@ def fql_mlp(input_dim: int, hidden: int, layers: int, output_dim: int, layer_nor
     modules: list[nn.Module] = []
     width = input_dim
     for _ in range(layers):
-        modules += [Linear(width, hidden), nn.GELU(approximate="tanh")]
+        modules += [Linear(width, hidden), GELUTanh()]
         if layer_norm:
             modules.append(nn.LayerNorm(hidden, eps=FLAX_LAYER_NORM_EPS))
         width = hidden

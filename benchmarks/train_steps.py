@@ -57,7 +57,7 @@ MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "ate
 
 def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
     """Fit `method` from scratch with every stage capped at `steps`; the context holds the step timings."""
-    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = levers
+    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = levers
     task = get_task(task_name)
     dataset = task.load()
     config = resolve_config(get_method(method), task, "paper", step_overrides(method, steps))

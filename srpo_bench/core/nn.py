@@ -79,6 +79,54 @@ class Linear(nn.Linear):
         return F.linear(inputs, self.weight, self.bias)
 
 
+# --- GELU (tanh approximation) without tanh ------------------------------------------------------------------
+# 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same function (flax's default
+# `nn.gelu`, FQL's MLPs), written with sigmoid because torch's vectorised tanh is slow on this CPU (2.6 ns per
+# element against sigmoid's 0.5; torch's tanh-GELU costs ~0.3 ms per 256 x 512 call, FQL makes 76 such calls a
+# step). Within float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py).
+GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
+GELU_C = 0.044715
+
+
+def _gelu_gate(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3)), in place on one new tensor."""
+    return (x * x).mul_(GELU_C).add_(1.0).mul_(x).mul_(GELU_K).sigmoid_()
+
+
+class _GELUTanh(torch.autograd.Function):
+    """y = x s, s the gate; dy/dx = s (1 + x (1 - s) K (1 + 3 C x^2)) from the saved x and s."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
+        gate = _gelu_gate(x)
+        ctx.save_for_backward(x, gate)
+        return x * gate
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        x, gate = ctx.saved_tensors
+        slope = (x * x).mul_(3.0 * GELU_C).add_(1.0).mul_(GELU_K).mul_(x)  # x K (1 + 3 C x^2)
+        slope.addcmul_(slope, gate, value=-1.0)  # times (1 - s)
+        return slope.add_(1.0).mul_(gate).mul_(grad)
+
+
+class GELUTanh(nn.Module):
+    """`nn.GELU(approximate="tanh")` computed through sigmoid in training mode on CPU float32 (the lever
+    `ONEDNN_LINEAR`'s companion, switched with it: `FAST_GELU`); eval mode (acting, export) and anything else is
+    `F.gelu(approximate="tanh")` exactly, so acting timings are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (FAST_GELU and self.training and x.device.type == "cpu" and x.dtype == torch.float32
+                and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())):
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _GELUTanh.apply(x)
+            return _gelu_gate(x).mul_(x)
+        return F.gelu(x, approximate="tanh")
+
+
+FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
+
+
 def mlp(
     input_dim: int,
     hidden_dims: Sequence[int],
