@@ -84,6 +84,7 @@ class Linear(nn.Linear):
 # `nn.gelu`, FQL's MLPs), written with sigmoid because torch's vectorised tanh is slow on this CPU (2.6 ns per
 # element against sigmoid's 0.5; torch's tanh-GELU costs ~0.3 ms per 256 x 512 call, FQL makes 76 such calls a
 # step). Within float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py).
+FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
 
@@ -111,9 +112,9 @@ class _GELUTanh(torch.autograd.Function):
 
 
 class GELUTanh(nn.Module):
-    """`nn.GELU(approximate="tanh")` computed through sigmoid in training mode on CPU float32 (the lever
-    `ONEDNN_LINEAR`'s companion, switched with it: `FAST_GELU`); eval mode (acting, export) and anything else is
-    `F.gelu(approximate="tanh")` exactly, so acting timings are unchanged."""
+    """`nn.GELU(approximate="tanh")` computed through sigmoid in training mode on CPU float32 (lever flag
+    `FAST_GELU`); eval mode (acting, export) and anything else is `F.gelu(approximate="tanh")` exactly, so acting
+    timings are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (FAST_GELU and self.training and x.device.type == "cpu" and x.dtype == torch.float32
@@ -122,9 +123,6 @@ class GELUTanh(nn.Module):
                 return _GELUTanh.apply(x)
             return _gelu_gate(x).mul_(x)
         return F.gelu(x, approximate="tanh")
-
-
-FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 
 
 def mlp(
