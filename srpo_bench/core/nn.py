@@ -28,6 +28,12 @@ _onednn_linear = (getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.
                   else None)
 
 
+def eager_cpu_float32(x: torch.Tensor) -> bool:
+    """A float32 CPU tensor outside tracing, scripting and compiling: where the CPU training levers apply."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32
+            and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()))
+
+
 def onednn_pays(rows: int, inner: int, outer: int) -> bool:
     """Whether a [rows, inner] x [inner, outer] product goes to oneDNN (see the measurements above)."""
     return (ONEDNN_LINEAR and _onednn_linear is not None and inner >= ONEDNN_MIN_SIDE and outer >= ONEDNN_MIN_SIDE
@@ -69,9 +75,8 @@ class Linear(nn.Linear):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or self.weight.requires_grad)
-        if ((needs_grad or self.training) and inputs.dim() == 2 and inputs.device.type == "cpu"
-                and inputs.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
+        if ((needs_grad or self.training) and inputs.dim() == 2 and eager_cpu_float32(inputs)
+                and self.weight.dtype == torch.float32
                 and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
             if needs_grad:
                 return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
@@ -117,8 +122,7 @@ class GELUTanh(nn.Module):
     timings are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (FAST_GELU and self.training and x.device.type == "cpu" and x.dtype == torch.float32
-                and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())):
+        if FAST_GELU and self.training and eager_cpu_float32(x):
             if torch.is_grad_enabled() and x.requires_grad:
                 return _GELUTanh.apply(x)
             return _gelu_gate(x).mul_(x)
