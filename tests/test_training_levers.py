@@ -1,8 +1,9 @@
 """Training levers keep results equal: fused Adam/AdamW gives the default implementation's weights to float
 tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
 outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
-foreach Polyak update is the per-tensor one bit for bit, and whole stages trained with the levers on and off end
-at the same weights (so stage keys, which pin the trained result, stay as they are)."""
+sigmoid-form GELU is tanh-GELU to float rounding, the foreach Polyak update is the per-tensor one bit for bit,
+and whole stages trained with the levers on and off end at the same weights (so stage keys, which pin the
+trained result, stay as they are). Also: the step benchmark keeps each sampler's official step count."""
 
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients() -> None:
     for got, expected in zip(fast, plain, strict=True):
         scale = float(expected.abs().max())
         assert float((got - expected).abs().max()) <= 1e-5 * scale
-    # and the float64 truth is as close to one as to the other
+    # and close to the float64 truth
     exact = inputs.double() @ layer.weight.detach().double().T + layer.bias.detach().double()
     assert float((fast[0].double() - exact).abs().max()) < 1e-4
 
