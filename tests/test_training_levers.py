@@ -134,6 +134,14 @@ def test_onednn_linear_leaves_small_products_acting_and_other_dtypes_to_the_plai
         core_nn.ONEDNN_LINEAR = True
 
 
+def test_a_torch_without_onednn_gets_the_plain_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "_onednn_linear", None)  # a build without mkldnn, or a release without the op
+    layer, inputs = Linear(256, 1024), torch.randn(512, 256, requires_grad=True)
+    outputs = layer(inputs)
+    assert type(outputs.grad_fn).__name__ == "AddmmBackward0"
+    assert torch.equal(outputs, torch.nn.functional.linear(inputs, layer.weight, layer.bias))
+
+
 def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_grad() -> None:
     torch.manual_seed(0)
     x = torch.randn(256, 512) * 3.0  # both tails and the bend
