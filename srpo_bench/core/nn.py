@@ -57,9 +57,9 @@ class _OneDNNLinear(torch.autograd.Function):
         grad = grad.contiguous()
         grad_inputs = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            out_features, in_features = weight.shape
-            grad_inputs = (_onednn_linear(grad, weight.t(), None, "none", [], "")
-                           if onednn_pays(grad.shape[0], out_features, in_features) else grad.mm(weight))
+            # [rows, out] x [out, in]: the forward's rows x in x out multiply-adds and sides, so oneDNN pays here
+            # exactly when it did forward (`onednn_pays` is symmetric in inner and outer)
+            grad_inputs = _onednn_linear(grad, weight.t(), None, "none", [], "")
         if ctx.needs_input_grad[1]:
             grad_weight = grad.t().mm(inputs)
         if ctx.has_bias and ctx.needs_input_grad[2]:
