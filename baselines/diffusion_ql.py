@@ -60,7 +60,7 @@ from srpo_bench.core.agents import Agent, CandidateAgent, softmax_draw_selection
 from srpo_bench.core.critics import TwinQ
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
 from srpo_bench.core.method import Method
-from srpo_bench.core.nn import SinusoidalTimeEmbedding, mlp, polyak_update
+from srpo_bench.core.nn import Mish, SinusoidalTimeEmbedding, mlp, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
@@ -196,9 +196,9 @@ class DiffusionQLNoiseNet(nn.Module):
         super().__init__()
         self.time_mlp = nn.Sequential(
             SinusoidalTimeEmbedding(time_embed_dim),
-            mlp(time_embed_dim, (2 * time_embed_dim,), time_embed_dim, activation=nn.Mish),
+            mlp(time_embed_dim, (2 * time_embed_dim,), time_embed_dim, activation=Mish),
         )
-        self.body = mlp(act_dim + time_embed_dim + obs_dim, (hidden, hidden, hidden), act_dim, activation=nn.Mish)
+        self.body = mlp(act_dim + time_embed_dim + obs_dim, (hidden, hidden, hidden), act_dim, activation=Mish)
 
     def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         return self.body(torch.cat([noisy_actions, self.time_mlp(t), states], dim=-1))
@@ -211,7 +211,7 @@ def diffusion_ql_schedule(config: DiffusionQLConfig | DiffusionQLJointStage) -> 
 
 def diffusion_ql_critic(obs_dim: int, act_dim: int, hidden: int = 256) -> TwinQ:
     """`ql_diffusion.py::Critic`: two heads, each 3 x (Linear 256 + Mish) -> Linear(1)."""
-    return TwinQ(obs_dim, act_dim, (hidden, hidden, hidden), nn.Mish)
+    return TwinQ(obs_dim, act_dim, (hidden, hidden, hidden), Mish)
 
 
 # --- the losses ------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Training steps per second, per stage and method, with the training levers off ("before": torch's default
-Adam/AdamW, every dataset array gathered per minibatch) and on ("after": fused Adam/AdamW, arrays gathered when
-read), interleaved in rounds in one process; medians over rounds.
+Adam/AdamW, every dataset array gathered per minibatch, MKL products, torch's activations) and on ("after": fused
+Adam/AdamW, arrays gathered when read, oneDNN for large products, sigmoid-form GELU, compiled Mish: see
+srpo_bench/core/nn.py), interleaved in rounds in one process; medians over rounds.
 
     taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
         [--profile]
@@ -57,7 +58,12 @@ MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "ate
 
 def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
     """Fit `method` from scratch with every stage capped at `steps`; the context holds the step timings."""
-    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = levers
+    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = nn.FAST_MISH = levers
+    if levers:
+        # a long training run compiles the Mish kernels after its first ~5 s in torch's mish (nn.py); these short
+        # timed runs compile them up front, outside the timed steps, so they time what the long run settles into
+        nn.MISH_COMPILE_AFTER = 0
+        nn.compiled_mish()
     task = get_task(task_name)
     dataset = task.load()
     config = resolve_config(get_method(method), task, "paper", step_overrides(method, steps))

@@ -1,9 +1,11 @@
 """Training levers keep results equal: fused Adam/AdamW gives the default implementation's weights to float
 tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
 outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
-sigmoid-form GELU is tanh-GELU to float rounding, the foreach Polyak update is the per-tensor one bit for bit,
-and whole stages trained with the levers on and off end at the same weights (so stage keys, which pin the
-trained result, stay as they are). Also: the step benchmark keeps each sampler's official step count."""
+sigmoid-form GELU is tanh-GELU to float rounding, the compiled one-exp Mish is torch's `mish` to float rounding
+(and only compiles once a process has spent its compile time in torch's), the foreach Polyak update is the
+per-tensor one bit for bit, and whole stages trained with the levers on and off end at the same weights (so
+stage keys, which pin the trained result, stay as they are). Also: the step benchmark keeps each sampler's
+official step count."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 
 from srpo_bench.core import nn as core_nn
 from srpo_bench.core import optim
-from srpo_bench.core.nn import GELUTanh, Linear, LNResNet, polyak_update
+from srpo_bench.core.nn import GELUTanh, Linear, LNResNet, Mish, polyak_update
 from srpo_bench.data import sampler
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.progress import Reporter
@@ -168,6 +170,78 @@ def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_g
         assert torch.equal(gelu.eval()(x), torch.nn.functional.gelu(x, approximate="tanh"))  # acting: exact
 
 
+@pytest.fixture
+def fresh_mish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Mish lever's process state as in a new process (kernels not compiled, no time spent in torch's mish)."""
+    monkeypatch.setattr(core_nn, "_mish_kernels", None)
+    monkeypatch.setattr(core_nn, "_mish_compile_failed", False)
+    monkeypatch.setattr(core_nn, "_mish_element_passes", 0)
+
+
+def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_mish: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
+    torch.manual_seed(0)
+    # the bulk, both tails, the clamp at 20 and values far past it, with exact zeros and huge magnitudes
+    edges = torch.tensor([-1e6, -200.0, -88.0, -30.0, -20.0, -5.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 5.0, 19.99, 20.0,
+                          20.01, 30.0, 88.0, 200.0, 1e6])
+    x = torch.cat([torch.randn(128 * 256) * 4.0, edges]).reshape(-1, 1)  # [32787, 1]: not a round shape
+    upstream = torch.randn_like(x)
+    exact_x = x.double().requires_grad_(True)
+    exact = torch.nn.functional.mish(exact_x)
+    (exact_grad,) = torch.autograd.grad(exact, exact_x, upstream.double())
+    torch_x = x.clone().requires_grad_(True)
+    torch_y = torch.nn.functional.mish(torch_x)
+    (torch_grad,) = torch.autograd.grad(torch_y, torch_x, upstream)
+    mish = Mish()
+    ours_x = x.clone().requires_grad_(True)
+    ours_y = mish(ours_x)
+    assert type(ours_y.grad_fn).__name__ == "_MishBackward" and ours_y.shape == x.shape
+    (ours_grad,) = torch.autograd.grad(ours_y, ours_x, upstream)
+    exact = exact.detach()
+    scale = exact.abs().clamp(min=1.0)  # relative error for large values, absolute near zero
+    assert float(((ours_y.detach().double() - exact) / scale).abs().max()) < 4 * float(
+        ((torch_y.detach().double() - exact) / scale).abs().max()) + 1e-6
+    grad_scale = exact_grad.abs().clamp(min=1.0)
+    assert float(((ours_grad.double() - exact_grad) / grad_scale).abs().max()) < 1e-5
+    assert float(((torch_grad.double() - exact_grad) / grad_scale).abs().max()) < 1e-5
+    assert torch.isnan(mish(torch.tensor([float("nan")] * 9000))).all()  # NaN stays NaN, as in torch's
+    with torch.no_grad():
+        assert float(((mish(x).double() - exact) / scale).abs().max()) < 1e-6  # training mode, no grad
+        assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))  # acting: exact
+
+
+def test_the_mish_lever_compiles_only_after_the_process_spent_its_compile_time_in_torchs_mish(
+        fresh_mish: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(64, 256, requires_grad=True)  # 16384 elements, two passes each with grad
+    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 3 * 2 * x.numel())
+    mish = Mish()
+    assert [type(mish(x).grad_fn).__name__ for _ in range(4)] == ["MishBackward0", "MishBackward0",
+                                                                   "_MishBackward", "_MishBackward"]
+    small = torch.randn(8, 256, requires_grad=True)  # under MISH_MIN_ELEMENTS: torch's, compiled or not
+    assert type(mish(small).grad_fn).__name__ == "MishBackward0"
+    assert type(mish.eval()(x).grad_fn).__name__ == "MishBackward0"  # eval mode never takes the lever
+
+
+def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_mish: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("no C++ compiler found\n(details)")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
+    x = torch.randn(64, 256, requires_grad=True)
+    expected = r"Mish lever off, torch.s mish kept: torch.compile failed \(RuntimeError: no C\+\+ compiler found\)$"
+    with pytest.warns(RuntimeWarning, match=expected):
+        y = Mish()(x)
+    assert type(y.grad_fn).__name__ == "MishBackward0"
+    assert torch.equal(y, torch.nn.functional.mish(x))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the failure is remembered: no second compile, no second warning
+        Mish()(x)
+
+
 def test_the_foreach_polyak_update_is_the_per_tensor_lerp_bit_for_bit() -> None:
     torch.manual_seed(0)
     source, target = LNResNet(6, 3, width=32, blocks=2), LNResNet(6, 3, width=32, blocks=2)
@@ -179,23 +253,28 @@ def test_the_foreach_polyak_update_is_the_per_tensor_lerp_bit_for_bit() -> None:
         polyak_update(LNResNet(6, 3, width=32, blocks=1), source, 0.005)
 
 
-@pytest.mark.parametrize("method", ["bc", "srpo", "idql", "fql"])
+@pytest.mark.parametrize("method", ["bc", "srpo", "idql", "fql", "diffusion-ql"])
 def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
         method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the toy nets are small: lower oneDNN's threshold so that the lever is exercised on every product it can take
+    # the toy nets are small: lower oneDNN's and Mish's thresholds so that the levers are exercised on every product
+    # and activation they can take, from the first step
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_SIDE", 1)
+    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
+    monkeypatch.setattr(core_nn, "MISH_MIN_ELEMENTS", 1)
     task = get_task("toy-two-moons")
     dataset = task.load()
     weights = []
     for levers in (True, False):
         optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = levers
+        core_nn.FAST_MISH = levers
         try:
             config, ctx = fit_context(task, method, dataset, 0, "smoke", tmp_path / str(levers), torch.device("cpu"),
                                       Reporter(quiet=True))
             agent = get_method(method)().fit(ctx, config)
         finally:
             optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = True
+            core_nn.FAST_MISH = True
         weights.append([p.detach().clone() for p in trained_modules(agent).parameters()])
     # FQL: Adam (lr 3e-4) on 4 x 512 nets turns the float-rounding differences of near-zero gradient entries into
     # weight differences of ~1e-5 within 20 steps (either lever alone does it: oneDNN 1.6e-5, the sigmoid GELU

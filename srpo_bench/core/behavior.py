@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from srpo_bench.core.diffusion import VPSDE, vpsde_denoising_loss
-from srpo_bench.core.nn import GaussianFourierProjection, NoisePredictor
+from srpo_bench.core.nn import GaussianFourierProjection, Mish, NoisePredictor
 from srpo_bench.core.optim import adamw
 from srpo_bench.core.stages import FitContext, StageConfig, train_mode
 from srpo_bench.data.sampler import EpochSampler
@@ -33,7 +31,7 @@ class VPSDEBehaviorStage(StageConfig):
 def vpsde_behavior_model(obs_dim: int, act_dim: int, config: VPSDEBehaviorStage) -> NoisePredictor:
     return NoisePredictor(
         obs_dim, act_dim, GaussianFourierProjection(64, 30.0), 64, cond_dims=(128, 128),
-        width=config.width, blocks=config.blocks, dropout=config.dropout, activation=nn.Mish,
+        width=config.width, blocks=config.blocks, dropout=config.dropout, activation=Mish,
     )
 
 
