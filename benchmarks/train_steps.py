@@ -56,8 +56,10 @@ def step_overrides(method: str, steps: int) -> dict[str, str]:
 MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "mkldnn::_linear_pointwise"}
 
 
-def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
-    """Fit `method` from scratch with every stage capped at `steps`; the context holds the step timings."""
+def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict[str, str] | None = None
+          ) -> FitContext:
+    """Fit `method` from scratch with every stage capped at `steps` (or the given step settings); the context
+    holds the step timings."""
     optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = nn.FAST_MISH = levers
     if levers:
         # a long training run compiles the Mish kernels after its first ~5 s in torch's mish (nn.py); these short
@@ -66,7 +68,8 @@ def train(task_name: str, method: str, steps: int, levers: bool) -> FitContext:
         nn.compiled_mish()
     task = get_task(task_name)
     dataset = task.load()
-    config = resolve_config(get_method(method), task, "paper", step_overrides(method, steps))
+    config = resolve_config(get_method(method), task, "paper",
+                            step_overrides(method, steps) if overrides is None else overrides)
     with tempfile.TemporaryDirectory() as out:
         config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
                                   Reporter(quiet=True), config=config)
