@@ -4,8 +4,10 @@
     git clone https://github.com/Zhendong-Wang/Diffusion-Policies-for-Offline-RL   # d871f5c
     git clone https://github.com/philippe-eecs/IDQL                                # 7582571 (JAX)
     git clone https://github.com/seohongpark/fql                                   # 719d044 (JAX)
+    git clone https://github.com/ChenDRAG/SfBC                                     # d384e9f
     taskset -c 0 python benchmarks/vs_official.py srpo PATH/TO/SRPO [--rounds 10]
     taskset -c 0 python benchmarks/vs_official.py diffusion-ql PATH/TO/Diffusion-Policies-for-Offline-RL
+    taskset -c 0 python benchmarks/vs_official.py sfbc PATH/TO/SfBC
     taskset -c 0 python benchmarks/vs_official.py idql PATH/TO/IDQL --python JAX_VENV/bin/python
     taskset -c 0 python benchmarks/vs_official.py fql PATH/TO/fql --python JAX_VENV/bin/python
 
@@ -29,6 +31,12 @@ What each official step is, per our stage:
                      temperature table, 'VDS' weighting, 2-layer policy)
   diffusion-ql joint Diffusion_QL.train(Data_Sampler, iterations=chunk, batch_size=256) with main.py's
                      hopper-medium-replay settings (T=5 'vp', eta 1.0, grad norm 4.0, lr decay over 2000)
+  sfbc behavior      one batch of the official DataLoader(Diffusion_buffer, 4096, shuffle=True) + loss_fn on the
+                     U-MLP ScoreNet + Adam 1e-4 (train_behavior.py's loop body)
+  sfbc critic        one batch of the same loader + the Q regression on the returns column + Adam 1e-3
+                     (train_critic.py's loop body; the small 2 x 256 SiLU critic of locomotion)
+  (SfBC's returns planning pass is setup on both sides and is not timed; the official loader's per-row Python
+  indexing and collation are part of its step, as they are of every official training run)
   idql behavior      DDPMIQLLearner.actor_update, batch 512 (pre-built batches: no minibatch draw)
   idql critic        DDPMIQLLearner.critic_update, batch 512 (idem)
   fql joint          FQLAgent.update, batch 256 (idem)
@@ -62,9 +70,14 @@ OFFICIAL_TASK = "hopper-medium-replay-v2"
 # per (method, stage): the setting that counts its steps, and the steps per chunk (about a second of work)
 STAGE_STEPS = {("srpo", "behavior"): "behavior_steps", ("srpo", "critic"): "critic_steps",
                ("srpo", "policy"): "policy_steps", ("diffusion-ql", "joint"): "steps",
-               ("idql", "behavior"): "actor_steps", ("idql", "critic"): "critic_steps", ("fql", "joint"): "steps"}
+               ("idql", "behavior"): "actor_steps", ("idql", "critic"): "critic_steps", ("fql", "joint"): "steps",
+               ("sfbc", "behavior"): "behavior_steps", ("sfbc", "critic"): "critic_steps_per_epoch"}
 CHUNKS = {("srpo", "behavior"): 4, ("srpo", "critic"): 60, ("srpo", "policy"): 30, ("diffusion-ql", "joint"): 10,
-          ("idql", "behavior"): 8, ("idql", "critic"): 30, ("fql", "joint"): 5}
+          ("idql", "behavior"): 8, ("idql", "critic"): 30, ("fql", "joint"): 5, ("sfbc", "behavior"): 3,
+          ("sfbc", "critic"): 10}
+# settings fixed for the timing on our side, besides the step counts (SfBC: one critic epoch per iteration, and
+# the planning pass on 256 states, as in benchmarks/train_steps.py)
+FIXED_SETTINGS = {"sfbc": {"critic_epochs_per_iteration": "1", "planning_states": "256"}}
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "official_jax_worker.py")
 
 
@@ -165,6 +178,66 @@ def official_diffusion_ql(repo: str, python: str | None) -> dict[str, Callable[[
     return {"joint": timed(lambda n: agent.train(buffer, iterations=n, batch_size=256))}
 
 
+def official_sfbc(repo: str, python: str | None) -> dict[str, Callable[[int], float]]:
+    stub_modules("d4rl", "gym")
+    sys.path.insert(0, repo)
+    dataset_package = types.ModuleType("dataset")  # its __init__ builds a gym toy environment: skip it
+    dataset_package.__path__ = [os.path.join(repo, "dataset")]
+    sys.modules["dataset"] = dataset_package
+    from dataset.dataset import Diffusion_buffer  # the official modules
+    from diffusion_SDE.loss import loss_fn
+    from diffusion_SDE.model import ScoreNet
+    from diffusion_SDE.schedule import marginal_prob_std
+    from torch.utils.data import DataLoader
+
+    data = dataset_arrays()
+    states, actions = data["observations"].astype(np.float32), data["actions"].astype(np.float32)
+    obs_dim, act_dim = states.shape[1], actions.shape[1]
+
+    def buffer(samples_per_epoch: int) -> object:
+        """The official Diffusion_buffer without its d4rl loading: the attributes __getitem__/__len__ read, with
+        the lite dataset's states and actions (the returns column is random: its values cost nothing)."""
+        rows = Diffusion_buffer.__new__(Diffusion_buffer)
+        returns = np.random.default_rng(0).standard_normal((len(states), 1)).astype(np.float32)
+        rows.ys, rows.states, rows.len = np.concatenate([returns, actions], axis=-1), states, len(states)
+        rows.fake_len = int(np.maximum(np.round(samples_per_epoch / rows.len), 1)) * rows.len
+        return rows
+
+    def batches(samples_per_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        loader = DataLoader(buffer(samples_per_epoch), batch_size=4096, shuffle=True)
+        while True:
+            yield from loader
+
+    args = argparse.Namespace(device="cpu", critic_type="small")
+    std_fn = functools.partial(marginal_prob_std, sigma=40.0, device="cpu")
+    model = ScoreNet(input_dim=obs_dim + act_dim, output_dim=act_dim, marginal_prob_std=std_fn, args=args)
+    behavior_optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    critic_optimizer = torch.optim.Adam(model.q[0].parameters(), lr=1e-3)
+    behavior_batches, critic_batches = batches(4_000_000), batches(1_000_000)  # sample_per_epoch of each script
+
+    def behavior_steps(n: int) -> None:
+        for _ in range(n):
+            x, condition = next(behavior_batches)
+            x = x[:, 1:]
+            model.condition = condition
+            loss = loss_fn(model, x, std_fn)
+            behavior_optimizer.zero_grad()
+            loss.backward()
+            behavior_optimizer.step()
+            model.condition = None
+
+    def critic_steps(n: int) -> None:
+        for _ in range(n):
+            x, condition = next(critic_batches)
+            loss = torch.mean((model.calculateQ(condition, x[:, 1:]) - x[:, :1]) ** 2)
+            critic_optimizer.zero_grad()
+            loss.backward()
+            critic_optimizer.step()
+            model.condition = None
+
+    return {"behavior": timed(behavior_steps), "critic": timed(critic_steps)}
+
+
 def official_jax(method: str) -> Callable[[str, str | None], dict[str, Callable[[int], float]]]:
     def start(repo: str, python: str | None) -> dict[str, Callable[[int], float]]:
         if python is None:
@@ -193,8 +266,8 @@ def official_jax(method: str) -> Callable[[str, str | None], dict[str, Callable[
     return start
 
 
-OFFICIALS = {"srpo": official_srpo, "diffusion-ql": official_diffusion_ql, "idql": official_jax("idql"),
-             "fql": official_jax("fql")}
+OFFICIALS = {"srpo": official_srpo, "diffusion-ql": official_diffusion_ql, "sfbc": official_sfbc,
+             "idql": official_jax("idql"), "fql": official_jax("fql")}
 
 
 def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds: int, warmup: int
@@ -224,7 +297,7 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
     stages.FitContext.steps = steps  # type: ignore[method-assign]
     try:
         overrides = {STAGE_STEPS[method, stage]: str(warmup + rounds * chunk + 1)
-                     for (m, stage), chunk in CHUNKS.items() if m == method}
+                     for (m, stage), chunk in CHUNKS.items() if m == method} | FIXED_SETTINGS.get(method, {})
         train_steps.train(TASK, method, 0, levers=True, overrides=overrides)
     finally:
         stages.FitContext.steps = original  # type: ignore[method-assign]
