@@ -1,6 +1,6 @@
 """Training steps per second, per stage and method, with the training levers off ("before": torch's default
 Adam/AdamW, every dataset array gathered per minibatch, MKL products, torch's activations) and on ("after": fused
-Adam/AdamW, arrays gathered when read, oneDNN for large products, sigmoid-form GELU, compiled Mish: see
+Adam/AdamW, arrays gathered when read, oneDNN for large products, compiled sigmoid-form GELU and one-exp Mish: see
 srpo_bench/core/nn.py), interleaved in rounds in one process; medians over rounds.
 
     taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
@@ -62,10 +62,12 @@ def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict
     holds the step timings."""
     optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = nn.FAST_MISH = levers
     if levers:
-        # a long training run compiles the Mish kernels after its first ~5 s in torch's mish (nn.py); these short
-        # timed runs compile them up front, outside the timed steps, so they time what the long run settles into
-        nn.MISH_COMPILE_AFTER = 0
-        nn.compiled_mish()
+        # a long training run compiles its activations' kernels after its first ~5 s in their eager forms (nn.py);
+        # these short timed runs compile them up front, outside the timed steps: they time what a long run settles
+        # into
+        nn.COMPILE_AFTER_SECONDS = 0.0
+        nn.MISH.compile()
+        nn.GELU.compile()
     task = get_task(task_name)
     dataset = task.load()
     config = resolve_config(get_method(method), task, "paper",

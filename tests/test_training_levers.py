@@ -144,7 +144,10 @@ def test_a_torch_without_onednn_gets_the_plain_layer(monkeypatch: pytest.MonkeyP
     assert torch.equal(outputs, torch.nn.functional.linear(inputs, layer.weight, layer.bias))
 
 
-def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_grad() -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_grad(
+        compiled: bool, fresh_compiled_activations: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0 if compiled else float("inf"))
     torch.manual_seed(0)
     x = torch.randn(256, 512) * 3.0  # both tails and the bend
     upstream = torch.randn(256, 512)
@@ -157,7 +160,8 @@ def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_g
     gelu = GELUTanh()
     ours_x = x.clone().requires_grad_(True)
     ours_y = gelu(ours_x)
-    assert type(ours_y.grad_fn).__name__ == "_GELUTanhBackward"
+    assert type(ours_y.grad_fn).__name__ == ("_CompiledActivationFunctionBackward" if compiled
+                                             else "_GELUTanhBackward")
     (ours_grad,) = torch.autograd.grad(ours_y, ours_x, upstream)
     # within a few float32 roundings of the float64 truth, like torch's own kernel
     exact = exact.detach()
@@ -171,16 +175,17 @@ def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_g
 
 
 @pytest.fixture
-def fresh_mish(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Mish lever's process state as in a new process (kernels not compiled, no time spent in torch's mish)."""
-    monkeypatch.setattr(core_nn, "_mish_kernels", None)
-    monkeypatch.setattr(core_nn, "_mish_compile_failed", False)
-    monkeypatch.setattr(core_nn, "_mish_element_passes", 0)
+def fresh_compiled_activations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled activations' process state as in a new process (not compiled, no time spent eagerly)."""
+    for activation in (core_nn.MISH, core_nn.GELU):
+        monkeypatch.setattr(activation, "kernels", None)
+        monkeypatch.setattr(activation, "failed", False)
+        monkeypatch.setattr(activation, "element_passes", 0)
 
 
-def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_mish: None,
+def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_compiled_activations: None,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
+    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
     torch.manual_seed(0)
     # the bulk, both tails, the clamp at 20 and values far past it, with exact zeros and huge magnitudes
     edges = torch.tensor([-1e6, -200.0, -88.0, -30.0, -20.0, -5.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 5.0, 19.99, 20.0,
@@ -196,7 +201,7 @@ def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_mish: 
     mish = Mish()
     ours_x = x.clone().requires_grad_(True)
     ours_y = mish(ours_x)
-    assert type(ours_y.grad_fn).__name__ == "_MishBackward" and ours_y.shape == x.shape
+    assert type(ours_y.grad_fn).__name__ == "_CompiledActivationFunctionBackward" and ours_y.shape == x.shape
     (ours_grad,) = torch.autograd.grad(ours_y, ours_x, upstream)
     exact = exact.detach()
     scale = exact.abs().clamp(min=1.0)  # relative error for large values, absolute near zero
@@ -212,26 +217,29 @@ def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_mish: 
 
 
 def test_the_mish_lever_compiles_only_after_the_process_spent_its_compile_time_in_torchs_mish(
-        fresh_mish: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        fresh_compiled_activations: None, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(64, 256, requires_grad=True)  # 16384 elements, two passes each with grad
-    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 3 * 2 * x.numel())
+    # compile on the third call: its eager cost estimate reaches COMPILE_AFTER_SECONDS there
+    passes = 3 * 2 * x.numel()
+    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", passes * core_nn.MISH.eager_ns_per_element * 1e-9)
     mish = Mish()
-    assert [type(mish(x).grad_fn).__name__ for _ in range(4)] == ["MishBackward0", "MishBackward0",
-                                                                   "_MishBackward", "_MishBackward"]
-    small = torch.randn(8, 256, requires_grad=True)  # under MISH_MIN_ELEMENTS: torch's, compiled or not
+    compiled = "_CompiledActivationFunctionBackward"
+    assert [type(mish(x).grad_fn).__name__ for _ in range(4)] == ["MishBackward0", "MishBackward0", compiled,
+                                                                   compiled]
+    small = torch.randn(8, 256, requires_grad=True)  # under COMPILED_MIN_ELEMENTS: torch's, compiled or not
     assert type(mish(small).grad_fn).__name__ == "MishBackward0"
     assert type(mish.eval()(x).grad_fn).__name__ == "MishBackward0"  # eval mode never takes the lever
 
 
-def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_mish: None,
+def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled_activations: None,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     def no_compiler(*args: object, **kwargs: object) -> object:
         raise RuntimeError("no C++ compiler found\n(details)")
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
+    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
     x = torch.randn(64, 256, requires_grad=True)
-    expected = r"Mish lever off, torch.s mish kept: torch.compile failed \(RuntimeError: no C\+\+ compiler found\)$"
+    expected = r"Mish lever off, the eager form kept: torch.compile failed \(RuntimeError: no C\+\+ compiler found\)$"
     with pytest.warns(RuntimeWarning, match=expected):
         y = Mish()(x)
     assert type(y.grad_fn).__name__ == "MishBackward0"
@@ -260,8 +268,8 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     # and activation they can take, from the first step
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_SIDE", 1)
-    monkeypatch.setattr(core_nn, "MISH_COMPILE_AFTER", 0)
-    monkeypatch.setattr(core_nn, "MISH_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(core_nn, "COMPILED_MIN_ELEMENTS", 1)
     task = get_task("toy-two-moons")
     dataset = task.load()
     weights = []

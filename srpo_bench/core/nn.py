@@ -85,11 +85,86 @@ class Linear(nn.Linear):
         return F.linear(inputs, self.weight, self.bias)
 
 
+# --- compiled elementwise activations ----------------------------------------------------------------------
+# An activation written as a few torch ops costs one pass over memory per op in eager mode; inductor
+# (`torch.compile`) fuses each direction into one loop. Compiling costs ~5 s per process (~20 s with a cold inductor
+# cache), so it follows the ski-rental rule: a process runs the eager form until it has spent about that long in
+# it (COMPILE_AFTER_SECONDS, estimated from the element passes at the activation's measured eager cost), then
+# compiles; short runs (tests, smoke profiles) never pay for a compile they cannot earn back. The kernels work on
+# flat tensors, so one compiled kernel serves every shape. Where compiling fails (no C++ compiler, an inductor
+# error) the process keeps the eager form, with one warning. Training mode, CPU float32 only, like the other
+# levers; eval mode (acting, export, compiled acts) is torch's own function exactly.
+COMPILE_AFTER_SECONDS = 5.0
+COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to the eager form (measured)
+
+
+class CompiledActivation:
+    """y = forward(x), dx = backward(x, dy) for one elementwise activation, compiled once per process when due."""
+
+    def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor],
+                 backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 reference: Callable[[torch.Tensor], torch.Tensor], eager_ns_per_element: float) -> None:
+        self.name, self.forward, self.backward, self.reference = name, forward, backward, reference
+        self.eager_ns_per_element = eager_ns_per_element  # the eager path's cost here, per element and pass
+        self.kernels: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
+        self.failed = False
+        self.element_passes = 0  # through the eager path, while not compiled
+
+    def due(self, elements: int, needs_grad: bool) -> bool:
+        """Count an eager call's work; whether the compiled kernels serve this call (compiling them if due)."""
+        if self.kernels is None and not self.failed:
+            self.element_passes += elements * (2 if needs_grad else 1)
+            if self.element_passes * self.eager_ns_per_element * 1e-9 >= COMPILE_AFTER_SECONDS:
+                self.compile()
+        return self.kernels is not None
+
+    def compile(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None:
+        if self.kernels is None and not self.failed:
+            try:
+                forward = torch.compile(self.forward, dynamic=True, fullgraph=True)
+                backward = torch.compile(self.backward, dynamic=True, fullgraph=True)
+                probe = torch.linspace(-30.0, 30.0, 4099)
+                with torch.no_grad():  # always called without grad: one compiled graph per direction
+                    if not torch.allclose(forward(probe), self.reference(probe), rtol=1e-5, atol=1e-6):
+                        raise RuntimeError(f"the compiled kernel disagrees with {self.reference.__name__}")
+                    backward(probe, probe)
+                self.kernels = (forward, backward)
+            except Exception as exc:  # noqa: BLE001 - any compile failure means: keep the eager form
+                self.failed = True
+                detail = str(exc).splitlines()[0] if str(exc) else ""
+                warnings.warn(f"{self.name} lever off, the eager form kept: torch.compile failed "
+                              f"({type(exc).__name__}: {detail})", RuntimeWarning, stacklevel=3)
+        return self.kernels
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation through the compiled kernels (call only when `due` said so)."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _CompiledActivationFunction.apply(x, self)
+        with torch.no_grad():
+            return self.kernels[0](x.detach().reshape(-1)).view(x.shape)  # type: ignore[index]
+
+
+class _CompiledActivationFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor,
+                activation: CompiledActivation) -> torch.Tensor:
+        flat = x.detach().reshape(-1)
+        ctx.save_for_backward(flat)
+        ctx.shape, ctx.activation = x.shape, activation
+        return activation.kernels[0](flat).view(x.shape)  # type: ignore[index]
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        return ctx.activation.kernels[1](flat, grad.reshape(-1)).view(ctx.shape), None
+
+
 # --- GELU (tanh approximation) without tanh ------------------------------------------------------------------
 # 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same function (flax's default
 # `nn.gelu`, FQL's MLPs), written with sigmoid because torch's vectorised tanh is slow on this CPU (2.6 ns per
 # element against sigmoid's 0.5; torch's tanh-GELU costs ~0.3 ms per 256 x 512 call, FQL makes 76 such calls a
-# step). Within float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py).
+# step); dy/dx = s (1 + x (1 - s) K (1 + 3 C x^2)), s the gate. Eager until due, then compiled (above). Within
+# float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py).
 FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
@@ -100,8 +175,24 @@ def _gelu_gate(x: torch.Tensor) -> torch.Tensor:
     return (x * x).mul_(GELU_C).add_(1.0).mul_(x).mul_(GELU_K).sigmoid_()
 
 
+def _gelu_forward(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(GELU_K * (x + GELU_C * x * x * x))
+
+
+def _gelu_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    gate = torch.sigmoid(GELU_K * (x + GELU_C * x * x * x))
+    return grad * gate * (1.0 + x * (1.0 - gate) * GELU_K * (1.0 + 3.0 * GELU_C * x * x))
+
+
+def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+GELU = CompiledActivation("GELU", _gelu_forward, _gelu_backward, _tanh_gelu, eager_ns_per_element=1.2)
+
+
 class _GELUTanh(torch.autograd.Function):
-    """y = x s, s the gate; dy/dx = s (1 + x (1 - s) K (1 + 3 C x^2)) from the saved x and s."""
+    """The eager sigmoid form: y = x s, s the gate; the gradient from the saved x and s."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
@@ -119,39 +210,31 @@ class _GELUTanh(torch.autograd.Function):
 
 class GELUTanh(nn.Module):
     """`nn.GELU(approximate="tanh")` computed through sigmoid in training mode on CPU float32 (lever flag
-    `FAST_GELU`); eval mode (acting, export) and anything else is `F.gelu(approximate="tanh")` exactly, so acting
-    timings are unchanged."""
+    `FAST_GELU`): eagerly, then compiled once due; eval mode (acting, export) and anything else is
+    `F.gelu(approximate="tanh")` exactly, so acting timings are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if FAST_GELU and self.training and eager_cpu_float32(x):
-            if torch.is_grad_enabled() and x.requires_grad:
-                return _GELUTanh.apply(x)
-            return _gelu_gate(x).mul_(x)
+            needs_grad = torch.is_grad_enabled() and x.requires_grad
+            if x.numel() >= COMPILED_MIN_ELEMENTS and GELU.due(x.numel(), needs_grad):
+                return GELU(x)
+            return _GELUTanh.apply(x) if needs_grad else _gelu_gate(x).mul_(x)
         return F.gelu(x, approximate="tanh")
 
 
-# --- Mish with one exp, compiled into one loop -----------------------------------------------------------
+# --- Mish with one exp ------------------------------------------------------------------------------------------
 # torch's `mish` computes exp, log1p and tanh per element: ~5.4 ns per element here (silu: 1.1), 29.6 ms forward +
 # backward on one [2048, 1024] activation of SRPO's behavior model, ~20% of its training step. With e = e^x,
 # tanh(softplus(x)) = ((1 + e)^2 - 1) / ((1 + e)^2 + 1) = n / (n + 2), n = e (e + 2), so
 #     mish(x) = x t,  t = n / (n + 2);     mish'(x) = t + 4 x e (e + 1) / (n + 2)^2
 # (sech^2(softplus x) = 4 (n + 1) / (n + 2)^2, (n + 1) = (1 + e)^2, sigmoid(x) = e / (1 + e)): one exp and a few
-# multiply-adds. Eager torch would make ~8 passes over memory for that, slower than `mish` at large shapes, so
-# inductor (`torch.compile`) fuses each direction into one loop: [2048, 1024] forward + backward 29.6 -> 3.9 ms,
+# multiply-adds. Eager torch would make ~8 passes over memory for that, slower than `mish` at large shapes, so the
+# eager form is torch's `mish` until due, then the compiled one: [2048, 1024] forward + backward 29.6 -> 3.9 ms,
 # [256, 256] 0.81 -> 0.22 ms (one core, 2026-12-02). e^x is taken at min(x, 20): above 20, t is 1 in float32 (and
 # torch's softplus returns x itself), so nothing overflows and nothing changes. Results are torch's to float
 # rounding (tests/test_training_levers.py).
-# Compiling costs ~5 s per process (~20 s with a cold inductor cache), so the lever follows the ski-rental rule:
-# a process keeps torch's `mish` until it has spent about that long in it (MISH_COMPILE_AFTER element passes at
-# ~5 ns each), then compiles; short runs (tests, smoke profiles) never pay for a compile they cannot earn back.
-# Training mode, CPU float32 only; eval mode (acting, export, compiled acts) is `F.mish` exactly.
 FAST_MISH = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
-MISH_COMPILE_AFTER = 1_000_000_000  # element passes through torch's mish before compiling (~5 s of them)
-MISH_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to torch's mish (measured)
 MISH_CLAMP = 20.0
-_mish_element_passes = 0
-_mish_kernels: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
-_mish_compile_failed = False
 
 
 def _mish_forward(x: torch.Tensor) -> torch.Tensor:
@@ -167,61 +250,17 @@ def _mish_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return grad * (n / denominator + 4.0 * x * e * (e + 1.0) / (denominator * denominator))
 
 
-def compiled_mish() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None:
-    """The compiled (forward, backward) kernels on flat tensors, compiled on first call; None where compiling
-    fails (no C++ compiler, an inductor error): the lever then stays off for this process, with one warning."""
-    global _mish_kernels, _mish_compile_failed
-    if _mish_kernels is None and not _mish_compile_failed:
-        try:
-            forward = torch.compile(_mish_forward, dynamic=True, fullgraph=True)
-            backward = torch.compile(_mish_backward, dynamic=True, fullgraph=True)
-            probe = torch.linspace(-30.0, 30.0, 4099)  # any length: one kernel serves every size (dynamic)
-            with torch.no_grad():  # always called without grad: one compiled graph per direction
-                if not torch.allclose(forward(probe), F.mish(probe), rtol=1e-5, atol=1e-6):
-                    raise RuntimeError("the compiled kernel disagrees with torch.nn.functional.mish")
-                backward(probe, probe)
-            _mish_kernels = (forward, backward)
-        except Exception as exc:  # noqa: BLE001 - any compile failure means: keep torch's mish
-            _mish_compile_failed = True
-            warnings.warn(f"Mish lever off, torch's mish kept: torch.compile failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''})", RuntimeWarning, stacklevel=2)
-    return _mish_kernels
-
-
-class _Mish(torch.autograd.Function):
-    """mish(x) and its gradient through the compiled one-exp kernels, on x flattened (one kernel for all shapes)."""
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
-        flat = x.detach().reshape(-1)
-        ctx.save_for_backward(flat)
-        ctx.shape = x.shape
-        return _mish_kernels[0](flat).view(x.shape)  # type: ignore[index]
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
-        (flat,) = ctx.saved_tensors
-        return _mish_kernels[1](flat, grad.reshape(-1)).view(ctx.shape)  # type: ignore[index]
+MISH = CompiledActivation("Mish", _mish_forward, _mish_backward, F.mish, eager_ns_per_element=5.0)
 
 
 class Mish(nn.Mish):
     """`nn.Mish` whose training-time calls on CPU float32 run the compiled one-exp kernels (lever `FAST_MISH`)
-    once this process has spent ~5 s in torch's mish (see above); everything else, eval mode included, is
-    `F.mish` exactly."""
+    once due; before that, and everywhere else (eval mode included), `F.mish` exactly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        global _mish_element_passes
-        if FAST_MISH and self.training and x.numel() >= MISH_MIN_ELEMENTS and eager_cpu_float32(x):
-            needs_grad = torch.is_grad_enabled() and x.requires_grad
-            if _mish_kernels is None and not _mish_compile_failed:
-                _mish_element_passes += x.numel() * (2 if needs_grad else 1)
-                if _mish_element_passes >= MISH_COMPILE_AFTER:
-                    compiled_mish()
-            if _mish_kernels is not None:
-                if needs_grad:
-                    return _Mish.apply(x)
-                with torch.no_grad():
-                    return _mish_kernels[0](x.detach().reshape(-1)).view(x.shape)
+        if (FAST_MISH and self.training and x.numel() >= COMPILED_MIN_ELEMENTS and eager_cpu_float32(x)
+                and MISH.due(x.numel(), torch.is_grad_enabled() and x.requires_grad)):
+            return MISH(x)
         return F.mish(x)
 
 
