@@ -85,9 +85,11 @@ class Linear(nn.Linear):
         return F.linear(inputs, self.weight, self.bias)
 
 
-# --- compiled elementwise activations ----------------------------------------------------------------------
+# --- compiled elementwise activations (Mish) -------------------------------------------------------------------
 # An activation written as a few torch ops costs one pass over memory per op in eager mode; inductor
-# (`torch.compile`) fuses each direction into one loop. Compiling costs ~5 s per process (~20 s with a cold inductor
+# (`torch.compile`) fuses each direction into one loop. Worth it where the activation is expensive (Mish below:
+# 1.12x Diffusion-QL's whole step, 1.16x SRPO's behavior step, alternated chunk by chunk in one run), not for cheap
+# ones called often on small tensors (GELU, next). Compiling costs ~5 s per process (~20 s with a cold inductor
 # cache), so it follows the ski-rental rule: a process runs the eager form until it has spent about that long in
 # it (COMPILE_AFTER_SECONDS, estimated from the element passes at the activation's measured eager cost), then
 # compiles; short runs (tests, smoke profiles) never pay for a compile they cannot earn back. The kernels work on
@@ -163,8 +165,9 @@ class _CompiledActivationFunction(torch.autograd.Function):
 # 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): the same function (flax's default
 # `nn.gelu`, FQL's MLPs), written with sigmoid because torch's vectorised tanh is slow on this CPU (2.6 ns per
 # element against sigmoid's 0.5; torch's tanh-GELU costs ~0.3 ms per 256 x 512 call, FQL makes 76 such calls a
-# step); dy/dx = s (1 + x (1 - s) K (1 + 3 C x^2)), s the gate. Eager until due, then compiled (above). Within
-# float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py).
+# step). Within float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py). Eager: compiled
+# like Mish below (one loop per direction) it ran 1.2x faster alone at 256 x 512 but made FQL's whole step ~5%
+# slower (its ~20 us per-call dispatch, 76 calls a step; alternated chunk by chunk in one run, 2026-12-02).
 FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
@@ -175,24 +178,8 @@ def _gelu_gate(x: torch.Tensor) -> torch.Tensor:
     return (x * x).mul_(GELU_C).add_(1.0).mul_(x).mul_(GELU_K).sigmoid_()
 
 
-def _gelu_forward(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(GELU_K * (x + GELU_C * x * x * x))
-
-
-def _gelu_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    gate = torch.sigmoid(GELU_K * (x + GELU_C * x * x * x))
-    return grad * gate * (1.0 + x * (1.0 - gate) * GELU_K * (1.0 + 3.0 * GELU_C * x * x))
-
-
-def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
-GELU = CompiledActivation("GELU", _gelu_forward, _gelu_backward, _tanh_gelu, eager_ns_per_element=1.2)
-
-
 class _GELUTanh(torch.autograd.Function):
-    """The eager sigmoid form: y = x s, s the gate; the gradient from the saved x and s."""
+    """y = x s, s the gate; dy/dx = s (1 + x (1 - s) K (1 + 3 C x^2)) from the saved x and s."""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor) -> torch.Tensor:
@@ -210,15 +197,14 @@ class _GELUTanh(torch.autograd.Function):
 
 class GELUTanh(nn.Module):
     """`nn.GELU(approximate="tanh")` computed through sigmoid in training mode on CPU float32 (lever flag
-    `FAST_GELU`): eagerly, then compiled once due; eval mode (acting, export) and anything else is
-    `F.gelu(approximate="tanh")` exactly, so acting timings are unchanged."""
+    `FAST_GELU`); eval mode (acting, export) and anything else is `F.gelu(approximate="tanh")` exactly, so acting
+    timings are unchanged."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if FAST_GELU and self.training and eager_cpu_float32(x):
-            needs_grad = torch.is_grad_enabled() and x.requires_grad
-            if x.numel() >= COMPILED_MIN_ELEMENTS and GELU.due(x.numel(), needs_grad):
-                return GELU(x)
-            return _GELUTanh.apply(x) if needs_grad else _gelu_gate(x).mul_(x)
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _GELUTanh.apply(x)
+            return _gelu_gate(x).mul_(x)
         return F.gelu(x, approximate="tanh")
 
 
