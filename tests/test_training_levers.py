@@ -2,7 +2,7 @@
 tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
 outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
 sigmoid-form GELU is tanh-GELU to float rounding, the compiled one-exp Mish is torch's `mish` to float rounding
-(and only compiles once a process has spent its compile time in torch's), the foreach Polyak update is the
+(and only long training stages use it, on every step), the foreach Polyak update is the
 per-tensor one bit for bit, and whole stages trained with the levers on and off end at the same weights (so
 stage keys, which pin the trained result, stay as they are). Also: the step benchmark keeps each sampler's
 official step count."""
@@ -172,15 +172,15 @@ def test_the_sigmoid_form_gelu_is_tanh_gelu_to_float_rounding_with_and_without_g
 
 @pytest.fixture
 def fresh_compiled_activations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled activations' process state as in a new process (not compiled, no time spent eagerly)."""
+    """The compiled activations' process state as in a new process (nothing compiled, no stage training)."""
     monkeypatch.setattr(core_nn.MISH, "kernels", None)
     monkeypatch.setattr(core_nn.MISH, "failed", False)
-    monkeypatch.setattr(core_nn.MISH, "element_passes", 0)
+    monkeypatch.setattr(core_nn, "_compiled_stage", False)
 
 
 def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_compiled_activations: None,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(core_nn, "_compiled_stage", True)  # as in a long training stage
     torch.manual_seed(0)
     # the bulk, both tails, the clamp at 20 and values far past it, with exact zeros and huge magnitudes
     edges = torch.tensor([-1e6, -200.0, -88.0, -30.0, -20.0, -5.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 5.0, 19.99, 20.0,
@@ -211,19 +211,32 @@ def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_compil
         assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))  # acting: exact
 
 
-def test_the_mish_lever_compiles_only_after_the_process_spent_its_compile_time_in_torchs_mish(
-        fresh_compiled_activations: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    x = torch.randn(64, 256, requires_grad=True)  # 16384 elements, two passes each with grad
-    # compile on the third call: its eager cost estimate reaches COMPILE_AFTER_SECONDS there
-    passes = 3 * 2 * x.numel()
-    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", passes * core_nn.MISH.eager_ns_per_element * 1e-9)
+def test_only_long_training_stages_use_the_compiled_mish_and_they_use_it_on_every_step(
+        fresh_compiled_activations: None) -> None:
+    x = torch.randn(64, 256, requires_grad=True)  # 16384 elements
     mish = Mish()
-    compiled = "_CompiledActivationFunctionBackward"
-    assert [type(mish(x).grad_fn).__name__ for _ in range(4)] == ["MishBackward0", "MishBackward0", compiled,
-                                                                   compiled]
-    small = torch.randn(8, 256, requires_grad=True)  # under COMPILED_MIN_ELEMENTS: torch's, compiled or not
-    assert type(mish(small).grad_fn).__name__ == "MishBackward0"
-    assert type(mish.eval()(x).grad_fn).__name__ == "MishBackward0"  # eval mode never takes the lever
+    compiled, eager = "_CompiledActivationFunctionBackward", "MishBackward0"
+    assert type(mish(x).grad_fn).__name__ == eager  # outside any stage
+    with core_nn.training_stage(core_nn.COMPILE_MIN_STEPS - 1):
+        assert type(mish(x).grad_fn).__name__ == eager
+    with core_nn.training_stage(core_nn.COMPILE_MIN_STEPS):
+        assert [type(mish(x).grad_fn).__name__ for _ in range(3)] == [compiled] * 3
+        with core_nn.training_stage(10):  # a short stage nested in a long one: eager, then the long one resumes
+            assert type(mish(x).grad_fn).__name__ == eager
+        assert type(mish(x).grad_fn).__name__ == compiled
+        small = torch.randn(8, 256, requires_grad=True)  # under COMPILED_MIN_ELEMENTS: torch's
+        assert type(mish(small).grad_fn).__name__ == eager
+        assert type(mish.eval()(x).grad_fn).__name__ == eager  # eval mode never takes the lever
+    assert type(mish.train()(x).grad_fn).__name__ == eager  # after the stage
+
+
+def test_a_fit_context_stage_sets_the_compiled_activations_by_its_length(tmp_path: Path,
+                                                                         fresh_compiled_activations: None) -> None:
+    task = get_task("toy-two-moons")
+    _, ctx = fit_context(task, "bc", task.load(), 0, "smoke", tmp_path, torch.device("cpu"), Reporter(quiet=True))
+    seen = [core_nn._compiled_stage for _ in ctx.steps("long", core_nn.COMPILE_MIN_STEPS)][:1]
+    seen += [core_nn._compiled_stage for _ in ctx.steps("short", 3)][:1]
+    assert seen == [True, False] and core_nn._compiled_stage is False
 
 
 def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled_activations: None,
@@ -232,7 +245,7 @@ def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled
         raise RuntimeError("no C++ compiler found\n(details)")
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(core_nn, "_compiled_stage", True)
     x = torch.randn(64, 256, requires_grad=True)
     expected = r"Mish lever off, the eager form kept: torch.compile failed \(RuntimeError: no C\+\+ compiler found\)$"
     with pytest.warns(RuntimeWarning, match=expected):
@@ -263,7 +276,7 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     # and activation they can take, from the first step
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_SIDE", 1)
-    monkeypatch.setattr(core_nn, "COMPILE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(core_nn, "COMPILE_MIN_STEPS", 0)
     monkeypatch.setattr(core_nn, "COMPILED_MIN_ELEMENTS", 1)
     task = get_task("toy-two-moons")
     dataset = task.load()

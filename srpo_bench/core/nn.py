@@ -5,9 +5,10 @@ Sizes default to the official ones (ALGORITHMS.md 1.1, 4.2); every method passes
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -90,35 +91,46 @@ class Linear(nn.Linear):
 # (`torch.compile`) fuses each direction into one loop. Worth it where the activation is expensive (Mish below:
 # 1.12x Diffusion-QL's whole step, 1.16x SRPO's behavior step, alternated chunk by chunk in one run), not for cheap
 # ones called often on small tensors (GELU, next). Compiling costs ~5 s per process (~20 s with a cold inductor
-# cache), so it follows the ski-rental rule: a process runs the eager form until it has spent about that long in
-# it (COMPILE_AFTER_SECONDS, estimated from the element passes at the activation's measured eager cost), then
-# compiles; short runs (tests, smoke profiles) never pay for a compile they cannot earn back. The kernels work on
-# flat tensors, so one compiled kernel serves every shape. Where compiling fails (no C++ compiler, an inductor
+# cache), so only a training stage of at least COMPILE_MIN_STEPS steps uses the compiled kernels, and then on
+# every one of its steps: `FitContext.steps` tells this module each stage's length (`training_stage`). The
+# choice is a function of the stage's declaration alone, so a stage trains the same whether it runs alone, after
+# other runs in the same process, or again after a crash (stages resume from their start). Short stages (tests,
+# smoke and toy profiles) keep the eager form and never pay for a compile they cannot earn back. The kernels work
+# on flat tensors, so one compiled kernel serves every shape. Where compiling fails (no C++ compiler, an inductor
 # error) the process keeps the eager form, with one warning. Training mode, CPU float32 only, like the other
 # levers; eval mode (acting, export, compiled acts) is torch's own function exactly.
-COMPILE_AFTER_SECONDS = 5.0
+COMPILE_MIN_STEPS = 1000  # e.g. Diffusion-QL saves ~8 ms a step at its official sizes: 1000 steps earn the compile
 COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to the eager form (measured)
+_compiled_stage = False  # whether the stage now training is long enough for the compiled kernels
+
+
+@contextlib.contextmanager
+def training_stage(total_steps: int) -> Iterator[None]:
+    """While a training stage of `total_steps` steps runs: whether it uses the compiled activations (restored after,
+    so a stage nested in another leaves the outer one's choice as it was)."""
+    global _compiled_stage
+    outer, _compiled_stage = _compiled_stage, total_steps >= COMPILE_MIN_STEPS
+    try:
+        yield
+    finally:
+        _compiled_stage = outer
 
 
 class CompiledActivation:
-    """y = forward(x), dx = backward(x, dy) for one elementwise activation, compiled once per process when due."""
+    """y = forward(x), dx = backward(x, dy) for one elementwise activation, compiled once per process on demand."""
 
     def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor],
                  backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 reference: Callable[[torch.Tensor], torch.Tensor], eager_ns_per_element: float) -> None:
+                 reference: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.name, self.forward, self.backward, self.reference = name, forward, backward, reference
-        self.eager_ns_per_element = eager_ns_per_element  # the eager path's cost here, per element and pass
         self.kernels: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self.failed = False
-        self.element_passes = 0  # through the eager path, while not compiled
 
-    def due(self, elements: int, needs_grad: bool) -> bool:
-        """Count an eager call's work; whether the compiled kernels serve this call (compiling them if due)."""
-        if self.kernels is None and not self.failed:
-            self.element_passes += elements * (2 if needs_grad else 1)
-            if self.element_passes * self.eager_ns_per_element * 1e-9 >= COMPILE_AFTER_SECONDS:
-                self.compile()
-        return self.kernels is not None
+    def applies(self, enabled: bool, module: nn.Module, x: torch.Tensor) -> bool:
+        """Whether this call runs the compiled kernels (compiling them on the first such call): the lever's flag,
+        a long training stage, a module in training mode, a large enough CPU float32 tensor outside tracing."""
+        return (enabled and _compiled_stage and module.training and x.numel() >= COMPILED_MIN_ELEMENTS
+                and eager_cpu_float32(x) and self.compile() is not None)
 
     def compile(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None:
         if self.kernels is None and not self.failed:
@@ -135,11 +147,11 @@ class CompiledActivation:
                 self.failed = True
                 detail = str(exc).splitlines()[0] if str(exc) else ""
                 warnings.warn(f"{self.name} lever off, the eager form kept: torch.compile failed "
-                              f"({type(exc).__name__}: {detail})", RuntimeWarning, stacklevel=3)
+                              f"({type(exc).__name__}: {detail})", RuntimeWarning, stacklevel=4)
         return self.kernels
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The activation through the compiled kernels (call only when `due` said so)."""
+        """The activation through the compiled kernels (call only where `applies` said so)."""
         if torch.is_grad_enabled() and x.requires_grad:
             return _CompiledActivationFunction.apply(x, self)
         with torch.no_grad():
@@ -215,7 +227,7 @@ class GELUTanh(nn.Module):
 #     mish(x) = x t,  t = n / (n + 2);     mish'(x) = t + 4 x e (e + 1) / (n + 2)^2
 # (sech^2(softplus x) = 4 (n + 1) / (n + 2)^2, (n + 1) = (1 + e)^2, sigmoid(x) = e / (1 + e)): one exp and a few
 # multiply-adds. Eager torch would make ~8 passes over memory for that, slower than `mish` at large shapes, so the
-# eager form is torch's `mish` until due, then the compiled one: [2048, 1024] forward + backward 29.6 -> 3.9 ms,
+# eager form is torch's `mish` and long stages compile the one-exp form: [2048, 1024] forward + backward 29.6 -> 3.9 ms,
 # [256, 256] 0.81 -> 0.22 ms (one core, 2026-12-02). e^x is taken at min(x, 20): above 20, t is 1 in float32 (and
 # torch's softplus returns x itself), so nothing overflows and nothing changes. Results are torch's to float
 # rounding (tests/test_training_levers.py).
@@ -236,18 +248,15 @@ def _mish_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return grad * (n / denominator + 4.0 * x * e * (e + 1.0) / (denominator * denominator))
 
 
-MISH = CompiledActivation("Mish", _mish_forward, _mish_backward, F.mish, eager_ns_per_element=5.0)
+MISH = CompiledActivation("Mish", _mish_forward, _mish_backward, F.mish)
 
 
 class Mish(nn.Mish):
-    """`nn.Mish` whose training-time calls on CPU float32 run the compiled one-exp kernels (lever `FAST_MISH`)
-    once due; before that, and everywhere else (eval mode included), `F.mish` exactly."""
+    """`nn.Mish` whose calls in long training stages on CPU float32 run the compiled one-exp kernels (lever
+    `FAST_MISH`); everywhere else (short stages, eval mode) `F.mish` exactly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (FAST_MISH and self.training and x.numel() >= COMPILED_MIN_ELEMENTS and eager_cpu_float32(x)
-                and MISH.due(x.numel(), torch.is_grad_enabled() and x.requires_grad)):
-            return MISH(x)
-        return F.mish(x)
+        return MISH(x) if MISH.applies(FAST_MISH, self, x) else F.mish(x)
 
 
 def mlp(

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from srpo_bench.atomic import atomic_torch_save, remove_temporaries
+from srpo_bench.core import nn as core_nn
 from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import NonFiniteActions, evaluate
@@ -264,7 +265,8 @@ class FitContext:
         label = f"{self.task.name} seed {self.seed} {stage}"
         # one profiler range per stage (not per step: free when no profiler runs), so
         # benchmarks/train_steps.py --profile can attribute operator time to the stage
-        with self.reporter.track(label, total) as bar, torch.profiler.record_function(f"stage:{stage}"):
+        with (self.reporter.track(label, total) as bar, torch.profiler.record_function(f"stage:{stage}"),
+              core_nn.training_stage(total)):  # long stages use the compiled activations on every step
             self._bar = bar
             started, evaluating, done = time.perf_counter(), 0.0, 0
             try:
