@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.markup import escape
 from tabulate import tabulate
 
 from srpo_bench import __version__
+
+if TYPE_CHECKING:
+    import torch
 
 app = typer.Typer(
     help="Benchmark SRPO against diffusion-based offline RL (Diffusion-QL, IDQL, SfBC): "
@@ -102,6 +105,16 @@ def at_least(name: str, value: float, low: float) -> None:
         raise UsageError(f"{name} must be at least {low:g}, got {value:g}")
 
 
+def parse_device(name: str) -> torch.device:
+    """--device: 'auto', 'cpu', 'cuda', 'cuda:1' ...; a bad name or a missing CUDA device is a usage error."""
+    from srpo_bench.runner import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
 def check_profile(profile: str) -> None:
     from srpo_bench.profiles import PROFILE_NAMES
 
@@ -152,7 +165,7 @@ def run(
     from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary, threads_per_job
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
-    from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, resolve_device, survey
+    from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, survey
     from srpo_bench.runtimes import RUNTIMES
     from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
@@ -174,10 +187,7 @@ def run(
     task_names = expand_tasks(envs)
     method_names = expand_methods(methods)
     seed_list = parse_seeds(seeds)
-    try:
-        torch_device = resolve_device(device)
-    except (RuntimeError, ValueError) as error:
-        raise UsageError(str(error)) from None
+    torch_device = parse_device(device)
     check_destination(out)
     overrides = parse_overrides(set_, method_names)
     specs = plan_grid(task_names, method_names, seed_list, profile, overrides)
@@ -369,7 +379,7 @@ def speed(
 
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods, get_method
-    from srpo_bench.runner import fit_context, resolve_device, validate_grid
+    from srpo_bench.runner import fit_context, validate_grid
     from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare
     from srpo_bench.speed import MIN_REPEATS, SpeedResult, measure_speed, runtime_table, speedup_table
     from srpo_bench.store import atomic_write_json, check_destination, now, open_store
@@ -391,10 +401,7 @@ def speed(
     method_names = expand_methods(methods)
     validate_grid([task], method_names, profile)
     the_task = get_task(task)
-    try:
-        torch_device = resolve_device(device)
-    except (RuntimeError, ValueError) as error:
-        raise UsageError(str(error)) from None
+    torch_device = parse_device(device)
     check_destination(out)
     dataset = the_task.load()
     the_task.check_data(dataset)
