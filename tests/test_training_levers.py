@@ -2,13 +2,13 @@
 tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
 outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
 sigmoid-form GELU is tanh-GELU to float rounding, the compiled one-exp Mish is torch's `mish` to float rounding
-(and only long training stages use it, on every step), the foreach Polyak update is the
-per-tensor one bit for bit, and whole stages trained with the levers on and off end at the same weights (so
-stage keys, which pin the trained result, stay as they are). Also: the step benchmark keeps each sampler's
-official step count."""
+(and only long training stages use it, on every step), the foreach Polyak update is the per-tensor one bit for
+bit, and whole stages trained with the levers on and off end at the same weights (so stage keys, which pin the
+trained result, stay as they are). Also: the step benchmark keeps each sampler's official step count."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -252,7 +252,6 @@ def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled
         y = Mish()(x)
     assert type(y.grad_fn).__name__ == "MishBackward0"
     assert torch.equal(y, torch.nn.functional.mish(x))
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the failure is remembered: no second compile, no second warning
         Mish()(x)
