@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from srpo_bench.core import nn as core_nn
-from srpo_bench.core import optim
+from srpo_bench.core import optim, stages
 from srpo_bench.core.nn import GELUTanh, Linear, LNResNet, Mish, polyak_update
 from srpo_bench.data import sampler
 from srpo_bench.data.sampler import EpochSampler
@@ -207,8 +208,9 @@ def test_the_compiled_one_exp_mish_is_torchs_mish_to_float_rounding(fresh_compil
     assert float(((torch_grad.double() - exact_grad) / grad_scale).abs().max()) < 1e-5
     assert torch.isnan(mish(torch.tensor([float("nan")] * 9000))).all()  # NaN stays NaN, as in torch's
     with torch.no_grad():
-        assert float(((mish(x).double() - exact) / scale).abs().max()) < 1e-6  # training mode, no grad
-        assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))  # acting: exact
+        assert float(((mish(x).double() - exact) / scale).abs().max()) < 1e-6  # no grad
+        monkeypatch.setattr(core_nn, "_compiled_stage", False)  # acting, outside any stage: torch's own, exactly
+        assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))
 
 
 def test_only_long_training_stages_use_the_compiled_mish_and_they_use_it_on_every_step(
@@ -226,17 +228,32 @@ def test_only_long_training_stages_use_the_compiled_mish_and_they_use_it_on_ever
         assert type(mish(x).grad_fn).__name__ == compiled
         small = torch.randn(8, 256, requires_grad=True)  # under COMPILED_MIN_ELEMENTS: torch's
         assert type(mish(small).grad_fn).__name__ == eager
-        assert type(mish.eval()(x).grad_fn).__name__ == eager  # eval mode never takes the lever
+        with torch.no_grad():  # a frozen model in eval mode inside the stage (SRPO's behavior model): compiled
+            frozen = mish.eval()(x)
+        assert torch.allclose(frozen, torch.nn.functional.mish(x), rtol=1e-5, atol=1e-6)
+        assert not torch.equal(frozen, torch.nn.functional.mish(x))  # not torch's kernel: within rounding
+    with torch.no_grad():  # outside any stage (acting): torch's own, exactly
+        assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))
     assert type(mish.train()(x).grad_fn).__name__ == eager  # after the stage
 
 
-def test_a_fit_context_stage_sets_the_compiled_activations_by_its_length(tmp_path: Path,
-                                                                         fresh_compiled_activations: None) -> None:
+def test_a_fit_context_stage_sets_the_compiled_activations_by_its_length_and_evaluates_without_them(
+        tmp_path: Path, fresh_compiled_activations: None, monkeypatch: pytest.MonkeyPatch) -> None:
     task = get_task("toy-two-moons")
     _, ctx = fit_context(task, "bc", task.load(), 0, "smoke", tmp_path, torch.device("cpu"), Reporter(quiet=True))
-    seen = [core_nn._compiled_stage for _ in ctx.steps("long", core_nn.COMPILE_MIN_STEPS)][:1]
-    seen += [core_nn._compiled_stage for _ in ctx.steps("short", 3)][:1]
-    assert seen == [True, False] and core_nn._compiled_stage is False
+    during_evaluations = []
+
+    def fake_evaluate(*args: object, **kwargs: object) -> SimpleNamespace:
+        during_evaluations.append(core_nn._compiled_stage)
+        return SimpleNamespace(mean_normalized=0.0, normalized=[0.0])
+
+    monkeypatch.setattr(stages, "evaluate", fake_evaluate)
+    ctx.evaluation = stages.EvaluationSchedule(points=2, episodes=1)
+    agent = SimpleNamespace(seed=lambda seed: None)
+    seen = [core_nn._compiled_stage for _ in ctx.steps("long", core_nn.COMPILE_MIN_STEPS, agent=lambda: agent)]
+    assert set(seen) == {True} and during_evaluations and set(during_evaluations) == {False}
+    assert {core_nn._compiled_stage for _ in ctx.steps("short", 3)} == {False}
+    assert core_nn._compiled_stage is False
 
 
 def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled_activations: None,

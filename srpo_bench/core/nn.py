@@ -97,8 +97,10 @@ class Linear(nn.Linear):
 # other runs in the same process, or again after a crash (stages resume from their start). Short stages (tests,
 # smoke and toy profiles) keep the eager form and never pay for a compile they cannot earn back. The kernels work
 # on flat tensors, so one compiled kernel serves every shape. Where compiling fails (no C++ compiler, an inductor
-# error) the process keeps the eager form, with one warning. Training mode, CPU float32 only, like the other
-# levers; eval mode (acting, export, compiled acts) is torch's own function exactly.
+# error) the process keeps the eager form, with one warning. CPU float32 only, like the other levers. Inside a long
+# stage the module's mode does not matter (SRPO's policy stage queries the frozen behavior model in eval mode, and
+# that is training work); evaluations during training (`FitContext` turns the lever off around them) and all
+# acting outside stages (speed, export, compiled acts) run torch's own function exactly.
 COMPILE_MIN_STEPS = 1000  # e.g. Diffusion-QL saves ~8 ms a step at its official sizes: 1000 steps earn the compile
 COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to the eager form (measured)
 _compiled_stage = False  # whether the stage now training is long enough for the compiled kernels
@@ -107,7 +109,8 @@ _compiled_stage = False  # whether the stage now training is long enough for the
 @contextlib.contextmanager
 def training_stage(total_steps: int) -> Iterator[None]:
     """While a training stage of `total_steps` steps runs: whether it uses the compiled activations (restored after,
-    so a stage nested in another leaves the outer one's choice as it was)."""
+    so a stage nested in another leaves the outer one's choice as it was; `training_stage(0)`: off, as around an
+    evaluation)."""
     global _compiled_stage
     outer, _compiled_stage = _compiled_stage, total_steps >= COMPILE_MIN_STEPS
     try:
@@ -126,11 +129,11 @@ class CompiledActivation:
         self.kernels: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
         self.failed = False
 
-    def applies(self, enabled: bool, module: nn.Module, x: torch.Tensor) -> bool:
+    def applies(self, enabled: bool, x: torch.Tensor) -> bool:
         """Whether this call runs the compiled kernels (compiling them on the first such call): the lever's flag,
-        a long training stage, a module in training mode, a large enough CPU float32 tensor outside tracing."""
-        return (enabled and _compiled_stage and module.training and x.numel() >= COMPILED_MIN_ELEMENTS
-                and eager_cpu_float32(x) and self.compile() is not None)
+        a long training stage, a large enough CPU float32 tensor outside tracing and compiling."""
+        return (enabled and _compiled_stage and x.numel() >= COMPILED_MIN_ELEMENTS and eager_cpu_float32(x)
+                and self.compile() is not None)
 
     def compile(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None:
         if self.kernels is None and not self.failed:
@@ -253,10 +256,10 @@ MISH = CompiledActivation("Mish", _mish_forward, _mish_backward, F.mish)
 
 class Mish(nn.Mish):
     """`nn.Mish` whose calls in long training stages on CPU float32 run the compiled one-exp kernels (lever
-    `FAST_MISH`); everywhere else (short stages, eval mode) `F.mish` exactly."""
+    `FAST_MISH`); everywhere else (short stages, evaluations, acting) `F.mish` exactly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return MISH(x) if MISH.applies(FAST_MISH, self, x) else F.mish(x)
+        return MISH(x) if MISH.applies(FAST_MISH, x) else F.mish(x)
 
 
 def mlp(

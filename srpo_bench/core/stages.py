@@ -288,7 +288,8 @@ class FitContext:
         agent = make_agent()
         agent.seed(self.seed)
         try:
-            result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
+            with core_nn.training_stage(0):  # the policy acts as it does outside training: torch's own activations
+                result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
         except NonFiniteActions as error:
             raise Diverged(stage, step, "non-finite actions in an evaluation during training",
                            self.last_finite(stage)) from error
