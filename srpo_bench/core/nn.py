@@ -101,7 +101,9 @@ class Linear(nn.Linear):
 # stage the module's mode does not matter (SRPO's policy stage queries the frozen behavior model in eval mode, and
 # that is training work); evaluations during training (`FitContext` turns the lever off around them) and all
 # acting outside stages (speed, export, compiled acts) run torch's own function exactly.
-COMPILE_MIN_STEPS = 1000  # e.g. Diffusion-QL saves ~8 ms a step at its official sizes: 1000 steps earn the compile
+# e.g. Diffusion-QL saves ~8 ms a step at its official sizes (2000 steps: ~16 s for a ~5 s compile); SRPO's toy
+# policy stage (1000 steps of a cheap step) lost ~6 s to the compile, so the toy and smoke profiles stay eager
+COMPILE_MIN_STEPS = 2000
 COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to the eager form (measured)
 _compiled_stage = False  # whether the stage now training is long enough for the compiled kernels
 
