@@ -22,8 +22,9 @@ The JAX officials run in a worker process with their own venv (benchmarks/offici
 it, and what each official step is), pinned to the same core, alternating with ours chunk by chunk.
 
 What each official step is, per our stage:
-  srpo behavior      D4RL_dataset.sample(2048) (a slice of the shuffled arrays; reshuffled each epoch) +
-                     SRPO_Behavior.update_behavior (train_behavior.py's loop body)
+  srpo behavior      sample(2048) + SRPO_Behavior.update_behavior (train_behavior.py's loop body); sample is
+                     D4RL_dataset.sample redone here (`ShuffledSlices`: the official class loads through d4rl):
+                     a slice of the shuffled arrays, reshuffled each epoch
   srpo critic        sample(256) + IQL_Critic.update_q0 (the IQL update of SRPO_IQL.update_iql; its extra
                      deterministic-policy step, "evaluate iql policy part, can be deleted", is left out as our
                      stage has no such step)
