@@ -58,7 +58,7 @@ def _fail_on_use(name: str) -> types.ModuleType:
     return module
 
 
-def _package_at(name: str, path: str) -> None:
+def package_at(name: str, path: str) -> None:
     """Register `name` as an empty package over its real folder: its __init__ (which imports every other agent
     and their dependencies) is skipped, its modules import as they are."""
     package = types.ModuleType(name)
@@ -75,7 +75,7 @@ def idql_stages(repo: str) -> dict[str, object]:
     sys.modules.update({"gym": gym, "gym.spaces": spaces, "gym.utils": utils, "gym.utils.seeding": seeding})
     sys.path.insert(0, repo)
     for name in ("jaxrl5.agents", "jaxrl5.agents.ddpm_iql_simple", "jaxrl5.data"):
-        _package_at(name, os.path.join(repo, *name.split(".")))
+        package_at(name, os.path.join(repo, *name.split(".")))
     import jax
     from flax.core import frozen_dict
     from jaxrl5.agents.ddpm_iql_simple.ddpm_iql_learner import DDPMIQLLearner
@@ -112,7 +112,7 @@ def fql_stages(repo: str) -> dict[str, object]:
     tqdm.trange, tqdm.tqdm = range, (lambda iterable=None, *args, **kwargs: iterable)
     sys.modules.update({"distrax": distrax, "tqdm": tqdm})
     sys.path.insert(0, repo)
-    _package_at("agents", os.path.join(repo, "agents"))
+    package_at("agents", os.path.join(repo, "agents"))
     import jax
     from agents.fql import FQLAgent, get_config
 

@@ -62,6 +62,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_steps  # noqa: E402
+from official_jax_worker import package_at  # noqa: E402
 
 from srpo_bench.core import stages  # noqa: E402
 from srpo_bench.tasks import get_task  # noqa: E402
@@ -182,9 +183,7 @@ def official_diffusion_ql(repo: str, python: str | None) -> dict[str, Callable[[
 def official_sfbc(repo: str, python: str | None) -> dict[str, Callable[[int], float]]:
     stub_modules("d4rl", "gym")
     sys.path.insert(0, repo)
-    dataset_package = types.ModuleType("dataset")  # its __init__ builds a gym toy environment: skip it
-    dataset_package.__path__ = [os.path.join(repo, "dataset")]
-    sys.modules["dataset"] = dataset_package
+    package_at("dataset", os.path.join(repo, "dataset"))  # its __init__ builds a gym toy environment: skip it
     from dataset.dataset import Diffusion_buffer  # the official modules
     from diffusion_SDE.loss import loss_fn
     from diffusion_SDE.model import ScoreNet
