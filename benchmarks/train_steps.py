@@ -61,6 +61,7 @@ def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict
     """Fit `method` from scratch with every stage capped at `steps` (or the given step settings); the context
     holds the step timings."""
     optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = nn.FAST_MISH = levers
+    nn.DISTINCT_TIMES = nn.FAST_DROPOUT = levers
     if levers:
         # stages of >= nn.COMPILE_MIN_STEPS steps run the compiled Mish; these short timed stages stand for long
         # ones, so they do too, with the kernels compiled up front, outside the timed steps

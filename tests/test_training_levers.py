@@ -2,7 +2,9 @@
 tolerance, a minibatch gathered on access holds the same rows, the oneDNN `Linear` gives the plain layer's
 outputs and gradients to float tolerance (and is the plain layer exactly wherever it does not apply), the
 sigmoid-form GELU is tanh-GELU to float rounding, the compiled one-exp Mish is torch's `mish` to float rounding
-(and only long training stages use it, on every step), the foreach Polyak update is the per-tensor one bit for
+(and only long training stages use it, on every step), a discrete-time denoiser's time path run once per distinct
+time is the per-row function to float rounding (its weight gradients included), the fast dropout mask is torch's
+bit for bit, the foreach Polyak update is the per-tensor one bit for
 bit, and whole stages trained with the levers on and off end at the same weights (so stage keys, which pin the
 trained result, stay as they are). Also: the step benchmark keeps each sampler's official step count."""
 
@@ -17,7 +19,7 @@ import torch
 
 from srpo_bench.core import nn as core_nn
 from srpo_bench.core import optim, stages
-from srpo_bench.core.nn import GELUTanh, Linear, LNResNet, Mish, polyak_update
+from srpo_bench.core.nn import GELUTanh, LearnableFourierFeatures, Linear, LNResNet, Mish, NoisePredictor, polyak_update
 from srpo_bench.data import sampler
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.progress import Reporter
@@ -285,6 +287,87 @@ def test_the_foreach_polyak_update_is_the_per_tensor_lerp_bit_for_bit() -> None:
         polyak_update(LNResNet(6, 3, width=32, blocks=1), source, 0.005)
 
 
+def idql_denoiser(dropout: float = 0.0) -> NoisePredictor:
+    """IDQL's denoiser at small widths: learnable Fourier time features, swish, LN-ResNet."""
+    torch.manual_seed(0)
+    return NoisePredictor(5, 3, LearnableFourierFeatures(16), 16, cond_dims=(32, 32), width=32, blocks=2,
+                          dropout=dropout, activation=torch.nn.SiLU)
+
+
+def outputs_and_gradients(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], distinct_times: bool
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    core_nn.DISTINCT_TIMES = distinct_times
+    try:
+        model.zero_grad(set_to_none=True)
+        out = model(*inputs)
+        (out * torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)).sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+    finally:
+        core_nn.DISTINCT_TIMES = True
+
+
+def test_the_time_path_once_per_distinct_time_is_the_per_row_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = idql_denoiser().train()
+    calls = []
+    per_time = NoisePredictor._forward_per_distinct_time
+    monkeypatch.setattr(NoisePredictor, "_forward_per_distinct_time",
+                        lambda self, *args: calls.append(args[1].numel()) or per_time(self, *args))
+    data = torch.Generator().manual_seed(1)
+    inputs = (torch.randn(64, 3, generator=data), torch.randint(0, 5, (64,), generator=data).float(),
+              torch.randn(64, 5, generator=data))
+    once, once_grads = outputs_and_gradients(model, inputs, True)
+    assert calls == [5]  # the DDPM's 5 times, not 64 rows
+    per_row, per_row_grads = outputs_and_gradients(model, inputs, False)
+    assert calls == [5]
+    assert torch.allclose(once, per_row, rtol=1e-5, atol=1e-6)
+    for a, b in zip(once_grads, per_row_grads, strict=True):  # the time path's weights included
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert all(float(g.abs().max()) > 0 for g in once_grads)
+
+
+def test_continuous_times_and_acting_keep_the_per_row_time_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(NoisePredictor, "_forward_per_distinct_time",
+                        lambda *args: pytest.fail("the per-distinct-time path ran"))
+    model = idql_denoiser().train()
+    data = torch.Generator().manual_seed(2)
+    actions, states = torch.randn(64, 3, generator=data), torch.randn(64, 5, generator=data)
+    model(actions, torch.rand(64, generator=data), states).sum().backward()  # VP-SDE times: all distinct
+    model.eval().requires_grad_(False)
+    with torch.no_grad():  # acting: an eval-mode model without gradients
+        model(actions, torch.full((64,), 3.0), states)
+
+
+def test_the_fast_dropout_is_torchs_dropout_bit_for_bit() -> None:
+    assert core_nn.dropout_draws_match()  # the probe holds on the CPUs this suite runs on (AMD, and torch's default)
+    layer = core_nn.Dropout(0.1).train()
+    x = torch.randn(256, 64, requires_grad=True)
+    results = []
+    for fast in (True, False):
+        core_nn.FAST_DROPOUT = fast
+        try:
+            torch.manual_seed(4)
+            out = layer(x)
+            (grad,) = torch.autograd.grad((out * out).sum(), x)
+            results.append((out, grad, torch.get_rng_state()))
+        finally:
+            core_nn.FAST_DROPOUT = True
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    assert 0.05 < float((results[0][0] == 0).float().mean()) < 0.15  # it did drop ~10%
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_where_the_probe_fails_dropout_is_torchs_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "_dropout_draws_match", False)
+    monkeypatch.setattr(core_nn, "dropout_noise", lambda *args: pytest.fail("the fast mask ran"))
+    x = torch.randn(32, 8)
+    torch.manual_seed(5)
+    out = core_nn.Dropout(0.25).train()(x)
+    torch.manual_seed(5)
+    assert torch.equal(out, torch.nn.functional.dropout(x, 0.25, training=True))
+
+
 @pytest.mark.parametrize("method", ["bc", "srpo", "idql", "fql", "diffusion-ql"])
 def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
         method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,14 +382,14 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     weights = []
     for levers in (True, False):
         optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = levers
-        core_nn.FAST_MISH = levers
+        core_nn.FAST_MISH = core_nn.DISTINCT_TIMES = core_nn.FAST_DROPOUT = levers
         try:
             config, ctx = fit_context(task, method, dataset, 0, "smoke", tmp_path / str(levers), torch.device("cpu"),
                                       Reporter(quiet=True))
             agent = get_method(method)().fit(ctx, config)
         finally:
             optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = True
-            core_nn.FAST_MISH = True
+            core_nn.FAST_MISH = core_nn.DISTINCT_TIMES = core_nn.FAST_DROPOUT = True
         weights.append([p.detach().clone() for p in trained_modules(agent).parameters()])
     # FQL: Adam (lr 3e-4) on 4 x 512 nets turns the float-rounding differences of near-zero gradient entries into
     # weight differences of ~1e-5 within 20 steps (either lever alone does it: oneDNN 1.6e-5, the sigmoid GELU

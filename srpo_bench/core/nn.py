@@ -264,6 +264,54 @@ class Mish(nn.Mish):
         return MISH(x) if MISH.applies(FAST_MISH, x) else F.mish(x)
 
 
+# --- dropout's mask: torch's own draws, in a tighter loop -------------------------------------------------------
+# torch's CPU dropout (`F.dropout` in training) draws its mask with `bernoulli_(1 - p)`: per element one double
+# uniform from the generator's mt19937 (`random64`: two 32-bit draws), u = (bits & (2^53 - 1)) 2^-53, kept where
+# u < 1 - p, then `div_(1 - p)` and a product with the input. On this AMD CPU that draw is a serial per-element
+# loop costing ~1.0-1.2 ms per [512, 256] mask (IDQL's actor makes 3 a step, SRPO's behavior model 3 four times
+# that size). An int64 `random_()` makes the same `random64` draw per element in a tighter loop, and
+# u < 1 - p  <=>  (bits & (2^53 - 1)) < ceil((1 - p) 2^53) exactly (an integer against a power-of-two scaling), so
+# the mask, the generator's state after it, and therefore every result are torch's bit for bit, ~0.3 ms sooner per
+# call. torch draws the mask differently elsewhere (on Intel CPUs through MKL's VSL streams), so the first use
+# checks on a probe that this reproduces torch's mask and generator state exactly, and keeps torch's dropout where
+# it does not. CPU float32 in training mode only, like the other levers.
+FAST_DROPOUT = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
+DOUBLE_MANTISSA = (1 << 53) - 1  # the bits of a random64 draw that make torch's double uniform
+_dropout_draws_match: bool | None = None  # the probe's answer, once per process
+
+
+def dropout_noise(shape: Sequence[int], keep: float, dtype: torch.dtype,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """torch's dropout noise, bernoulli(keep) / keep, from the same generator draws (see above)."""
+    bits = torch.empty(shape, dtype=torch.int64).random_(generator=generator)
+    return bits.bitwise_and_(DOUBLE_MANTISSA).lt_(math.ceil(keep * 2.0**53)).to(dtype).div_(keep)
+
+
+def dropout_draws_match() -> bool:
+    """Whether `dropout_noise` reproduces torch's `bernoulli_` mask and generator state here (probed once)."""
+    global _dropout_draws_match
+    if _dropout_draws_match is None:
+        generator = torch.Generator().manual_seed(0)
+        reference = torch.empty(4099).bernoulli_(0.9, generator=generator).div_(0.9)
+        after = generator.get_state()
+        ours = dropout_noise((4099,), 0.9, torch.float32, generator.manual_seed(0))
+        _dropout_draws_match = torch.equal(reference, ours) and torch.equal(after, generator.get_state())
+    return _dropout_draws_match
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` whose training-mode mask on CPU float32 comes from `dropout_noise` (lever `FAST_DROPOUT`),
+    where the probe says it is torch's own; everywhere else `F.dropout` exactly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (FAST_DROPOUT and self.training and 0.0 < self.p < 1.0 and not self.inplace and eager_cpu_float32(x)
+                and dropout_draws_match()):
+            with torch.no_grad():
+                noise = dropout_noise(x.shape, 1.0 - self.p, x.dtype)
+            return x * noise
+        return super().forward(x)
+
+
 def mlp(
     input_dim: int,
     hidden_dims: Sequence[int],
@@ -333,7 +381,7 @@ class LNResidualBlock(nn.Module):
     def __init__(self, width: int, dropout: float, activation: type[nn.Module], layer_norm_eps: float = 1e-5) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.LayerNorm(width, eps=layer_norm_eps),
             Linear(width, 4 * width),
             activation(),
@@ -364,7 +412,35 @@ class LNResNet(nn.Module):
         self.output = nn.Sequential(activation(), Linear(width, output_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.blocks(self.input(x)))
+        return self.trunk(self.input(x))
+
+    def trunk(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Everything after the input layer: the residual blocks and the output head."""
+        return self.output(self.blocks(hidden))
+
+
+# --- the time conditioning once per distinct time ----------------------------------------------------------------
+# A discrete-time denoiser (IDQL's DDPM, T = 5) sees at most T distinct times in a minibatch of hundreds of rows,
+# yet its time path (embedding -> conditioning MLP -> the conditioning columns of the LN-ResNet's input layer) is a
+# function of the time alone. Running it once per distinct time and gathering the result per row is the same
+# function (its weight gradients are the same sums, taken per time first), with fewer products: IDQL's batch of
+# 512 on Hopper spends 84M of its 891M forward multiply-adds there (MLP 128-256-256, then 256 of the input layer's
+# 270 columns), and as many again in each backward product; its actor step runs 1.08x faster (alternated chunk by
+# chunk, one core, 2026-12-02). Continuous times (SRPO's VP-SDE: all distinct) keep the per-row path.
+# Diffusion-QL's own network (time MLP 16-32-16) is not a `NoisePredictor`. Training work only (training mode or
+# a call that needs gradients), CPU float32 outside tracing, like the other levers: acting, export and the compiled
+# acts keep the per-row path. Results equal the per-row path's to float rounding (tests/test_training_levers.py).
+DISTINCT_TIMES = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
+DISTINCT_TIMES_MAX_SHARE = 4  # at most one distinct time per 4 rows, or the per-row path (unique + gather cost)
+
+
+def distinct_times_apply(module: NoisePredictor, noisy_actions: torch.Tensor, states: torch.Tensor) -> bool:
+    """Whether a denoiser call runs its time path once per distinct time (see above): training work only, a
+    module in training mode or a call that needs gradients, as for `Linear`."""
+    needs_grad = torch.is_grad_enabled() and (noisy_actions.requires_grad or states.requires_grad
+                                              or module.resnet.input.weight.requires_grad)
+    return (DISTINCT_TIMES and (module.training or needs_grad) and states.dim() == 2 and noisy_actions.dim() == 2
+            and eager_cpu_float32(states))
 
 
 class NoisePredictor(nn.Module):
@@ -394,8 +470,23 @@ class NoisePredictor(nn.Module):
                                layer_norm_eps)
 
     def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        if distinct_times_apply(self, noisy_actions, states):
+            times, rows = torch.unique(t.reshape(-1), return_inverse=True)
+            if times.numel() * DISTINCT_TIMES_MAX_SHARE <= rows.numel():
+                return self._forward_per_distinct_time(noisy_actions, times, rows, states)
         cond = self.cond(self.time_embedding(t))
         return self.resnet(torch.cat([noisy_actions, states, cond], dim=-1))
+
+    def _forward_per_distinct_time(self, noisy_actions: torch.Tensor, times: torch.Tensor, rows: torch.Tensor,
+                                   states: torch.Tensor) -> torch.Tensor:
+        """The same function with the time path run once per distinct time: the input layer's product split
+        into its (a_t, s) columns, per row, and its conditioning columns, per distinct time, gathered per row."""
+        layer = self.resnet.input
+        inputs = torch.cat([noisy_actions, states], dim=-1)
+        split = inputs.shape[1]
+        per_time = F.linear(self.cond(self.time_embedding(times)), layer.weight[:, split:], layer.bias)
+        hidden = F.linear(inputs, layer.weight[:, :split]).add_(per_time.index_select(0, rows))
+        return self.resnet.trunk(hidden)
 
 
 class DeterministicPolicy(nn.Module):
