@@ -14,6 +14,7 @@ Protocol: prints {"ready": true} once compiled and warmed up; then for each stdi
 steps of that stage, each ended by `jax.block_until_ready`, and prints {"ms": [per-step milliseconds]}.
   idql  behavior: DDPMIQLLearner.actor_update (DDPM loss, AdamW with cosine decay, EMA), batch 512
         critic:   DDPMIQLLearner.critic_update (update_v then update_q, Polyak target), batch 512
+        whole:    DDPMIQLLearner.update (the official loop's step: actor, V and Q updates in one jit), batch 512
         (launcher/examples/train_ddpm_iql_offline.py's rl_config, critic_hyperparam 0.7 for locomotion)
   fql   joint:    FQLAgent.update (agents/fql.py get_config() with alpha 300, the README's cube-single command;
         only alpha differs across tasks and it does not change the work), batch 256
@@ -97,7 +98,7 @@ def idql_stages(repo: str) -> dict[str, object]:
             "next_observations": rng.standard_normal((n, OBS_DIM), dtype=np.float32)}))
 
     return {"agent": agent, "batches": [batch() for _ in range(4)],
-            "stages": {"behavior": "actor_update", "critic": "critic_update"}}
+            "stages": {"behavior": "actor_update", "critic": "critic_update", "whole": "update"}}
 
 
 def fql_stages(repo: str) -> dict[str, object]:

@@ -40,6 +40,9 @@ What each official step is, per our stage:
   indexing and collation are part of its step, as they are of every official training run)
   idql behavior      DDPMIQLLearner.actor_update, batch 512 (pre-built batches: no minibatch draw)
   idql critic        DDPMIQLLearner.critic_update, batch 512 (idem)
+  idql whole         DDPMIQLLearner.update, batch 512 (idem): the official loop's step, actor, V and Q updates
+                     in one jit, timed a chunk after each stage chunk, against the sum of our two stages' medians
+                     (our stages train one after the other, each drawing its own minibatches)
   fql joint          FQLAgent.update, batch 256 (idem)
 """
 
@@ -74,6 +77,9 @@ STAGE_STEPS = {("srpo", "behavior"): "behavior_steps", ("srpo", "critic"): "crit
                ("srpo", "policy"): "policy_steps", ("diffusion-ql", "joint"): "steps",
                ("idql", "behavior"): "actor_steps", ("idql", "critic"): "critic_steps", ("fql", "joint"): "steps",
                ("sfbc", "behavior"): "behavior_steps", ("sfbc", "critic"): "critic_steps_per_epoch"}
+# the officials whose training loop runs our stages' updates as one jitted step: timed as well, a chunk after
+# each official stage chunk, against the sum of our stages' per-step times
+WHOLE_STEP = {"idql": ("behavior", "critic")}
 CHUNKS = {("srpo", "behavior"): 4, ("srpo", "critic"): 60, ("srpo", "policy"): 30, ("diffusion-ql", "joint"): 10,
           ("idql", "behavior"): 8, ("idql", "critic"): 30, ("fql", "joint"): 5, ("sfbc", "behavior"): 3,
           ("sfbc", "critic"): 10}
@@ -262,7 +268,8 @@ def official_jax(method: str) -> Callable[[str, str | None], dict[str, Callable[
                 return statistics.fmean(milliseconds)  # type: ignore[arg-type]
             return steps
 
-        return {stage: run(stage) for (m, stage) in STAGE_STEPS if m == method}
+        timed = [stage for (m, stage) in STAGE_STEPS if m == method] + (["whole"] if method in WHOLE_STEP else [])
+        return {stage: run(stage) for stage in timed}
     return start
 
 
@@ -279,6 +286,8 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
     def steps(self: stages.FitContext, stage: str, total: int, agent: object = None) -> Iterator[object]:
         official, chunk = officials.get(stage), CHUNKS.get((method, stage), 0)
         record = results.setdefault(stage, {"official": [], "ours": [], "ratio": []})
+        whole = officials.get("whole")
+        whole_record = results.setdefault("whole", {"official": [], "ours": [], "ratio": []})
         started = time.perf_counter()
         for index, item in enumerate(original(self, stage, total, agent)):
             if official is not None and index >= warmup and (index - warmup) % chunk == 0:
@@ -291,6 +300,8 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
                 if index > warmup:
                     record["official"].append(theirs)
                     record["ratio"].append(theirs / ours)
+                if whole is not None and index > warmup:
+                    whole_record["official"].append(whole(chunk))
                 started = time.perf_counter()
             yield item
 
@@ -301,6 +312,11 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
         train_steps.train(TASK, method, 0, levers=True, overrides=overrides)
     finally:
         stages.FitContext.steps = original  # type: ignore[method-assign]
+    if results.get("whole", {}).get("official") and all(results.get(stage, {}).get("ours")
+                                                        for stage in WHOLE_STEP.get(method, ())):
+        whole_record = results["whole"]
+        whole_record["ours"] = [sum(statistics.median(results[stage]["ours"]) for stage in WHOLE_STEP[method])]
+        whole_record["ratio"] = [statistics.median(whole_record["official"]) / whole_record["ours"][0]]
     return {stage: record for stage, record in results.items() if record["ratio"]}
 
 
@@ -322,6 +338,11 @@ def main() -> None:
     print(f"{'method':13s} {'stage':9s} {'official ms':>12s} {'ours ms':>8s} {'official/ours (median, range)':>30s}")
     for stage, record in results.items():
         ratio = record["ratio"]
+        if stage == "whole":  # one ratio: of the official's median to the sum of our stages' medians
+            print(f"{args.method:13s} {stage:9s} {statistics.median(record['official']):12.1f} "
+                  f"{record['ours'][0]:8.1f} {ratio[0]:11.2f}x (medians: the official update(), our "
+                  f"{' + '.join(WHOLE_STEP[args.method])})")
+            continue
         print(f"{args.method:13s} {stage:9s} {statistics.median(record['official']):12.1f} "
               f"{statistics.median(record['ours']):8.1f} {statistics.median(ratio):11.2f}x "
               f"({min(ratio):.2f}-{max(ratio):.2f}, {len(ratio)} rounds)")

@@ -87,25 +87,31 @@ class Linear(nn.Linear):
 
 
 # --- compiled elementwise activations (Mish) -------------------------------------------------------------------
-# An activation written as a few torch ops costs one pass over memory per op in eager mode; inductor
-# (`torch.compile`) fuses each direction into one loop. Worth it where the activation is expensive (Mish below:
-# 1.12x Diffusion-QL's whole step, 1.16x SRPO's behavior step, alternated chunk by chunk in one run), not for cheap
-# ones called often on small tensors (GELU, next). Compiling costs ~5 s per process (~20 s with a cold inductor
-# cache), so only a training stage of at least COMPILE_MIN_STEPS steps uses the compiled kernels, and then on
-# every one of its steps: `FitContext.steps` tells this module each stage's length (`training_stage`). The
-# choice is a function of the stage's declaration alone, so a stage trains the same whether it runs alone, after
-# other runs in the same process, or again after a crash (stages resume from their start). Short stages (tests,
-# smoke and toy profiles) keep the eager form and never pay for a compile they cannot earn back. The kernels work
-# on flat tensors, so one compiled kernel serves every shape. Where compiling fails (no C++ compiler, an inductor
-# error) the process keeps the eager form, with one warning. CPU float32 only, like the other levers. Inside a long
-# stage the module's mode does not matter (SRPO's policy stage queries the frozen behavior model in eval mode, and
-# that is training work); evaluations during training (`FitContext` turns the lever off around them) and all
-# acting outside stages (speed, export, compiled acts) run torch's own function exactly.
+# An activation written as a few torch ops costs one pass over memory per op in eager mode; inductor (torch's
+# compiler) fuses each direction into one loop. Worth it where the activation is expensive (Mish below: 1.12x
+# Diffusion-QL's whole step, 1.16x SRPO's behavior step, alternated chunk by chunk in one run), not for cheap ones
+# called often on small tensors (GELU, next). Compiling costs seconds per process, so only a training stage of at
+# least COMPILE_MIN_STEPS steps uses the compiled kernels, and then on every one of its steps: `FitContext.steps`
+# tells this module each stage's length (`training_stage`). The choice is a function of the stage's declaration
+# alone, so a stage trains the same whether it runs alone, after other runs in the same process, or again after a
+# crash (stages resume from their start). Short stages (tests, smoke and toy profiles) keep the eager form and never
+# pay for a compile they cannot earn back. Where compiling fails (no C++ compiler, an inductor error) the process
+# keeps the eager form, with one warning. CPU float32 only, like the other levers. Inside a long stage the module's
+# mode does not matter (SRPO's policy stage queries the frozen behavior model in eval mode, and that is training
+# work); evaluations during training (`FitContext` turns the lever off around them) and all acting outside stages
+# (speed, export, compiled acts) run torch's own function exactly.
+# The kernels work on flat tensors and are compiled per element count (a stage trains at a few fixed sizes: full
+# minibatches), traced with `make_fx` and handed to inductor directly: a `torch.compile`d function with dynamic
+# shapes spends ~40 us per call in Dynamo's guards and wrappers (83 against 43 us for the [256, 256] Mish forward,
+# 97 against 62 backward), and Diffusion-QL makes ~95 such calls a step. A size costs ~1 s to compile with a warm
+# inductor cache (~5-20 s cold); past COMPILED_MAX_SIZES sizes a process keeps the eager form for new ones.
 # e.g. Diffusion-QL saves ~8 ms a step at its official sizes (2000 steps: ~16 s for a ~5 s compile); SRPO's toy
 # policy stage (1000 steps of a cheap step) lost ~6 s to the compile, so the toy and smoke profiles stay eager
 COMPILE_MIN_STEPS = 2000
-COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's ~20 us dispatch loses to the eager form (measured)
+COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's dispatch loses to the eager form (measured)
+COMPILED_MAX_SIZES = 16  # element counts compiled per activation and process
 _compiled_stage = False  # whether the stage now training is long enough for the compiled kernels
+Kernel = Callable[..., torch.Tensor]
 
 
 @contextlib.contextmanager
@@ -121,46 +127,58 @@ def training_stage(total_steps: int) -> Iterator[None]:
         _compiled_stage = outer
 
 
-class CompiledActivation:
-    """y = forward(x), dx = backward(x, dy) for one elementwise activation, compiled once per process on demand."""
+def compile_kernel(function: Kernel, *examples: torch.Tensor) -> Kernel:
+    """`function` compiled by inductor for inputs shaped like `examples` (flat float32 CPU tensors), without
+    Dynamo: traced once by `make_fx`, called with tensors of exactly those shapes, without grad."""
+    from torch._inductor import compile as inductor_compile
+    from torch.fx.experimental.proxy_tensor import make_fx
 
-    def __init__(self, name: str, forward: Callable[[torch.Tensor], torch.Tensor],
-                 backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 reference: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    return inductor_compile(make_fx(function)(*examples), list(examples))
+
+
+class CompiledActivation:
+    """y = forward(x), dx = backward(x, dy) for one elementwise activation, compiled per element count on demand."""
+
+    def __init__(self, name: str, forward: Kernel, backward: Kernel, reference: Kernel) -> None:
         self.name, self.forward, self.backward, self.reference = name, forward, backward, reference
-        self.kernels: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None = None
+        self.kernels: dict[int, tuple[Kernel, Kernel]] = {}  # element count -> (forward, backward)
         self.failed = False
 
     def applies(self, enabled: bool, x: torch.Tensor) -> bool:
-        """Whether this call runs the compiled kernels (compiling them on the first such call): the lever's flag,
-        a long training stage, a large enough CPU float32 tensor outside tracing and compiling."""
+        """Whether this call runs the compiled kernels (compiling them for its size on the first such call): the
+        lever's flag, a long training stage, a large enough CPU float32 tensor outside tracing and compiling."""
         return (enabled and _compiled_stage and x.numel() >= COMPILED_MIN_ELEMENTS and eager_cpu_float32(x)
-                and self.compile() is not None)
+                and self.compile(x.numel()) is not None)
 
-    def compile(self) -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] | None:
-        if self.kernels is None and not self.failed:
+    def compile(self, size: int) -> tuple[Kernel, Kernel] | None:
+        """The kernels for flat tensors of `size` elements, compiled and checked against the reference on the
+        first request (None where compiling failed in this process, or past COMPILED_MAX_SIZES sizes)."""
+        if size not in self.kernels and not self.failed and len(self.kernels) < COMPILED_MAX_SIZES:
             try:
-                forward = torch.compile(self.forward, dynamic=True, fullgraph=True)
-                backward = torch.compile(self.backward, dynamic=True, fullgraph=True)
-                probe = torch.linspace(-30.0, 30.0, 4099)
-                with torch.no_grad():  # always called without grad: one compiled graph per direction
-                    if not torch.allclose(forward(probe), self.reference(probe), rtol=1e-5, atol=1e-6):
-                        raise RuntimeError(f"the compiled kernel disagrees with {self.reference.__name__}")
-                    backward(probe, probe)
-                self.kernels = (forward, backward)
+                probe, upstream = torch.linspace(-30.0, 30.0, size), torch.ones(size)  # two tensors: no aliasing
+                with torch.enable_grad():
+                    probe_grad = probe.clone().requires_grad_(True)
+                    (expected_grad,) = torch.autograd.grad(self.reference(probe_grad), probe_grad, upstream)
+                with torch.no_grad():  # always called without grad (the autograd Function below holds the graph)
+                    forward = compile_kernel(self.forward, probe)
+                    backward = compile_kernel(self.backward, probe, upstream)
+                    if not (torch.allclose(forward(probe), self.reference(probe), rtol=1e-5, atol=1e-6)
+                            and torch.allclose(backward(probe, upstream), expected_grad, rtol=1e-4, atol=1e-5)):
+                        raise RuntimeError(f"the compiled kernels disagree with {self.reference.__name__}")
+                self.kernels[size] = (forward, backward)
             except Exception as exc:  # noqa: BLE001 - any compile failure means: keep the eager form
                 self.failed = True
                 detail = str(exc).splitlines()[0] if str(exc) else ""
-                warnings.warn(f"{self.name} lever off, the eager form kept: torch.compile failed "
+                warnings.warn(f"{self.name} lever off, the eager form kept: compiling failed "
                               f"({type(exc).__name__}: {detail})", RuntimeWarning, stacklevel=4)
-        return self.kernels
+        return self.kernels.get(size)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The activation through the compiled kernels (call only where `applies` said so)."""
         if torch.is_grad_enabled() and x.requires_grad:
             return _CompiledActivationFunction.apply(x, self)
         with torch.no_grad():
-            return self.kernels[0](x.detach().reshape(-1)).view(x.shape)  # type: ignore[index]
+            return self.kernels[x.numel()][0](x.detach().reshape(-1)).view(x.shape)
 
 
 class _CompiledActivationFunction(torch.autograd.Function):
@@ -168,14 +186,15 @@ class _CompiledActivationFunction(torch.autograd.Function):
     def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor,
                 activation: CompiledActivation) -> torch.Tensor:
         flat = x.detach().reshape(-1)
+        forward, ctx.backward_kernel = activation.kernels[flat.numel()]
         ctx.save_for_backward(flat)
-        ctx.shape, ctx.activation = x.shape, activation
-        return activation.kernels[0](flat).view(x.shape)  # type: ignore[index]
+        ctx.shape = x.shape
+        return forward(flat).view(x.shape)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (flat,) = ctx.saved_tensors
-        return ctx.activation.kernels[1](flat, grad.reshape(-1)).view(ctx.shape), None
+        return ctx.backward_kernel(flat, grad.reshape(-1)).view(ctx.shape), None
 
 
 # --- GELU (tanh approximation) without tanh ------------------------------------------------------------------
