@@ -370,7 +370,7 @@ def test_where_the_probe_fails_dropout_is_torchs_own(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.parametrize("method", ["bc", "srpo", "idql", "fql", "diffusion-ql"])
 def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
-        method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_compiled_activations: None) -> None:
     # the toy nets are small: lower oneDNN's and Mish's thresholds so that the levers are exercised on every product
     # and activation they can take, from the first step
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)

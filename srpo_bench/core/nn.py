@@ -105,13 +105,13 @@ class Linear(nn.Linear):
 # minibatches), traced with `make_fx` and handed to inductor directly: a `torch.compile`d function with dynamic
 # shapes spends ~40 us per call in Dynamo's guards and wrappers (83 against 43 us for the [256, 256] Mish forward,
 # 97 against 62 backward), and Diffusion-QL makes ~95 such calls a step. A size costs ~1 s to compile with a warm
-# inductor cache (~5-20 s cold); past COMPILED_MAX_SIZES sizes a process keeps the eager form for new ones.
+# inductor cache (~5-20 s cold). There is no cap on the sizes a process compiles: a cap would make a stage's kernels
+# (and so its float rounding) depend on what the process trained before.
 # e.g. Diffusion-QL's step at its official sizes: ~83 -> 74 ms through `torch.compile`, -> 60 ms without Dynamo, for
 # two sizes' compiles (2000 steps save ~45 s); SRPO's toy policy stage (1000 steps of a cheap step) lost ~6 s to
 # a compile, so the toy and smoke profiles stay eager
 COMPILE_MIN_STEPS = 2000
 COMPILED_MIN_ELEMENTS = 8192  # below this a compiled call's dispatch loses to the eager form (measured)
-COMPILED_MAX_SIZES = 16  # element counts compiled per activation and process
 _compiled_stage = False  # whether the stage now training is long enough for the compiled kernels
 Kernel = Callable[..., torch.Tensor]
 
@@ -154,8 +154,8 @@ class CompiledActivation:
 
     def compile(self, size: int) -> tuple[Kernel, Kernel] | None:
         """The kernels for flat tensors of `size` elements, compiled and checked against the reference on the
-        first request (None where compiling failed in this process, or past COMPILED_MAX_SIZES sizes)."""
-        if size not in self.kernels and not self.failed and len(self.kernels) < COMPILED_MAX_SIZES:
+        first request (None where compiling failed in this process)."""
+        if size not in self.kernels and not self.failed:
             try:
                 probe, upstream = torch.linspace(-30.0, 30.0, size), torch.ones(size)  # two tensors: no aliasing
                 with torch.enable_grad():
