@@ -93,14 +93,14 @@ class Linear(nn.Linear):
 # behavior step; alternated chunk by chunk in one run), not for cheap ones called often on small tensors (GELU).
 # Compiling costs seconds per process, so only a training stage of at least COMPILE_MIN_STEPS steps uses the
 # compiled kernels, and then on every one of its steps: `FitContext.steps` tells this module each stage's length
-# (`training_stage`). The choice is a function of the stage's declaration
-# alone, so a stage trains the same whether it runs alone, after other runs in the same process, or again after a
-# crash (stages resume from their start). Short stages (tests, smoke and toy profiles) keep the eager form and never
-# pay for a compile they cannot earn back. Where compiling fails (no C++ compiler, an inductor error) the process
-# keeps the eager form, with one warning. CPU float32 only, like the other levers. Inside a long stage the module's
-# mode does not matter (SRPO's policy stage queries the frozen behavior model in eval mode, and that is training
-# work); evaluations during training (`FitContext` turns the lever off around them) and all acting outside stages
-# (speed, export, compiled acts) run torch's own function exactly.
+# (`training_stage`). The choice is a function of the stage's declaration alone, so a stage trains the same whether
+# it runs alone, after other runs in the same process, or again after a crash (stages resume from their start).
+# Short stages (tests, smoke and toy profiles) keep the eager form and never pay for a compile they cannot earn
+# back. Where compiling fails (no C++ compiler, an inductor error) the process keeps the eager form, with one
+# warning. CPU float32 only, like the other levers. Inside a long stage the module's mode does not matter (SRPO's
+# policy stage queries the frozen behavior model in eval mode, and that is training work); evaluations during
+# training (`FitContext` turns the lever off around them) and all acting outside stages (speed, export, compiled
+# acts) run torch's own function exactly.
 # The kernels work on flat tensors and are compiled per element count (a stage trains at a few fixed sizes: full
 # minibatches), traced with `make_fx` and handed to inductor directly: a `torch.compile`d function with dynamic
 # shapes spends ~40 us per call in Dynamo's guards and wrappers (83 against 43 us for the [256, 256] Mish forward,
