@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 
 from srpo_bench.config import resolve_config
-from srpo_bench.core import nn, optim
+from srpo_bench.core import nn
+from srpo_bench.core.levers import set_training_levers
 from srpo_bench.core.stages import FitContext
-from srpo_bench.data import sampler
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import expand_methods, get_method
 from srpo_bench.runner import fit_context
@@ -60,8 +60,7 @@ def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict
           ) -> FitContext:
     """Fit `method` from scratch with every stage capped at `steps` (or the given step settings); the context
     holds the step timings."""
-    optim.FUSED = sampler.GATHER_ON_ACCESS = nn.ONEDNN_LINEAR = nn.FAST_GELU = nn.FAST_MISH = levers
-    nn.DISTINCT_TIMES = nn.FAST_DROPOUT = levers
+    set_training_levers(levers)
     if levers:
         # stages of >= nn.COMPILE_MIN_STEPS steps run the compiled Mish; these short timed stages stand for long
         # ones, so they do too (`main` compiles the kernels for each stage's sizes in a warm-up fit, untimed)

@@ -4,9 +4,9 @@ outputs and gradients to float tolerance (and is the plain layer exactly whereve
 sigmoid-form GELU is tanh-GELU to float rounding, the compiled one-exp Mish is torch's `mish` to float rounding
 (and only long training stages use it, on every step), a discrete-time denoiser's time path run once per distinct
 time is the per-row function to float rounding (its weight gradients included), the fast dropout mask is torch's
-bit for bit, the foreach Polyak update is the per-tensor one bit for
-bit, and whole stages trained with the levers on and off end at the same weights (so stage keys, which pin the
-trained result, stay as they are). Also: the step benchmark keeps each sampler's official step count."""
+bit for bit, the foreach Polyak update is the per-tensor one bit for bit, and whole stages trained with the levers
+on and off end at the same weights (so stage keys, which pin the trained result, stay as they are). Also: the step
+benchmark keeps each sampler's official step count."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 
 from srpo_bench.core import nn as core_nn
 from srpo_bench.core import optim, stages
+from srpo_bench.core.levers import SWITCHES, set_training_levers
 from srpo_bench.core.nn import GELUTanh, LearnableFourierFeatures, Linear, LNResNet, Mish, NoisePredictor, polyak_update
 from srpo_bench.data import sampler
 from srpo_bench.data.sampler import EpochSampler
@@ -381,15 +382,13 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     dataset = task.load()
     weights = []
     for levers in (True, False):
-        optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = levers
-        core_nn.FAST_MISH = core_nn.DISTINCT_TIMES = core_nn.FAST_DROPOUT = levers
+        set_training_levers(levers)
         try:
             config, ctx = fit_context(task, method, dataset, 0, "smoke", tmp_path / str(levers), torch.device("cpu"),
                                       Reporter(quiet=True))
             agent = get_method(method)().fit(ctx, config)
         finally:
-            optim.FUSED = sampler.GATHER_ON_ACCESS = core_nn.ONEDNN_LINEAR = core_nn.FAST_GELU = True
-            core_nn.FAST_MISH = core_nn.DISTINCT_TIMES = core_nn.FAST_DROPOUT = True
+            set_training_levers(True)
         weights.append([p.detach().clone() for p in trained_modules(agent).parameters()])
     # FQL: Adam (lr 3e-4) on 4 x 512 nets turns the float-rounding differences of near-zero gradient entries into
     # weight differences of ~1e-5 within 20 steps (either lever alone does it: oneDNN 1.6e-5, the sigmoid GELU
@@ -397,6 +396,16 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     # a real change
     tolerance = 5e-5 if method == "fql" else 1e-5
     assert max(float((a - b).abs().max()) for a, b in zip(*weights, strict=True)) < tolerance
+
+
+def test_the_lever_switches_name_real_flags_and_turn_them_all() -> None:
+    assert all(isinstance(getattr(module, name), bool) for module, name in SWITCHES)  # a typo would set a new name
+    try:
+        set_training_levers(False)
+        assert not any(getattr(module, name) for module, name in SWITCHES)
+    finally:
+        set_training_levers(True)
+    assert all(getattr(module, name) for module, name in SWITCHES)
 
 
 def trained_modules(agent: object) -> torch.nn.Module:
