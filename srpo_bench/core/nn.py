@@ -36,6 +36,11 @@ def eager_cpu_float32(x: torch.Tensor) -> bool:
             and not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()))
 
 
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records a call on these tensors (inputs and weights): grad mode on and one requires grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def onednn_pays(rows: int, inner: int, outer: int) -> bool:
     """Whether a [rows, inner] x [inner, outer] product goes to oneDNN (see the measurements above)."""
     return (ONEDNN_LINEAR and _onednn_linear is not None and inner >= ONEDNN_MIN_SIDE and outer >= ONEDNN_MIN_SIDE
@@ -76,11 +81,11 @@ class Linear(nn.Linear):
     eval mode: acting, export, compiled acts) is `F.linear` exactly, so acting timings are unchanged."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        needs_grad = torch.is_grad_enabled() and (inputs.requires_grad or self.weight.requires_grad)
-        if ((needs_grad or self.training) and inputs.dim() == 2 and eager_cpu_float32(inputs)
+        recorded = needs_grad(inputs, self.weight)
+        if ((recorded or self.training) and inputs.dim() == 2 and eager_cpu_float32(inputs)
                 and self.weight.dtype == torch.float32
                 and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
-            if needs_grad:
+            if recorded:
                 return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
             return _onednn_linear(inputs.contiguous(), self.weight, self.bias, "none", [], "")
         return F.linear(inputs, self.weight, self.bias)
@@ -177,7 +182,7 @@ class CompiledActivation:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The activation through the compiled kernels (call only where `applies` said so)."""
-        if torch.is_grad_enabled() and x.requires_grad:
+        if needs_grad(x):
             return _CompiledActivationFunction.apply(x, self)
         with torch.no_grad():
             return self.kernels[x.numel()][0](x.detach().reshape(-1)).view(x.shape)
@@ -240,7 +245,7 @@ class GELUTanh(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if FAST_GELU and self.training and eager_cpu_float32(x):
-            if torch.is_grad_enabled() and x.requires_grad:
+            if needs_grad(x):
                 return _GELUTanh.apply(x)
             return _gelu_gate(x).mul_(x)
         return F.gelu(x, approximate="tanh")
@@ -458,10 +463,8 @@ DISTINCT_TIMES_MAX_SHARE = 4  # at most one distinct time per 4 rows, or the per
 def distinct_times_apply(module: NoisePredictor, noisy_actions: torch.Tensor, states: torch.Tensor) -> bool:
     """Whether a denoiser call runs its time path once per distinct time (see above): training work only, a
     module in training mode or a call that needs gradients, as for `Linear`."""
-    needs_grad = torch.is_grad_enabled() and (noisy_actions.requires_grad or states.requires_grad
-                                              or module.resnet.input.weight.requires_grad)
-    return (DISTINCT_TIMES and (module.training or needs_grad) and states.dim() == 2 and noisy_actions.dim() == 2
-            and eager_cpu_float32(states))
+    return (DISTINCT_TIMES and (module.training or needs_grad(noisy_actions, states, module.resnet.input.weight))
+            and states.dim() == 2 and noisy_actions.dim() == 2 and eager_cpu_float32(states))
 
 
 class NoisePredictor(nn.Module):
