@@ -277,6 +277,22 @@ def test_a_failed_mish_compile_keeps_torchs_mish_with_one_warning(fresh_compiled
         Mish()(x)
 
 
+def test_a_compile_failing_at_a_later_size_turns_the_lever_off_for_every_size(
+        fresh_compiled_activations: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "_compiled_stage", True)
+    first, later = torch.randn(64, 256, requires_grad=True), torch.randn(32, 512 + 1, requires_grad=True)
+    assert type(Mish()(first).grad_fn).__name__ == "_CompiledActivationFunctionBackward"
+
+    def no_compiler(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("inductor error")
+
+    monkeypatch.setattr(core_nn, "compile_kernel", no_compiler)
+    with pytest.warns(RuntimeWarning, match="Mish lever off"):
+        assert type(Mish()(later).grad_fn).__name__ == "MishBackward0"
+    # the size compiled before the failure is eager now too, as in a process that met the sizes the other way round
+    assert type(Mish()(first).grad_fn).__name__ == "MishBackward0"
+
+
 def test_the_foreach_polyak_update_is_the_per_tensor_lerp_bit_for_bit() -> None:
     torch.manual_seed(0)
     source, target = LNResNet(6, 3, width=32, blocks=2), LNResNet(6, 3, width=32, blocks=2)

@@ -159,7 +159,7 @@ class CompiledActivation:
 
     def compile(self, size: int) -> tuple[Kernel, Kernel] | None:
         """The kernels for flat tensors of `size` elements, compiled and checked against the reference on the
-        first request (None where compiling failed in this process)."""
+        first request (None once compiling failed in this process, for any size)."""
         if size not in self.kernels and not self.failed:
             try:
                 probe, upstream = torch.linspace(-30.0, 30.0, size), torch.ones(size)  # two tensors: no aliasing
@@ -174,7 +174,10 @@ class CompiledActivation:
                         raise RuntimeError(f"the compiled kernels disagree with {self.reference.__name__}")
                 self.kernels[size] = (forward, backward)
             except Exception as exc:  # noqa: BLE001 - any compile failure means: keep the eager form
+                # for every size from now on, those compiled before included: which sizes run compiled must not
+                # depend on the order in which the process met them
                 self.failed = True
+                self.kernels.clear()
                 detail = str(exc).splitlines()[0] if str(exc) else ""
                 warnings.warn(f"{self.name} lever off, the eager form kept: compiling failed "
                               f"({type(exc).__name__}: {detail})", RuntimeWarning, stacklevel=4)
@@ -209,8 +212,9 @@ class _CompiledActivationFunction(torch.autograd.Function):
 # `nn.gelu`, FQL's MLPs), written with sigmoid because torch's vectorised tanh is slow on this CPU (2.6 ns per
 # element against sigmoid's 0.5; torch's tanh-GELU costs ~0.3 ms per 256 x 512 call, FQL makes 76 such calls a
 # step). Within float rounding of `F.gelu(approximate="tanh")` (tests/test_training_levers.py). Eager: compiled
-# like Mish below (one loop per direction) it ran 1.2x faster alone at 256 x 512 but made FQL's whole step ~5%
-# slower (its ~20 us per-call dispatch, 76 calls a step; alternated chunk by chunk in one run, 2026-12-02).
+# through `torch.compile` (one loop per direction) it ran 1.2x faster alone at 256 x 512 but made FQL's whole step
+# ~5% slower (its ~20 us per-call dispatch, 76 calls a step; alternated chunk by chunk in one run, 2026-12-02); the
+# Dynamo-free kernels the Mish lever now uses were not tried for it.
 FAST_GELU = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 GELU_K = 2.0 * math.sqrt(2.0 / math.pi)
 GELU_C = 0.044715
