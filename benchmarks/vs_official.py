@@ -287,7 +287,6 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
         official, chunk = officials.get(stage), CHUNKS.get((method, stage), 0)
         record = results.setdefault(stage, {"official": [], "ours": [], "ratio": []})
         whole = officials.get("whole")
-        whole_record = results.setdefault("whole", {"official": [], "ours": [], "ratio": []})
         started = time.perf_counter()
         for index, item in enumerate(original(self, stage, total, agent)):
             if official is not None and index >= warmup and (index - warmup) % chunk == 0:
@@ -301,7 +300,8 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
                     record["official"].append(theirs)
                     record["ratio"].append(theirs / ours)
                 if whole is not None and index > warmup:
-                    whole_record["official"].append(whole(chunk))
+                    results.setdefault("whole", {"official": [], "ours": [], "ratio": []})["official"].append(
+                        whole(chunk))
                 started = time.perf_counter()
             yield item
 
@@ -312,9 +312,8 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
         train_steps.train(TASK, method, 0, levers=True, overrides=overrides)
     finally:
         stages.FitContext.steps = original  # type: ignore[method-assign]
-    if results.get("whole", {}).get("official") and all(results.get(stage, {}).get("ours")
-                                                        for stage in WHOLE_STEP.get(method, ())):
-        whole_record = results["whole"]
+    whole_record = results.get("whole")
+    if whole_record is not None and all(results.get(stage, {}).get("ours") for stage in WHOLE_STEP[method]):
         whole_record["ours"] = [sum(statistics.median(results[stage]["ours"]) for stage in WHOLE_STEP[method])]
         whole_record["ratio"] = [statistics.median(whole_record["official"]) / whole_record["ours"][0]]
     return {stage: record for stage, record in results.items() if record["ratio"]}
