@@ -60,7 +60,7 @@ from srpo_bench.core.agents import Agent, CandidateAgent, softmax_draw_selection
 from srpo_bench.core.critics import TwinQ
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_denoising_loss, ddpm_sample_clipped_x0
 from srpo_bench.core.method import Method
-from srpo_bench.core.nn import Mish, SinusoidalTimeEmbedding, mlp, polyak_update
+from srpo_bench.core.nn import Mish, SinusoidalTimeEmbedding, mlp, per_time, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
@@ -201,7 +201,7 @@ class DiffusionQLNoiseNet(nn.Module):
         self.body = mlp(act_dim + time_embed_dim + obs_dim, (hidden, hidden, hidden), act_dim, activation=Mish)
 
     def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        return self.body(torch.cat([noisy_actions, self.time_mlp(t), states], dim=-1))
+        return self.body(torch.cat([noisy_actions, per_time(self.time_mlp, t), states], dim=-1))
 
 
 def diffusion_ql_schedule(config: DiffusionQLConfig | DiffusionQLJointStage) -> DDPMSchedule:

@@ -66,7 +66,7 @@ from srpo_bench.core.behavior import fit_vpsde_behavior
 from srpo_bench.core.diffusion import VPSDE, NoiseModel, vpsde_denoising_loss
 from srpo_bench.core.dpm_solver import dpm_solver_nfe, dpm_solver_sample
 from srpo_bench.core.method import FAMILIES, Method
-from srpo_bench.core.nn import GaussianFourierProjection, Linear, mlp
+from srpo_bench.core.nn import GaussianFourierProjection, Linear, mlp, per_time
 from srpo_bench.core.noise import Noise, as_noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
@@ -220,7 +220,7 @@ class SfBCScoreNet(nn.Module):
         self.out = Linear(1024, act_dim)
 
     def unnormalised(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        embedding = self.cond(torch.cat([self.state_embed(states), self.time_embed(t)], dim=-1))
+        embedding = self.cond(torch.cat([self.state_embed(states), per_time(self.time_embed, t)], dim=-1))
         d1 = self.down1(noisy_actions, embedding)
         d2 = self.down2(d1, embedding)
         d3 = self.down3(d2, embedding)

@@ -11,17 +11,25 @@ minibatch draw is left out: our side's draw is timed, so this errs in the offici
 imports but timing never runs (gym, the other agents' packages, distrax, tqdm) are stand-ins that fail if used.
 
 Protocol: prints {"ready": true} once compiled and warmed up; then for each stdin line "STAGE N" runs N official
-steps of that stage, each ended by `jax.block_until_ready`, and prints {"ms": [per-step milliseconds]}.
+steps of that stage (or N acts), each ended by `jax.block_until_ready`, and prints {"ms": [per-call milliseconds]}.
   idql  behavior: DDPMIQLLearner.actor_update (DDPM loss, AdamW with cosine decay, EMA), batch 512
         critic:   DDPMIQLLearner.critic_update (update_v then update_q, Polyak target), batch 512
         whole:    DDPMIQLLearner.update (the official loop's step: actor, V and Q updates in one jit), batch 512
         (launcher/examples/train_ddpm_iql_offline.py's rl_config, critic_hyperparam 0.7 for locomotion)
+        act1:     DDPMIQLLearner.eval_actions on one state (N = 64 candidates from T = 5 DDPM steps of the EMA
+                  score model, min of the target Q heads, argmax), as jaxrl5's `evaluate` calls it: the action
+                  comes back as a numpy array
+        act256:   one act for 256 states: the official code has none (eval_actions takes one state), so this is
+                  one jitted function composed of the official `ddpm_sampler` and `compute_q` (the two functions
+                  eval_actions calls) on the 256 x 64 candidates, argmax per state: what a batched official act
+                  would be (256 calls of eval_actions take longer)
   fql   joint:    FQLAgent.update (agents/fql.py get_config() with alpha 300, the README's cube-single command;
         only alpha differs across tasks and it does not change the work), batch 256
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -78,8 +86,10 @@ def idql_stages(repo: str) -> dict[str, object]:
     for name in ("jaxrl5.agents", "jaxrl5.agents.ddpm_iql_simple", "jaxrl5.data"):
         package_at(name, os.path.join(repo, *name.split(".")))
     import jax
+    import jax.numpy as jnp
     from flax.core import frozen_dict
-    from jaxrl5.agents.ddpm_iql_simple.ddpm_iql_learner import DDPMIQLLearner
+    from jaxrl5.agents.ddpm_iql_simple.ddpm_iql_learner import DDPMIQLLearner, compute_q
+    from jaxrl5.networks import ddpm_sampler
 
     rl_config = dict(actor_lr=3e-4, critic_lr=3e-4, value_lr=3e-4, T=5, N=64, M=0, actor_dropout_rate=0.1,
                      actor_num_blocks=3, decay_steps=int(3e6), actor_layer_norm=True, value_layer_norm=True,
@@ -97,8 +107,31 @@ def idql_stages(repo: str) -> dict[str, object]:
             "masks": (rng.random(n) > 0.001).astype(np.float32), "dones": rng.random(n) < 0.001,
             "next_observations": rng.standard_normal((n, OBS_DIM), dtype=np.float32)}))
 
+    states = rng.standard_normal((256, OBS_DIM), dtype=np.float32)  # host arrays, as an environment gives them
+    acting = {"agent": agent, "i": 0, "key": jax.random.PRNGKey(1)}
+
+    def act1() -> object:
+        action, acting["agent"] = acting["agent"].eval_actions(states[acting["i"] % len(states)])
+        acting["i"] += 1
+        return action
+
+    @jax.jit
+    def batched_act(observations: object, key: object) -> tuple[object, object]:
+        candidates = jnp.repeat(observations, agent.N, axis=0)  # state-major, as eval_actions repeats one state
+        actions, key = ddpm_sampler(agent.score_model.apply_fn, agent.target_score_model.params, agent.T, key,
+                                    agent.act_dim, candidates, agent.alphas, agent.alpha_hats, agent.betas,
+                                    agent.ddpm_temperature, agent.M, agent.clip_sampler)
+        q = compute_q(agent.target_critic.apply_fn, agent.target_critic.params, candidates, actions)
+        best = jnp.argmax(q.reshape(-1, agent.N), axis=1)
+        return actions.reshape(-1, agent.N, agent.act_dim)[jnp.arange(observations.shape[0]), best], key
+
+    def act256() -> object:
+        actions, acting["key"] = batched_act(jax.device_put(states), acting["key"])
+        return np.asarray(actions)
+
     return {"agent": agent, "batches": [batch() for _ in range(4)],
-            "stages": {"behavior": "actor_update", "critic": "critic_update", "whole": "update"}}
+            "stages": {"behavior": "actor_update", "critic": "critic_update", "whole": "update"},
+            "acts": {"act1": act1, "act256": act256}}
 
 
 def fql_stages(repo: str) -> dict[str, object]:
@@ -147,17 +180,18 @@ def main() -> None:
         jax.block_until_ready((new_agent, info))
         state["agent"], state["i"] = new_agent, state["i"] + 1
 
-    for update in learner["stages"].values():
+    calls = {stage: functools.partial(step, update) for stage, update in learner["stages"].items()}
+    calls.update(learner.get("acts", {}))  # each returns its actions as a host numpy array: synchronous
+    for call in calls.values():
         for _ in range(WARMUP_STEPS):
-            step(update)
+            call()
     print(json.dumps({"ready": True, "jax": jax.__version__}), flush=True)
     for line in sys.stdin:
         stage, count = line.split()
-        update = learner["stages"][stage]
         times = []
         for _ in range(int(count)):
             started = time.perf_counter()
-            step(update)
+            calls[stage]()
             times.append((time.perf_counter() - started) * 1e3)
         print(json.dumps({"ms": times}), flush=True)
 

@@ -2,28 +2,47 @@
 once per round, rounds repeated, medians printed with every round's figure and the load before and after.
 
     taskset -c 0 python benchmarks/runtime_rounds.py [--task toy-two-moons] [--methods srpo,bc]
-        [--runtimes eager,onnx] [--rounds 5] [--out results] [--profile smoke]
+        [--runtimes eager,onnx] [--rounds 5] [--out results] [--profile smoke] [--off SHARED_TIMES]
 
 Weights come from the results folder's stage cache (trained first if missing); timing does not depend on them.
 `srpo-bench speed --runtime ...` gives the same figures once per method; this script is for A/B ratios on a
-shared machine, where one timing can be off by a factor of two.
+shared machine, where one timing can be off by a factor of two. `--off FLAG` A/Bs an acting lever of
+`srpo_bench.core.nn` (e.g. SHARED_TIMES): every (method, runtime) is also prepared (exported, compiled) and timed
+with the flag off, in the same rounds, and the on/off ratio of the medians is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from srpo_bench.core import nn
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import expand_methods, get_method
 from srpo_bench.runner import fit_context
 from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare
 from srpo_bench.speed import measure_speed
 from srpo_bench.tasks import get_task
+
+
+@contextlib.contextmanager
+def lever(flag: str | None, on: bool) -> Iterator[None]:
+    """`srpo_bench.core.nn.<flag>` set to `on` inside (nothing to set without a flag)."""
+    if flag is None:
+        yield
+        return
+    before = getattr(nn, flag)
+    setattr(nn, flag, on)
+    try:
+        yield
+    finally:
+        setattr(nn, flag, before)
 
 
 def main() -> None:
@@ -34,35 +53,48 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--off", metavar="FLAG", help="also time with srpo_bench.core.nn.FLAG = False (an A/B)")
     args = parser.parse_args()
+    if args.off is not None and not isinstance(getattr(nn, args.off, None), bool):
+        parser.error(f"--off: srpo_bench.core.nn has no switch named {args.off}")
     torch.set_num_threads(1)
     task = get_task(args.task)
     dataset = task.load()
     runtimes = check_runtimes(args.runtimes)
+    settings = (True, False) if args.off else (True,)
     acting = {}
     for method in expand_methods(args.methods):
         config, ctx = fit_context(task, method, dataset, 0, args.profile, args.out, torch.device("cpu"),
                                   Reporter(quiet=True))
         agent = get_method(method)().fit(ctx, config)
         for runtime in runtimes:
-            try:
-                acting[method, runtime] = prepare(agent, runtime, dataset.obs_dim, (1, 256))
-            except RuntimeUnavailable as error:
-                print(f"{method} {runtime}: {error}")
+            for on in settings:
+                try:
+                    with lever(args.off, on):
+                        acting[method, runtime, on] = prepare(agent, runtime, dataset.obs_dim, (1, 256))
+                except RuntimeUnavailable as error:
+                    print(f"{method} {runtime}: {error}")
     print(f"load before: {os.getloadavg()}, affinity: {sorted(os.sched_getaffinity(0))}", flush=True)
-    rates: dict[tuple[str, str, int], list[float]] = {}
+    rates: dict[tuple[str, str, bool, int], list[float]] = {}
     for _ in range(args.rounds):
-        for (method, runtime), agent in acting.items():
+        for (method, runtime, on), agent in acting.items():
             agent.seed(0)
-            result = measure_speed(agent, dataset.obs_dim, (1, 256), repeats=10, max_seconds=3.0,
-                                   observations=dataset.observations)
+            with lever(args.off, on):
+                result = measure_speed(agent, dataset.obs_dim, (1, 256), repeats=10, max_seconds=3.0,
+                                       observations=dataset.observations)
             for size in (1, 256):
-                rates.setdefault((method, runtime, size), []).append(result.actions_per_second(size))
+                rates.setdefault((method, runtime, on, size), []).append(result.actions_per_second(size))
     print(f"load after: {os.getloadavg()}")
-    for (method, runtime, size), values in rates.items():
+    for (method, runtime, on, size), values in rates.items():
         median = statistics.median(values)
-        print(f"{method:13s} {runtime:9s} b{size:<4d} {median:12,.0f} actions/s {1e6 / median:9.2f} us/action"
+        label = runtime if args.off is None else f"{runtime} {args.off}={'on' if on else 'off'}"
+        print(f"{method:13s} {label:9s} b{size:<4d} {median:12,.0f} actions/s {1e6 / median:9.2f} us/action"
               f"   rounds: {', '.join(f'{v:,.0f}' for v in values)}")
+    if args.off:
+        for (method, runtime, on, size), values in rates.items():
+            if on and (method, runtime, False, size) in rates:
+                ratio = statistics.median(values) / statistics.median(rates[method, runtime, False, size])
+                print(f"{method:13s} {runtime:9s} b{size:<4d} {args.off} on/off: {ratio:.3f}x actions/s")
 
 
 if __name__ == "__main__":

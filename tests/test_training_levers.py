@@ -342,7 +342,9 @@ def test_the_time_path_once_per_distinct_time_is_the_per_row_function(monkeypatc
     assert all(float(g.abs().max()) > 0 for g in once_grads)
 
 
-def test_continuous_times_and_acting_keep_the_per_row_time_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_continuous_times_and_per_row_times_outside_training_keep_the_per_row_time_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(The samplers' calls, one time for every row, take their own path: tests/test_shared_times.py.)"""
     monkeypatch.setattr(NoisePredictor, "_forward_per_distinct_time",
                         lambda *args: pytest.fail("the per-distinct-time path ran"))
     model = idql_denoiser().train()
@@ -350,7 +352,7 @@ def test_continuous_times_and_acting_keep_the_per_row_time_path(monkeypatch: pyt
     actions, states = torch.randn(64, 3, generator=data), torch.randn(64, 5, generator=data)
     model(actions, torch.rand(64, generator=data), states).sum().backward()  # VP-SDE times: all distinct
     model.eval().requires_grad_(False)
-    with torch.no_grad():  # acting: an eval-mode model without gradients
+    with torch.no_grad():  # an eval-mode model without gradients, per-row times
         model(actions, torch.full((64,), 3.0), states)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from srpo_bench.core.nn import shared_times
 from srpo_bench.core.noise import Noise, as_noise
 
 NoiseModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (a_t, t, s) -> eps
@@ -164,7 +165,7 @@ def ddpm_sample_clipped_x0(
     batch, noise_source = states.shape[0], as_noise(generator)
     x = noise_source.normal((batch, act_dim), states.device)
     for i in reversed(range(schedule.steps)):
-        step = torch.full((batch,), float(i), device=states.device)
+        step = shared_times(float(i), batch, states.device)
         eps = noise_model(x, step, states)
         abar = schedule.alphas_cumprod[i]
         x0 = (x - torch.sqrt(1.0 - abar) * eps) / torch.sqrt(abar)
@@ -192,7 +193,7 @@ def ddpm_sample_ancestral(
     batch, noise_source = states.shape[0], as_noise(generator)
     x = noise_source.normal((batch, act_dim), states.device)
     for i in reversed(range(schedule.steps)):
-        step = torch.full((batch,), float(i), device=states.device)
+        step = shared_times(float(i), batch, states.device)
         eps = noise_model(x, step, states)
         x = (x - schedule.betas[i] / torch.sqrt(1.0 - schedule.alphas_cumprod[i]) * eps) / torch.sqrt(
             schedule.alphas[i]

@@ -66,6 +66,7 @@ from functools import lru_cache
 import torch
 
 from srpo_bench.core.diffusion import VPSDE, NoiseModel
+from srpo_bench.core.nn import shared_times
 from srpo_bench.core.noise import Noise, as_noise
 
 INTERMEDIATE_CHOICES = ("time_grid", "lambda_fractions")
@@ -171,7 +172,7 @@ def apply_segment(noise_model: NoiseModel, x: torch.Tensor, states: torch.Tensor
     batch, device = x.shape[0], x.device
 
     def eps(x_now: torch.Tensor, t: float) -> torch.Tensor:
-        return noise_model(x_now, torch.full((batch,), t, device=device, dtype=x.dtype), states)
+        return noise_model(x_now, shared_times(t, batch, device, x.dtype), states)
 
     eps_s = eps(x, seg.times[0])
     x_t = seg.decay * x - seg.first * eps_s

@@ -458,10 +458,40 @@ class LNResNet(nn.Module):
 # 270 columns), and as many again in each backward product; its actor step runs 1.08x faster (alternated chunk by
 # chunk, one core, 2026-12-02). Continuous times (SRPO's VP-SDE: all distinct) keep the per-row path.
 # Diffusion-QL's own network (time MLP 16-32-16) is not a `NoisePredictor`. Training work only (training mode or
-# a call that needs gradients), CPU float32 outside tracing, like the other levers: acting, export and the compiled
-# acts keep the per-row path. Results equal the per-row path's to float rounding (tests/test_training_levers.py).
+# a call that needs gradients), CPU float32 outside tracing, like the other levers (acting, export and the compiled
+# acts call with one time for every row: `shared_times` below). Results equal the per-row path's to float rounding
+# (tests/test_training_levers.py).
 DISTINCT_TIMES = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 DISTINCT_TIMES_MAX_SHARE = 4  # at most one distinct time per 4 rows, or the per-row path (unique + gather cost)
+
+# --- one time for every row: the samplers' calls -------------------------------------------------------------------
+# Every sampler step (DDPM, DPM-Solver, acting and Diffusion-QL's differentiable chain alike) calls its denoiser with
+# one time for all rows. The samplers say so in the tensor itself: the times are one value expanded to the rows (a
+# stride-0 view, `shared_times`), which costs nothing to make or to check, needs no look at the values (no host sync
+# on a GPU) and survives tracing, compiling and ONNX export (strides are known when the act is traced). A denoiser
+# then runs its time path once and broadcasts it: IDQL's `NoisePredictor` skips 164k of its 1.74M multiply-adds per
+# row (the conditioning MLP and 256 of its input layer's 270 columns), Diffusion-QL's and SfBC's networks their
+# (small) time embeddings. The same function to float rounding, in every runtime (tests/test_shared_times.py);
+# `SHARED_TIMES = False` restores the per-row path (for A/B timings: `srpo-bench speed` before/after).
+SHARED_TIMES = True
+
+
+def shared_times(value: float, rows: int, device: torch.device | str, dtype: torch.dtype = torch.float32
+                 ) -> torch.Tensor:
+    """[rows] times all equal to `value`, as one value expanded to the rows (see above)."""
+    return torch.full((1,), value, device=device, dtype=dtype).expand(rows)
+
+
+def is_shared_time(t: torch.Tensor) -> bool:
+    """Whether `t` holds one time for every row in the form `shared_times` makes (a 1-d stride-0 view)."""
+    return SHARED_TIMES and t.dim() == 1 and t.shape[0] > 1 and t.stride(0) == 0
+
+
+def per_time(module: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """module(t) for [B] times: run once and broadcast to the B rows when they share one time."""
+    if is_shared_time(t):
+        return module(t[:1]).expand(t.shape[0], -1)
+    return module(t)
 
 
 def distinct_times_apply(module: NoisePredictor, noisy_actions: torch.Tensor, states: torch.Tensor) -> bool:
@@ -498,6 +528,8 @@ class NoisePredictor(nn.Module):
                                layer_norm_eps)
 
     def forward(self, noisy_actions: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        if is_shared_time(t):  # a sampler step: one time for every row
+            return self._forward_per_distinct_time(noisy_actions, t[:1], None, states)
         if distinct_times_apply(self, noisy_actions, states):
             times, rows = torch.unique(t.reshape(-1), return_inverse=True)
             if times.numel() * DISTINCT_TIMES_MAX_SHARE <= rows.numel():
@@ -505,16 +537,17 @@ class NoisePredictor(nn.Module):
         cond = self.cond(self.time_embedding(t))
         return self.resnet(torch.cat([noisy_actions, states, cond], dim=-1))
 
-    def _forward_per_distinct_time(self, noisy_actions: torch.Tensor, times: torch.Tensor, rows: torch.Tensor,
-                                   states: torch.Tensor) -> torch.Tensor:
+    def _forward_per_distinct_time(self, noisy_actions: torch.Tensor, times: torch.Tensor,
+                                   rows: torch.Tensor | None, states: torch.Tensor) -> torch.Tensor:
         """The same function with the time path run once per distinct time: the input layer's product split
-        into its (a_t, s) columns, per row, and its conditioning columns, per distinct time, gathered per row."""
+        into its (a_t, s) columns, per row, and its conditioning columns, per distinct time, gathered per row
+        (`rows`: each row's index into `times`; None: one time for every row, broadcast)."""
         layer = self.resnet.input
         inputs = torch.cat([noisy_actions, states], dim=-1)
         split = inputs.shape[1]
         per_time = F.linear(self.cond(self.time_embedding(times)), layer.weight[:, split:], layer.bias)
-        hidden = F.linear(inputs, layer.weight[:, :split]).add_(per_time.index_select(0, rows))
-        return self.resnet.trunk(hidden)
+        hidden = F.linear(inputs, layer.weight[:, :split])
+        return self.resnet.trunk(hidden.add_(per_time if rows is None else per_time.index_select(0, rows)))
 
 
 class DeterministicPolicy(nn.Module):
