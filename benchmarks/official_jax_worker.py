@@ -10,8 +10,10 @@ weights (its own initialisation) and four pre-built random device batches used i
 minibatch draw is left out: our side's draw is timed, so this errs in the official's favour). Modules the learner
 imports but timing never runs (gym, the other agents' packages, distrax, tqdm) are stand-ins that fail if used.
 
-Protocol: prints {"ready": true} once compiled and warmed up; then for each stdin line "STAGE N" runs N official
-steps of that stage (or N acts), each ended by `jax.block_until_ready`, and prints {"ms": [per-call milliseconds]}.
+Protocol: prints {"ready": true} once the learner is built; then for each stdin line "STAGE N" runs N official
+steps of that stage, each ended by `jax.block_until_ready` (or N acts, each returning a host numpy array), and
+prints {"ms": [per-call milliseconds]};
+the first request of each warms it up first (WARMUP_STEPS untimed calls, its jit compilation among them).
   idql  behavior: DDPMIQLLearner.actor_update (DDPM loss, AdamW with cosine decay, EMA), batch 512
         critic:   DDPMIQLLearner.critic_update (update_v then update_q, Polyak target), batch 512
         whole:    DDPMIQLLearner.update (the official loop's step: actor, V and Q updates in one jit), batch 512
@@ -41,7 +43,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import numpy as np  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
-WARMUP_STEPS = 3  # each stage: includes the jit compilation
+WARMUP_STEPS = 3  # per stage or act, untimed: includes the jit compilation
 
 
 class _Box:
@@ -182,12 +184,14 @@ def main() -> None:
 
     calls = {stage: functools.partial(step, update) for stage, update in learner["stages"].items()}
     calls.update(learner.get("acts", {}))  # each returns its actions as a host numpy array: synchronous
-    for call in calls.values():
-        for _ in range(WARMUP_STEPS):
-            call()
+    warm: set[str] = set()
     print(json.dumps({"ready": True, "jax": jax.__version__}), flush=True)
     for line in sys.stdin:
         stage, count = line.split()
+        if stage not in warm:  # the first request of a call warms it up (its jit compile included), untimed
+            for _ in range(WARMUP_STEPS):
+                calls[stage]()
+            warm.add(stage)
         times = []
         for _ in range(int(count)):
             started = time.perf_counter()

@@ -3,6 +3,7 @@ once per round, rounds repeated, medians printed with every round's figure and t
 
     taskset -c 0 python benchmarks/runtime_rounds.py [--task toy-two-moons] [--methods srpo,bc]
         [--runtimes eager,onnx] [--rounds 5] [--out results] [--profile smoke] [--off SHARED_TIMES]
+        [--batch-sizes 1,256] [--max-seconds 3]
 
 Weights come from the results folder's stage cache (trained first if missing); timing does not depend on them.
 `srpo-bench speed --runtime ...` gives the same figures once per method; this script is for A/B ratios on a
@@ -54,7 +55,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--off", metavar="FLAG", help="also time with srpo_bench.core.nn.FLAG = False (an A/B)")
+    parser.add_argument("--batch-sizes", default="1,256")
+    parser.add_argument("--max-seconds", type=float, default=3.0, help="per timing (method, runtime, batch size)")
     args = parser.parse_args()
+    sizes = tuple(int(size) for size in args.batch_sizes.split(","))
     if args.off is not None and not isinstance(getattr(nn, args.off, None), bool):
         parser.error(f"--off: srpo_bench.core.nn has no switch named {args.off}")
     torch.set_num_threads(1)
@@ -71,7 +75,7 @@ def main() -> None:
             for on in settings:
                 try:
                     with lever(args.off, on):
-                        acting[method, runtime, on] = prepare(agent, runtime, dataset.obs_dim, (1, 256))
+                        acting[method, runtime, on] = prepare(agent, runtime, dataset.obs_dim, sizes)
                 except RuntimeUnavailable as error:
                     print(f"{method} {runtime}: {error}")
     print(f"load before: {os.getloadavg()}, affinity: {sorted(os.sched_getaffinity(0))}", flush=True)
@@ -80,9 +84,9 @@ def main() -> None:
         for (method, runtime, on), agent in acting.items():
             agent.seed(0)
             with lever(args.off, on):
-                result = measure_speed(agent, dataset.obs_dim, (1, 256), repeats=10, max_seconds=3.0,
+                result = measure_speed(agent, dataset.obs_dim, sizes, repeats=10, max_seconds=args.max_seconds,
                                        observations=dataset.observations)
-            for size in (1, 256):
+            for size in sizes:
                 rates.setdefault((method, runtime, on, size), []).append(result.actions_per_second(size))
     print(f"load after: {os.getloadavg()}")
     for (method, runtime, on, size), values in rates.items():

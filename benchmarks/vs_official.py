@@ -10,6 +10,7 @@
     taskset -c 0 python benchmarks/vs_official.py sfbc PATH/TO/SfBC
     taskset -c 0 python benchmarks/vs_official.py idql PATH/TO/IDQL --python JAX_VENV/bin/python
     taskset -c 0 python benchmarks/vs_official.py fql PATH/TO/fql --python JAX_VENV/bin/python
+    taskset -c 0 python benchmarks/vs_official.py idql PATH/TO/IDQL --python JAX_VENV/bin/python --acting
 
 One torch thread, one pinned core: our real stage code (benchmarks/train_steps.py's `train`, paper profile,
 training levers on, on the lite Hopper medium-replay data) pauses at chunk boundaries of each stage, and the
@@ -44,6 +45,12 @@ What each official step is, per our stage:
                      in one jit, timed a chunk after each stage chunk, against the sum of our two stages' medians
                      (our stages train one after the other, each drawing its own minibatches)
   fql joint          FQLAgent.update, batch 256 (idem)
+
+`--acting` (IDQL) times acts instead, in rounds: the official act at 1 and 256 states (the worker's act1: the
+official `eval_actions`; act256: one jitted act composed of the official sampler and Q, as the official code has
+no batched act) against our agent's act in each runtime (eager, compiled, onnx: `srpo-bench speed --runtime`),
+on dataset states, an official chunk then ours for each runtime in each round. Our agent is the paper configuration
+trained for 20 steps per stage (the official network sizes; timing does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -56,9 +63,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,7 +76,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_steps  # noqa: E402
 from official_jax_worker import package_at  # noqa: E402
 
+from srpo_bench.config import resolve_config  # noqa: E402
 from srpo_bench.core import stages  # noqa: E402
+from srpo_bench.core.agents import Agent  # noqa: E402
+from srpo_bench.progress import Reporter  # noqa: E402
+from srpo_bench.registry import get_method  # noqa: E402
+from srpo_bench.runner import fit_context  # noqa: E402
+from srpo_bench.runtimes import prepare  # noqa: E402
 from srpo_bench.tasks import get_task  # noqa: E402
 
 TASK = "lite-hopper-medium-replay-v0"
@@ -83,6 +98,11 @@ WHOLE_STEP = {"idql": ("behavior", "critic")}
 CHUNKS = {("srpo", "behavior"): 4, ("srpo", "critic"): 60, ("srpo", "policy"): 30, ("diffusion-ql", "joint"): 10,
           ("idql", "behavior"): 8, ("idql", "critic"): 30, ("fql", "joint"): 5, ("sfbc", "behavior"): 3,
           ("sfbc", "critic"): 10}
+# the official acts the JAX worker times, per number of states; and the acts per chunk (about a second at one state;
+# one act of 256 states takes seconds)
+ACTS = {"idql": {1: "act1", 256: "act256"}}
+ACT_CALLS = {1: 50, 256: 1}
+RUNTIMES = ("eager", "compiled", "onnx")
 # settings fixed for the timing on our side, besides the step counts (SfBC: one critic epoch per iteration, and
 # the planning pass on 256 states, as in benchmarks/train_steps.py)
 FIXED_SETTINGS = {"sfbc": {"critic_epochs_per_iteration": "1", "planning_states": "256"}}
@@ -258,7 +278,7 @@ def official_jax(method: str) -> Callable[[str, str | None], dict[str, Callable[
                     return json.loads(line)
             raise SystemExit(f"{method}: the official worker exited (code {worker.wait()})")
 
-        reply()  # ready: compiled and warmed up
+        reply()  # ready: the learner is built (each stage or act is warmed up when first asked for)
 
         def run(stage: str) -> Callable[[int], float]:
             def steps(n: int) -> float:
@@ -269,7 +289,7 @@ def official_jax(method: str) -> Callable[[str, str | None], dict[str, Callable[
             return steps
 
         timed = [stage for (m, stage) in STAGE_STEPS if m == method] + (["whole"] if method in WHOLE_STEP else [])
-        return {stage: run(stage) for stage in timed}
+        return {stage: run(stage) for stage in [*timed, *ACTS.get(method, {}).values()]}
     return start
 
 
@@ -319,6 +339,51 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
     return {stage: record for stage, record in results.items() if record["ratio"]}
 
 
+def our_agent(method: str) -> tuple[Agent, np.ndarray]:
+    """Our agent for `method` at the paper configuration (official network sizes and sampler settings), trained for
+    20 steps per stage in a temporary folder, and the dataset states to act on."""
+    task = get_task(TASK)
+    dataset = task.load()
+    with tempfile.TemporaryDirectory() as out:
+        config = resolve_config(get_method(method), task, "paper", train_steps.step_overrides(method, 20))
+        config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
+                                  Reporter(quiet=True), config=config)
+        ctx.evaluation = None
+        return get_method(method)().fit(ctx, config), dataset.observations
+
+
+def interleave_acting(method: str, officials: dict[str, Callable[[int], float]], rounds: int
+                      ) -> dict[tuple[int, str], dict[str, list[float]]]:
+    """Per (states, runtime): the official act's ms and ours, a chunk each in turn, and the per-round ratio."""
+    agent, observations = our_agent(method)
+    rng = np.random.default_rng(0)
+    batches = {size: torch.as_tensor(observations[rng.integers(0, len(observations), size)], dtype=torch.float32)
+               for size in ACTS[method]}
+    acting = {runtime: prepare(agent, runtime, observations.shape[1], tuple(batches)) for runtime in RUNTIMES}
+
+    def ours(runtime: str, size: int) -> float:
+        with torch.inference_mode():
+            started = time.perf_counter()
+            for _ in range(ACT_CALLS[size]):
+                acting[runtime].act(batches[size])
+            return (time.perf_counter() - started) / ACT_CALLS[size] * 1e3
+
+    for runtime in RUNTIMES:  # warm-up: first calls (compiles for the compiled runtime, at each size)
+        for size in batches:
+            ours(runtime, size)
+    results: dict[tuple[int, str], dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        for size, official in ACTS[method].items():
+            for runtime in RUNTIMES:  # an official chunk, then ours: each pair side by side
+                record = results.setdefault((size, runtime), {"official": [], "ours": [], "ratio": []})
+                theirs = officials[official](ACT_CALLS[size])
+                mine = ours(runtime, size)
+                record["official"].append(theirs)
+                record["ours"].append(mine)
+                record["ratio"].append(theirs / mine)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("method", choices=sorted(OFFICIALS))
@@ -326,12 +391,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--python", help="the JAX venv's python, for the JAX officials (idql, fql)")
+    parser.add_argument("--acting", action="store_true", help="time acts instead of training steps (idql)")
     args = parser.parse_args()
+    if args.acting and args.method not in ACTS:
+        parser.error(f"--acting: the official acts are timed for {', '.join(ACTS)} only")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     officials = OFFICIALS[args.method](os.path.abspath(args.repo), args.python)
     print(f"load before: {os.getloadavg()}, affinity: {sorted(os.sched_getaffinity(0))}, "
           f"{time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+    if args.acting:
+        acting = interleave_acting(args.method, officials, args.rounds)
+        print(f"load after: {os.getloadavg()}, {time.strftime('%H:%M:%S')}")
+        print(f"{'method':13s} {'states':>6s} {'runtime':9s} {'official ms':>12s} {'ours ms':>9s} "
+              f"{'official/ours (median, range)':>30s}")
+        for (size, runtime), record in acting.items():
+            ratio = record["ratio"]
+            print(f"{args.method:13s} {size:6d} {runtime:9s} {statistics.median(record['official']):12.2f} "
+                  f"{statistics.median(record['ours']):9.2f} {statistics.median(ratio):11.2f}x "
+                  f"({min(ratio):.2f}-{max(ratio):.2f}, {len(ratio)} rounds)")
+        return
     results = interleave(args.method, officials, args.rounds, args.warmup)
     print(f"load after: {os.getloadavg()}, {time.strftime('%H:%M:%S')}")
     print(f"{'method':13s} {'stage':9s} {'official ms':>12s} {'ours ms':>8s} {'official/ours (median, range)':>30s}")
