@@ -472,7 +472,7 @@ DISTINCT_TIMES_MAX_SHARE = 4  # at most one distinct time per 4 rows, or the per
 # then runs its time path once and broadcasts it: IDQL's `NoisePredictor` skips 164k of its 1.74M multiply-adds per
 # row (the conditioning MLP and 256 of its input layer's 270 columns), Diffusion-QL's and SfBC's networks their
 # (small) time embeddings. The same function to float rounding, in every runtime (tests/test_shared_times.py);
-# `SHARED_TIMES = False` restores the per-row path (for A/B timings: `srpo-bench speed` before/after).
+# `SHARED_TIMES = False` restores the per-row path (A/B: `benchmarks/runtime_rounds.py --off SHARED_TIMES`).
 SHARED_TIMES = True
 
 
@@ -545,9 +545,9 @@ class NoisePredictor(nn.Module):
         layer = self.resnet.input
         inputs = torch.cat([noisy_actions, states], dim=-1)
         split = inputs.shape[1]
-        per_time = F.linear(self.cond(self.time_embedding(times)), layer.weight[:, split:], layer.bias)
+        conditioning = F.linear(self.cond(self.time_embedding(times)), layer.weight[:, split:], layer.bias)
         hidden = F.linear(inputs, layer.weight[:, :split])
-        return self.resnet.trunk(hidden.add_(per_time if rows is None else per_time.index_select(0, rows)))
+        return self.resnet.trunk(hidden.add_(conditioning if rows is None else conditioning.index_select(0, rows)))
 
 
 class DeterministicPolicy(nn.Module):
