@@ -19,10 +19,12 @@ from torch import nn
 # runs the large products of training faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and
 # the input gradient, alone) and adds the bias in the product instead of a separate pass; below ~33M
 # multiply-adds, or with a side under 64, its per-call cost (~20 us) loses instead (README, "Training speed").
-# So a training-time `Linear` sends its forward product and the gradient of its input through oneDNN when the
-# product is large; the weight gradient stays on MKL, which was as fast or faster for every shape measured
-# (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to float tolerance
-# (tests/test_training_levers.py). In eval mode without grad (acting, export, compiled acts) it is `F.linear`.
+# So `Linear` sends its forward product and the gradient of its input through oneDNN when the product is large;
+# the weight gradient stays on MKL, which was as fast or faster for every shape measured (oneDNN wants a contiguous
+# transposed copy there). Results equal the plain layer's to float tolerance (tests/test_training_levers.py).
+# Eager acting takes the same rule: a batch-1 act's products are small and stay on MKL, while a large act (IDQL at
+# 256 states: 16,384 candidate rows through 256 x 1024 products) runs 1.22x faster (2026-12-02, 3 alternated
+# rounds). Tracing, export and compiled acts see `F.linear` (`eager_cpu_float32`).
 ONEDNN_LINEAR = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 ONEDNN_MIN_MULTIPLY_ADDS = 1 << 25  # rows x inner x outer below this: MKL (256 x 256 x 256, 16.7M: a wash, 1.02x)
 ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
@@ -75,17 +77,14 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large training-time products run
-    in oneDNN on CPU: those that need gradients and those of a module in training mode (targets, FQL's Euler
-    distillation targets). Everything else (GPU, other dtypes, small products, tracing, compiling, and modules in
-    eval mode: acting, export, compiled acts) is `F.linear` exactly, so acting timings are unchanged."""
+    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large products run in oneDNN on CPU
+    (eager float32, training and acting alike). Everything else (GPU, other dtypes, small products, tracing, export,
+    compiling) is `F.linear` exactly."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        recorded = needs_grad(inputs, self.weight)
-        if ((recorded or self.training) and inputs.dim() == 2 and eager_cpu_float32(inputs)
-                and self.weight.dtype == torch.float32
+        if (inputs.dim() == 2 and eager_cpu_float32(inputs) and self.weight.dtype == torch.float32
                 and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
-            if recorded:
+            if needs_grad(inputs, self.weight):
                 return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
             return _onednn_linear(inputs.contiguous(), self.weight, self.bias, "none", [], "")
         return F.linear(inputs, self.weight, self.bias)
