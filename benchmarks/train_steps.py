@@ -29,6 +29,7 @@ import torch
 
 from srpo_bench.config import resolve_config
 from srpo_bench.core import nn
+from srpo_bench.core.agents import Agent
 from srpo_bench.core.levers import set_training_levers
 from srpo_bench.core.stages import FitContext
 from srpo_bench.progress import Reporter
@@ -65,16 +66,21 @@ def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict
         # stages of >= nn.COMPILE_MIN_STEPS steps run the compiled Mish; these short timed stages stand for long
         # ones, so they do too (`main` compiles the kernels for each stage's sizes in a warm-up fit, untimed)
         nn.COMPILE_MIN_STEPS = 0
+    ctx, _ = fit_paper(task_name, method, step_overrides(method, steps) if overrides is None else overrides)
+    return ctx
+
+
+def fit_paper(task_name: str, method: str, overrides: dict[str, str]) -> tuple[FitContext, Agent]:
+    """`method`'s paper configuration with these settings, fitted from scratch in a temporary stage folder without
+    periodic evaluations: the context (step timings, dataset) and the agent."""
     task = get_task(task_name)
-    dataset = task.load()
-    config = resolve_config(get_method(method), task, "paper",
-                            step_overrides(method, steps) if overrides is None else overrides)
+    config = resolve_config(get_method(method), task, "paper", overrides)
     with tempfile.TemporaryDirectory() as out:
-        config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
+        config, ctx = fit_context(task, method, task.load(), 0, "paper", Path(out), torch.device("cpu"),
                                   Reporter(quiet=True), config=config)
         ctx.evaluation = None  # periodic evaluations are not training steps
-        get_method(method)().fit(ctx, config)
-    return ctx
+        agent = get_method(method)().fit(ctx, config)
+    return ctx, agent
 
 
 def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[str, float]:

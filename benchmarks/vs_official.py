@@ -63,11 +63,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,12 +74,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_steps  # noqa: E402
 from official_jax_worker import package_at  # noqa: E402
 
-from srpo_bench.config import resolve_config  # noqa: E402
 from srpo_bench.core import stages  # noqa: E402
-from srpo_bench.core.agents import Agent  # noqa: E402
-from srpo_bench.progress import Reporter  # noqa: E402
-from srpo_bench.registry import get_method  # noqa: E402
-from srpo_bench.runner import fit_context  # noqa: E402
 from srpo_bench.runtimes import prepare  # noqa: E402
 from srpo_bench.tasks import get_task  # noqa: E402
 
@@ -339,23 +332,12 @@ def interleave(method: str, officials: dict[str, Callable[[int], float]], rounds
     return {stage: record for stage, record in results.items() if record["ratio"]}
 
 
-def our_agent(method: str) -> tuple[Agent, np.ndarray]:
-    """Our agent for `method` at the paper configuration (official network sizes and sampler settings), trained for
-    20 steps per stage in a temporary folder, and the dataset states to act on."""
-    task = get_task(TASK)
-    dataset = task.load()
-    with tempfile.TemporaryDirectory() as out:
-        config = resolve_config(get_method(method), task, "paper", train_steps.step_overrides(method, 20))
-        config, ctx = fit_context(task, method, dataset, 0, "paper", Path(out), torch.device("cpu"),
-                                  Reporter(quiet=True), config=config)
-        ctx.evaluation = None
-        return get_method(method)().fit(ctx, config), dataset.observations
-
-
 def interleave_acting(method: str, officials: dict[str, Callable[[int], float]], rounds: int
                       ) -> dict[tuple[int, str], dict[str, list[float]]]:
-    """Per (states, runtime): the official act's ms and ours, a chunk each in turn, and the per-round ratio."""
-    agent, observations = our_agent(method)
+    """Per (states, runtime): the official act's ms and ours, a chunk each in turn, and the per-round ratio. Ours:
+    the paper configuration (official network and sampler sizes) trained for 20 steps per stage."""
+    ctx, agent = train_steps.fit_paper(TASK, method, train_steps.step_overrides(method, 20))
+    observations = ctx.dataset.observations
     rng = np.random.default_rng(0)
     batches = {size: torch.as_tensor(observations[rng.integers(0, len(observations), size)], dtype=torch.float32)
                for size in ACTS[method]}

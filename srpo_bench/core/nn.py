@@ -25,7 +25,7 @@ from torch import nn
 # Eager acting takes the same rule: a batch-1 act's products are small and stay on MKL, while a large act (IDQL at
 # 256 states: 16,384 candidate rows through 256 x 1024 products) runs 1.22x faster (2026-12-02, 3 alternated
 # rounds). Tracing, export and compiled acts see `F.linear` (`eager_cpu_float32`).
-ONEDNN_LINEAR = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
+ONEDNN_LINEAR = True  # the lever; off: `benchmarks/train_steps.py`'s "before", `runtime_rounds.py --off ONEDNN_LINEAR`
 ONEDNN_MIN_MULTIPLY_ADDS = 1 << 25  # rows x inner x outer below this: MKL (256 x 256 x 256, 16.7M: a wash, 1.02x)
 ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
 _onednn_linear = (getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available()
