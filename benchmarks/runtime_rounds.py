@@ -58,7 +58,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,256")
     parser.add_argument("--max-seconds", type=float, default=3.0, help="per timing (method, runtime, batch size)")
     args = parser.parse_args()
-    sizes = tuple(int(size) for size in args.batch_sizes.split(","))
+    try:
+        sizes = tuple(int(size) for size in args.batch_sizes.split(","))
+    except ValueError:
+        parser.error(f"--batch-sizes: comma-separated integers, got {args.batch_sizes!r}")
     if args.off is not None and not isinstance(getattr(nn, args.off, None), bool):
         parser.error(f"--off: srpo_bench.core.nn has no switch named {args.off}")
     torch.set_num_threads(1)
