@@ -4,7 +4,10 @@ Adam/AdamW, arrays gathered when read, oneDNN for large products, sigmoid-form G
 srpo_bench/core/nn.py), interleaved in rounds in one process; medians over rounds.
 
     taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
-        [--profile]
+        [--profile] [--off ONEDNN_LINEAR]
+
+`--off FLAG` A/Bs one lever instead (a switch in `srpo_bench.core.levers.SWITCHES`): the "before" column is every
+lever on but that one, the "after" column all of them on.
 
 `--profile` adds, after the rounds, one profiled pass per method with the levers on: per stage, the milliseconds
 per step and the share spent in matrix products (addmm/mm/bmm forward and backward, self time). The products
@@ -24,13 +27,14 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from srpo_bench.config import resolve_config
 from srpo_bench.core import nn
 from srpo_bench.core.agents import Agent
-from srpo_bench.core.levers import set_training_levers
+from srpo_bench.core.levers import SWITCHES, set_training_levers
 from srpo_bench.core.stages import FitContext
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import expand_methods, get_method
@@ -57,17 +61,27 @@ def step_overrides(method: str, steps: int) -> dict[str, str]:
 MATRIX_PRODUCTS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "mkldnn::_linear_pointwise"}
 
 
-def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict[str, str] | None = None
-          ) -> FitContext:
-    """Fit `method` from scratch with every stage capped at `steps` (or the given step settings); the context
-    holds the step timings."""
-    set_training_levers(levers)
+def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict[str, str] | None = None,
+          off: str | None = None) -> FitContext:
+    """Fit `method` from scratch with every stage capped at `steps` (or the given step settings), the levers on or
+    off (`off`: all on but that switch); the context holds the step timings."""
+    set_training_levers(levers or off is not None)
+    if off is not None:
+        setattr(lever_module(off), off, False)
     if levers:
         # stages of >= nn.COMPILE_MIN_STEPS steps run the compiled Mish; these short timed stages stand for long
         # ones, so they do too (`main` compiles the kernels for each stage's sizes in a warm-up fit, untimed)
         nn.COMPILE_MIN_STEPS = 0
     ctx, _ = fit_paper(task_name, method, step_overrides(method, steps) if overrides is None else overrides)
     return ctx
+
+
+def lever_module(switch: str) -> ModuleType:
+    """The module holding the training lever `switch` (ValueError: no such lever)."""
+    for module, name in SWITCHES:
+        if name == switch:
+            return module
+    raise ValueError(f"no training lever named {switch}; the levers: {', '.join(name for _, name in SWITCHES)}")
 
 
 def fit_paper(task_name: str, method: str, overrides: dict[str, str]) -> tuple[FitContext, Agent]:
@@ -83,8 +97,9 @@ def fit_paper(task_name: str, method: str, overrides: dict[str, str]) -> tuple[F
     return ctx, agent
 
 
-def stage_rates(task_name: str, method: str, steps: int, levers: bool) -> dict[str, float]:
-    ctx = train(task_name, method, steps, levers)
+def stage_rates(task_name: str, method: str, steps: int, levers: bool, off: str | None = None
+                ) -> dict[str, float]:
+    ctx = train(task_name, method, steps, levers, off=off)
     return {stage: done / seconds for stage, (done, seconds) in ctx.step_timings.items() if done}
 
 
@@ -112,7 +127,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="matrix-product share per stage (levers on)")
+    parser.add_argument("--off", metavar="LEVER", help="A/B one lever: 'before' is every lever on but this one")
     args = parser.parse_args()
+    if args.off is not None:
+        try:
+            lever_module(args.off)
+        except ValueError as error:
+            parser.error(f"--off: {error}")
+    before = "levers off" if args.off is None else f"{args.off} off"
     torch.set_num_threads(1)
     rates: dict[tuple[str, str, bool], list[float]] = {}
     for method in expand_methods(args.methods):  # compiles the Mish kernels for every size the stages use
@@ -121,11 +143,13 @@ def main() -> None:
     for round_index in range(args.rounds):
         for method in expand_methods(args.methods):
             for levers in (False, True):
-                for stage, rate in stage_rates(args.task, method, args.steps, levers).items():
+                off = None if levers else args.off
+                for stage, rate in stage_rates(args.task, method, args.steps, levers, off).items():
                     rates.setdefault((method, stage, levers), []).append(rate)
-                    print(f"round {round_index} {method} {stage} levers {'on' if levers else 'off'}: "
+                    print(f"round {round_index} {method} {stage} {'levers on' if levers else before}: "
                           f"{rate:.2f} steps/s", flush=True)
     print(f"load after: {os.getloadavg()}")
+    print(f"before: {before}; after: levers on")
     print(f"{'method':13s} {'stage':10s} {'before steps/s':>15s} {'after steps/s':>14s} {'after/before':>13s}")
     for (method, stage, levers), values in rates.items():
         if levers:

@@ -90,7 +90,8 @@ def forward_backward(layer: torch.nn.Linear, inputs: torch.Tensor, upstream: tor
 
 
 @onednn
-def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients() -> None:
+def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", True)  # an AMD CPU (the rule's own machine), whatever runs the test
     torch.manual_seed(0)
     layer = Linear(256, 1024)  # IDQL's block width: 512 x 256 x 1024 multiply-adds, oneDNN's side of the rule
     inputs, upstream = torch.randn(512, 256), torch.randn(512, 1024)
@@ -113,6 +114,7 @@ def test_onednn_linear_gives_the_plain_layers_outputs_and_gradients() -> None:
 @onednn
 def test_onednn_linear_leaves_small_products_tracing_and_other_dtypes_to_the_plain_layer(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", True)
     torch.manual_seed(0)
     small, large = Linear(11, 256), Linear(256, 1024)
     cases = [(small, torch.randn(512, 11, requires_grad=True)),  # an 11-d input: a side under 64
@@ -143,7 +145,29 @@ def test_onednn_linear_leaves_small_products_tracing_and_other_dtypes_to_the_pla
         core_nn.ONEDNN_LINEAR = True
 
 
+@pytest.mark.parametrize(("cpuinfo", "vendor"), [
+    ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n", "AuthenticAMD"),
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R)\n", "GenuineIntel"),
+    ("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n", ""),  # ARM: no vendor line
+])
+def test_the_cpu_vendor_is_read_from_cpuinfo(cpuinfo: str, vendor: str, tmp_path: Path) -> None:
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    assert core_nn.cpu_vendor(str(tmp_path / "cpuinfo")) == vendor
+    assert core_nn.cpu_vendor(str(tmp_path / "absent")) == ""  # macOS, Windows
+
+
+def test_only_an_amd_cpu_sends_large_products_to_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # measured: oneDNN faster on AMD EPYC, never faster on Intel Xeon (core/nn.py); unmeasured CPUs keep F.linear
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", False)
+    layer, inputs = Linear(256, 1024), torch.randn(512, 256, requires_grad=True)
+    assert not core_nn.onednn_pays(512, 256, 1024)
+    assert type(layer(inputs).grad_fn).__name__ == "AddmmBackward0"
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", True)
+    assert core_nn.onednn_pays(512, 256, 1024) == (core_nn._onednn_linear is not None)
+
+
 def test_a_torch_without_onednn_gets_the_plain_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", True)
     monkeypatch.setattr(core_nn, "_onednn_linear", None)  # a build without mkldnn, or a release without the op
     layer, inputs = Linear(256, 1024), torch.randn(512, 256, requires_grad=True)
     outputs = layer(inputs)
@@ -397,6 +421,7 @@ def test_a_whole_stage_trains_to_the_same_weights_with_and_without_the_levers(
     # and activation they can take, from the first step
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_MULTIPLY_ADDS", 0)
     monkeypatch.setattr(core_nn, "ONEDNN_MIN_SIDE", 1)
+    monkeypatch.setattr(core_nn, "ONEDNN_CPU", True)  # on any CPU
     monkeypatch.setattr(core_nn, "COMPILE_MIN_STEPS", 0)
     monkeypatch.setattr(core_nn, "COMPILED_MIN_ELEMENTS", 1)
     task = get_task("toy-two-moons")

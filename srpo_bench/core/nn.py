@@ -14,22 +14,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# --- Linear: oneDNN for the large matrix products of training on CPU ---------------------------------------
-# torch's CPU `addmm`/`mm` call MKL. On the AMD EPYC this project measures on, oneDNN (in the same torch wheel)
-# runs the large products of training faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and
-# the input gradient, alone) and adds the bias in the product instead of a separate pass; below ~33M
-# multiply-adds, or with a side under 64, its per-call cost (~20 us) loses instead (README, "Training speed").
-# So `Linear` sends its forward product and the gradient of its input through oneDNN when the product is large;
-# the weight gradient stays on MKL, which was as fast or faster for every shape measured (oneDNN wants a contiguous
-# transposed copy there). Results equal the plain layer's to float tolerance (tests/test_training_levers.py).
-# Eager acting takes the same rule: a batch-1 act's products are small and stay on MKL, while a large act (IDQL at
-# 256 states: 16,384 candidate rows through 256 x 1024 products) runs 1.22x faster (2026-12-02, 3 alternated
-# rounds). Tracing, export and compiled acts see `F.linear` (`eager_cpu_float32`).
+# --- Linear: oneDNN for the large matrix products on AMD CPUs ----------------------------------------------
+# torch's CPU `addmm`/`mm` call MKL. On an AMD EPYC (Zen 4), oneDNN (in the same torch wheel) runs the large products
+# faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and the input gradient, alone) and adds the
+# bias in the product instead of a separate pass; below ~33M multiply-adds, or with a side under 64, its per-call
+# cost (~20 us) loses instead (README, "Training speed"). So `Linear` sends its forward product and the gradient of
+# its input through oneDNN when the product is large; the weight gradient stays on MKL, which was as fast or faster
+# for every shape measured (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to
+# float tolerance (tests/test_training_levers.py). Eager acting takes the same rule: a batch-1 act's products are
+# small and stay on MKL, while a large act (IDQL at 256 states: 16,384 candidate rows through 256 x 1024 products)
+# runs 1.22-1.25x faster there (2026-12-02, 3 alternated rounds). Tracing, export and compiled acts see `F.linear`
+# (`eager_cpu_float32`).
+# On an Intel Xeon (AVX-512, 2026-12-02) MKL runs its own tuned kernels and oneDNN never won: IDQL's critic step
+# 0.93x with it (6 of 6 rounds slower), its actor step 0.99x, its eager act at 256 states 0.93x, every other stage
+# and act 0.95-1.04x (`benchmarks/train_steps.py --off ONEDNN_LINEAR`, `benchmarks/runtime_rounds.py --off
+# ONEDNN_LINEAR`). So the rule applies where it was measured to pay, on AMD CPUs (`ONEDNN_CPU`); elsewhere (Intel,
+# ARM, a CPU whose vendor cannot be read) every product is `F.linear`.
 ONEDNN_LINEAR = True  # the lever; off: `benchmarks/train_steps.py`'s "before", `runtime_rounds.py --off ONEDNN_LINEAR`
 ONEDNN_MIN_MULTIPLY_ADDS = 1 << 25  # rows x inner x outer below this: MKL (256 x 256 x 256, 16.7M: a wash, 1.02x)
 ONEDNN_MIN_SIDE = 64  # inner or outer width below this: MKL (e.g. a 256 -> 3 output layer, an 11-d input)
 _onednn_linear = (getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available()
                   else None)
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's vendor as the kernel reports it (GenuineIntel, AuthenticAMD); '' where it cannot be read (no
+    /proc/cpuinfo: macOS, Windows; no vendor line: ARM)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+ONEDNN_CPU = cpu_vendor() == "AuthenticAMD"  # a CPU where oneDNN's large products were measured faster (above)
 
 
 def eager_cpu_float32(x: torch.Tensor) -> bool:
@@ -45,8 +67,8 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
 
 def onednn_pays(rows: int, inner: int, outer: int) -> bool:
     """Whether a [rows, inner] x [inner, outer] product goes to oneDNN (see the measurements above)."""
-    return (ONEDNN_LINEAR and _onednn_linear is not None and inner >= ONEDNN_MIN_SIDE and outer >= ONEDNN_MIN_SIDE
-            and rows * inner * outer >= ONEDNN_MIN_MULTIPLY_ADDS)
+    return (ONEDNN_LINEAR and ONEDNN_CPU and _onednn_linear is not None and inner >= ONEDNN_MIN_SIDE
+            and outer >= ONEDNN_MIN_SIDE and rows * inner * outer >= ONEDNN_MIN_MULTIPLY_ADDS)
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -77,9 +99,9 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large products run in oneDNN on CPU
-    (eager float32, training and acting alike). Everything else (GPU, other dtypes, small products, tracing, export,
-    compiling) is `F.linear` exactly."""
+    """`nn.Linear` (same parameters, state-dict keys and initialisation) whose large products run in oneDNN on AMD
+    CPUs (eager float32, training and acting alike). Everything else (other CPUs, GPU, other dtypes, small products,
+    tracing, export, compiling) is `F.linear` exactly."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if (inputs.dim() == 2 and eager_cpu_float32(inputs) and self.weight.dtype == torch.float32
