@@ -14,7 +14,7 @@ SWITCHES: tuple[tuple[ModuleType, str], ...] = (
     (sampler, "GATHER_ON_ACCESS"),  # minibatch arrays gathered when read
     (nn, "ONEDNN_LINEAR"),  # large products in oneDNN (eager acting takes them too)
     (nn, "FAST_GELU"),  # tanh-GELU through sigmoid
-    (nn, "FAST_MISH"),  # compiled one-exp Mish in long stages
+    (nn, "FAST_MISH"),  # compiled sigmoid-form Mish in long stages
     (nn, "DISTINCT_TIMES"),  # a discrete-time denoiser's time path once per distinct time
     (nn, "FAST_DROPOUT"),  # dropout masks from torch's own draws in a tighter loop
 )

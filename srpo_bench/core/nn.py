@@ -276,39 +276,43 @@ class GELUTanh(nn.Module):
         return F.gelu(x, approximate="tanh")
 
 
-# --- Mish with one exp ------------------------------------------------------------------------------------------
-# torch's `mish` computes exp, log1p and tanh per element: ~5.4 ns per element here (silu: 1.1), 29.6 ms forward +
-# backward on one [2048, 1024] activation of SRPO's behavior model, ~20% of its training step. With e = e^x,
-# tanh(softplus(x)) = ((1 + e)^2 - 1) / ((1 + e)^2 + 1) = n / (n + 2), n = e (e + 2), so
-#     mish(x) = x t,  t = n / (n + 2);     mish'(x) = t + 4 x e (e + 1) / (n + 2)^2
-# (sech^2(softplus x) = 4 (n + 1) / (n + 2)^2, (n + 1) = (1 + e)^2, sigmoid(x) = e / (1 + e)): one exp and a few
-# multiply-adds. Eager torch would make ~8 passes over memory for that, slower than `mish` at large shapes, so the
-# eager form is torch's `mish` and long stages compile the one-exp form: [2048, 1024] forward + backward 29.6 -> 3.9 ms,
-# [256, 256] 0.81 -> 0.22 ms (one core, 2026-12-02). e^x is taken at min(x, 20): above 20, t is 1 in float32 (and
-# torch's softplus returns x itself), so nothing overflows and nothing changes. Results are torch's to float
-# rounding (tests/test_training_levers.py).
+# --- Mish through one sigmoid -------------------------------------------------------------------------------------
+# torch's `mish` computes exp, log1p and tanh per element: ~5.4 ns per element on the AMD EPYC (silu: 1.1), 29.6 ms
+# forward + backward on one [2048, 1024] activation of SRPO's behavior model, ~20% of its training step. With
+# s = sigmoid(x) and u = 1 - s = sigmoid(-x), 1 + e^x = 1 / u, so
+#     tanh(softplus(x)) = ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1) = (1 - u^2) / (1 + u^2) = s (1 + u) / (1 + u^2)
+# (1 - u^2 = (1 - u)(1 + u) = s (1 + u): no cancellation where s is tiny), and with du/dx = -s u,
+#     mish(x) = x t,  t = s (1 + u) / (1 + u^2);     mish'(x) = t + 4 x s u^2 / (1 + u^2)^2
+# one sigmoid (one exp) and a few multiply-adds, finite for every finite x (the sigmoid saturates to 0 or 1 instead
+# of overflowing), within float32 rounding of the exact function everywhere (relative error <= 2.5e-7 over
+# [-87, 87], as torch's own `mish`). Eager torch would make ~8 passes over memory for that, slower than `mish` at
+# large shapes, so the eager form is torch's `mish` and long stages compile this form: on the AMD EPYC the
+# compiled kernels (then through e^x at min(x, 20)) took [2048, 1024] forward + backward 29.6 -> 3.9 ms and
+# [256, 256] 0.81 -> 0.22 ms; on the Intel Xeon inductor's e^x kernel with that clamp ran 3.2x slower than without
+# it (87 against 27 us forward at [256, 256]; the generated C++ differs only by the `minimum`), and this sigmoid
+# form needs no clamp (2026-12-02, one core; see README "Training speed"). Results are torch's to float rounding
+# (tests/test_training_levers.py).
 FAST_MISH = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
-MISH_CLAMP = 20.0
 
 
 def _mish_forward(x: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(torch.clamp(x, max=MISH_CLAMP))
-    n = e * (e + 2.0)
-    return x * (n / (n + 2.0))
+    s = torch.sigmoid(x)
+    u = 1.0 - s
+    return x * (s * (1.0 + u) / (1.0 + u * u))
 
 
 def _mish_backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(torch.clamp(x, max=MISH_CLAMP))
-    n = e * (e + 2.0)
-    denominator = n + 2.0
-    return grad * (n / denominator + 4.0 * x * e * (e + 1.0) / (denominator * denominator))
+    s = torch.sigmoid(x)
+    u = 1.0 - s
+    r = 1.0 / (1.0 + u * u)
+    return grad * (s * (1.0 + u) * r + 4.0 * x * s * (u * u) * (r * r))
 
 
 MISH = CompiledActivation("Mish", _mish_forward, _mish_backward, F.mish)
 
 
 class Mish(nn.Mish):
-    """`nn.Mish` whose calls in long training stages on CPU float32 run the compiled one-exp kernels (lever
+    """`nn.Mish` whose calls in long training stages on CPU float32 run the compiled sigmoid-form kernels (lever
     `FAST_MISH`); everywhere else (short stages, evaluations, acting) `F.mish` exactly."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
