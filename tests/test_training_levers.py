@@ -210,7 +210,7 @@ def fresh_compiled_activations(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_compiled_sigmoid_form_mish_is_torchs_mish_to_float_rounding(fresh_compiled_activations: None,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core_nn, "_compiled_stage", True)  # as in a long training stage
     torch.manual_seed(0)
     # the bulk, both tails, around 20 (where the earlier e^x form clamped) and far past it, zeros and huge magnitudes

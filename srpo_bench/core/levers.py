@@ -12,7 +12,7 @@ from srpo_bench.data import sampler
 SWITCHES: tuple[tuple[ModuleType, str], ...] = (
     (optim, "FUSED"),  # fused Adam/AdamW
     (sampler, "GATHER_ON_ACCESS"),  # minibatch arrays gathered when read
-    (nn, "ONEDNN_LINEAR"),  # large products in oneDNN (eager acting takes them too)
+    (nn, "ONEDNN_LINEAR"),  # large products in oneDNN on AMD CPUs (eager acting takes them too)
     (nn, "FAST_GELU"),  # tanh-GELU through sigmoid
     (nn, "FAST_MISH"),  # compiled sigmoid-form Mish in long stages
     (nn, "DISTINCT_TIMES"),  # a discrete-time denoiser's time path once per distinct time
