@@ -1,8 +1,7 @@
 """Training steps per second, per stage and method, with the training levers off ("before": torch's default
 Adam/AdamW, every dataset array gathered per minibatch, MKL products, torch's activations) and on ("after": fused
-Adam/AdamW, arrays gathered when read, oneDNN for large products on AMD CPUs, sigmoid-form GELU, compiled sigmoid-form
-Mish: see
-srpo_bench/core/nn.py), interleaved in rounds in one process; medians over rounds.
+Adam/AdamW, arrays gathered when read, oneDNN for large products on AMD CPUs, sigmoid-form GELU, compiled
+sigmoid-form Mish: see srpo_bench/core/nn.py), interleaved in rounds in one process; medians over rounds.
 
     taskset -c 0 python benchmarks/train_steps.py [--task toy-two-moons] [--methods all] [--steps 40] [--rounds 3]
         [--profile] [--off ONEDNN_LINEAR]
