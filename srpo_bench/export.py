@@ -122,6 +122,12 @@ def export_run(run_dir: Path, policy_format: str, output: Path | None = None) ->
     """Write the policy file (and, for onnx, `run_policy.py`); returns the paths written."""
     if policy_format not in FORMATS:
         raise ExportError(f"unknown format '{policy_format}' (choices: {', '.join(FORMATS)})")
+    if policy_format == "onnx":
+        try:  # before rebuilding the run: the exporter writes through the onnx package
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ExportError("--format onnx needs the onnx package: pip install 'srpo-bench[onnx]' "
+                              "(or --format torchscript)") from None
     rebuilt = rebuild(run_dir)
     agent = rebuilt.agent
     suffix = ".onnx" if policy_format == "onnx" else ".pt"

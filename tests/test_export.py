@@ -122,6 +122,13 @@ def test_bad_exports_are_one_line(runs, tmp_path: Path) -> None:
     one_error_line([str(tmp_path)], "not a run folder (no run.json)")
     run_dir, _ = by_method["bc"]
     one_error_line([str(run_dir), "--format", "tflite"], "unknown format 'tflite' (choices: onnx, torchscript)")
+    # an install without the [onnx] extra: one line saying what to install, nothing written (not the exporter's
+    # traceback)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+        one_error_line([str(run_dir), "--output", str(tmp_path / "p.onnx")],
+                       "--format onnx needs the onnx package: pip install 'srpo-bench[onnx]' (or --format torchscript)")
+    assert not (tmp_path / "p.onnx").exists() and not (tmp_path / "run_policy.py").exists()
     # an unfinished run, and a finished run whose stage artifact is gone: refused, nothing retrained
     unfinished = store.run_dir(out, "smoke", TASK, "bc", 1)
     store.atomic_write_json(unfinished / "run.json", {**json.loads((run_dir / "run.json").read_text()),
