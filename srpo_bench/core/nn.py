@@ -104,8 +104,11 @@ class Linear(nn.Linear):
     tracing, export, compiling) is `F.linear` exactly."""
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if (inputs.dim() == 2 and eager_cpu_float32(inputs) and self.weight.dtype == torch.float32
-                and onednn_pays(inputs.shape[0], self.in_features, self.out_features)):
+        # the flags and sizes first: they decide most calls (every call off AMD, batch-1 acts) with a few integer
+        # tests; `eager_cpu_float32`'s tracing/compiling queries first cost ~2 us a call (a batch-1 256 x 256 eval
+        # Linear: 10.4 -> 8.5 us, Intel Xeon, one core, 2026-12-02)
+        if (inputs.dim() == 2 and onednn_pays(inputs.shape[0], self.in_features, self.out_features)
+                and self.weight.dtype == torch.float32 and eager_cpu_float32(inputs)):
             if needs_grad(inputs, self.weight):
                 return _OneDNNLinear.apply(inputs.contiguous(), self.weight, self.bias)
             return _onednn_linear(inputs.contiguous(), self.weight, self.bias, "none", [], "")
