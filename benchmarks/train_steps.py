@@ -65,10 +65,11 @@ def train(task_name: str, method: str, steps: int, levers: bool, overrides: dict
           off: str | None = None) -> FitContext:
     """Fit `method` from scratch with every stage capped at `steps` (or the given step settings), the levers on or
     off (`off`: all on but that switch); the context holds the step timings."""
-    set_training_levers(levers or off is not None)
+    any_on = levers or off is not None
+    set_training_levers(any_on)
     if off is not None:
         setattr(lever_module(off), off, False)
-    if levers:
+    if any_on:
         # stages of >= nn.COMPILE_MIN_STEPS steps run the compiled Mish; these short timed stages stand for long
         # ones, so they do too (`main` compiles the kernels for each stage's sizes in a warm-up fit, untimed)
         nn.COMPILE_MIN_STEPS = 0

@@ -243,7 +243,6 @@ def test_the_compiled_sigmoid_form_mish_is_torchs_mish_to_float_rounding(fresh_c
     tail_exact = tail.double() * torch.tanh(torch.nn.functional.softplus(tail.double()))
     with torch.no_grad():
         assert float(((mish(tail).double() - tail_exact) / tail_exact.abs()).abs().max()) < 1e-6
-    with torch.no_grad():
         assert float(((mish(x).double() - exact) / scale).abs().max()) < 1e-6  # no grad
         monkeypatch.setattr(core_nn, "_compiled_stage", False)  # acting, outside any stage: torch's own, exactly
         assert torch.equal(mish.eval()(x), torch.nn.functional.mish(x))
