@@ -26,7 +26,17 @@ xavier-uniform kernels and zero biases (`variance_scaling(1, fan_avg, uniform)`)
 batch 256 drawn uniformly with replacement, Adam 3e-4, gamma 0.99, tau 0.005, q_agg mean, alpha 10 (tuned per
 environment), 10 flow steps, normalize_q_loss False; 1M gradient steps on OGBench, 500k on D4RL.
 Q-learning uses OGBench's `masks` (1 - success of s), which our OGBench loader stores as `terminals`
-(`srpo_bench/data/ogbench.py`); on D4RL-style data `mask = 1 - terminals` as in the official D4RL path.
+(`srpo_bench/data/ogbench.py`); on D4RL-style data `mask = 1 - terminals` as in the official D4RL path
+(`envs/d4rl_utils.py` line 36, `masks[i] = 1 - dataset['terminals'][i]`). On our Minari AntMaze port the
+terminals are D4RL -v2's "goal reached" by default (`srpo_bench/data/minari.py`, `SRPO_BENCH_MINARI_TERMINALS`).
+
+The data FQL trains on (official file and line at seohongpark/fql 719d044):
+    reward_transform "minus_one" on AntMaze, "none" elsewhere (official: `envs/d4rl_utils.py` line 37,
+                     `rewards = rewards - 1.0` inside `if 'antmaze' in env_name`; OGBench rewards are used as
+                     OGBench relabels them). The per-task alpha on AntMaze was tuned at this -1/0 scale.
+    action_clip_eps  1e-5: dataset actions clipped to [-1 + eps, 1 - eps] before training, for every environment
+                     (`envs/env_utils.py` line 91 `make_env_and_datasets(..., action_clip_eps=1e-5)`, applied at
+                     lines 139-141); 0 trains on the actions as stored.
 
 Per-task settings (FQL README "exact command-line flags"): alpha 300 on cube-single, cube-double and scene,
 1000 on puzzle-3x3/4x4; D4RL AntMaze alpha 10 (umaze, medium) and 3 (large). D4RL locomotion has no published
@@ -38,9 +48,8 @@ Deviations from the official code are named settings whose defaults are the offi
     normalize_q_loss False (official default; the README recommends True for new environments)
     batch_sampling   "with_replacement" (official `Dataset.sample`: uniform indices); "epoch" walks a permutation
     actor_layer_norm False (official); critic_layer_norm True (official `layer_norm`)
-The official code also clips the dataset actions to [-1 + 1e-5, 1 - 1e-5] before training (`action_clip_eps`,
-all of its agents); every action of our data is in [-1, 1] already and no loss here takes atanh, so we train on
-the actions as stored (the shift is below 1e-5). The official code evaluates 50 episodes every 100k steps and
+    reward_transform, action_clip_eps   above
+The official code evaluates 50 episodes every 100k steps and
 reports the mean of the last three evaluations on OGBench; our harness evaluates on the profile's schedule,
 the same for every method, and reports the final policy's score; with the paper profile on OGBench (50 episodes,
 nine evaluations during training: every 100k of 1M steps) the stored `mean_last3` is exactly FQL's reported
@@ -61,6 +70,7 @@ import torch
 from torch import nn
 
 from srpo_bench.config import positive, within
+from srpo_bench.core import rewards
 from srpo_bench.core.agents import Agent
 from srpo_bench.core.flow import euler_sample, flow_matching_loss
 from srpo_bench.core.method import FAMILIES, Method
@@ -68,10 +78,14 @@ from srpo_bench.core.nn import GELUTanh, Linear, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
 from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
+from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.tasks import Task, d4rl_equivalent
 
 QAgg = Literal["mean", "min"]
+#: FQL's own reward transforms: the official code has no return-range scaling (`core/rewards.py` has it for SRPO/IDQL)
+FQLRewardTransform = Literal["none", "minus_one"]
+OFFICIAL_ACTION_CLIP_EPS = 1e-5  # seohongpark/fql `envs/env_utils.py` line 91
 BatchSampling = Literal["with_replacement", "epoch"]
 
 # alpha per environment (FQL README, "FQL on state-based OGBench (all tasks)" and "FQL on D4RL").
@@ -103,6 +117,8 @@ class FQLConfig(StageConfig):
     alpha: float = 10.0
     flow_steps: int = 10
     normalize_q_loss: bool = False
+    reward_transform: FQLRewardTransform = "none"  # "minus_one" on AntMaze (task_settings)
+    action_clip_eps: float = OFFICIAL_ACTION_CLIP_EPS
 
     def __post_init__(self) -> None:
         positive(self, "steps", "batch_size", "hidden", "layers", "flow_steps")
@@ -110,6 +126,7 @@ class FQLConfig(StageConfig):
         within(self, "[0, inf)", "alpha")
         within(self, "[0, 1]", "discount")
         within(self, "(0, 1]", "tau")
+        within(self, "[0, 1)", "action_clip_eps")
 
 
 FQLJointStage = FQLConfig
@@ -168,6 +185,14 @@ class FQLNets(nn.Module):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.bc_flow = VectorField(obs_dim, act_dim, config.hidden, config.layers, config.actor_layer_norm, True)
         self.onestep = VectorField(obs_dim, act_dim, config.hidden, config.layers, config.actor_layer_norm, False)
+
+
+# --- the data ---------------------------------------------------------------------------------------
+def training_tensors(dataset: OfflineDataset, device: torch.device | str, config: FQLConfig) -> dict[str, torch.Tensor]:
+    """The dataset as FQL trains on it: rewards transformed (`reward_transform`), actions clipped to
+    +-(1 - `action_clip_eps`), as the official `make_env_and_datasets` / `d4rl_utils.get_dataset` prepare them."""
+    return rewards.training_tensors(dataset, device, config.reward_transform, "trajectory", 1,
+                                    action_clip_eps=config.action_clip_eps)
 
 
 # --- the losses --------------------------------------------------------------------------------------
@@ -282,6 +307,8 @@ class FQL(Method):
             environment = task.name.split("-play-")[0]
             return {"alpha": FQL_ALPHA_OGBENCH[environment]} if environment in FQL_ALPHA_OGBENCH else {}
         settings: dict[str, Any] = {"steps": OFFICIAL_D4RL_STEPS}
+        if task.family == "antmaze":  # official `envs/d4rl_utils.py` line 37: rewards - 1 on AntMaze
+            settings["reward_transform"] = "minus_one"
         alpha = FQL_ALPHA_D4RL.get(d4rl_equivalent(task.name))
         if alpha is not None:
             settings["alpha"] = alpha
@@ -293,7 +320,7 @@ class FQL(Method):
 
     def fit(self, ctx: FitContext, config: FQLConfig) -> Agent:
         act_dim = ctx.dataset.act_dim
-        tensors = ctx.dataset.tensors(ctx.device)
+        tensors = training_tensors(ctx.dataset, ctx.device, config)
         size = len(ctx.dataset)
 
         def train(nets: FQLNets) -> None:

@@ -224,3 +224,58 @@ def test_smoke_fit_on_the_toy_bandit(tmp_path: Path) -> None:
     assert actions.shape == (5, 2) and torch.isfinite(actions).all()
     again, ctx2 = fit("fql", task, toy.load_toy("toy-two-moons"), tmp_path)  # the stage is reused
     assert [entry["origin"] for entry in ctx2.stage_log] == ["resumed"]
+
+
+# --- the data FQL trains on (issue 27) -------------------------------------------------------------------------
+def sparse_dataset(actions: torch.Tensor, rewards: list[float]):
+    from srpo_bench.data.dataset import OfflineDataset
+
+    n = len(rewards)
+    return OfflineDataset(name="antmaze-like", source="mem", observations=torch.zeros(n, 3).numpy(),
+                          actions=actions.numpy(), rewards=torch.tensor(rewards).numpy(),
+                          next_observations=torch.zeros(n, 3).numpy(), terminals=torch.tensor(rewards).numpy(),
+                          episode_ends=torch.zeros(n, dtype=torch.bool).numpy())
+
+
+def test_antmaze_trains_on_rewards_minus_one_and_clipped_actions_as_the_official_loader() -> None:
+    """seohongpark/fql `envs/d4rl_utils.py` line 37 (rewards - 1 on AntMaze) and `envs/env_utils.py` lines
+    139-141 (actions clipped to +-(1 - 1e-5) for every environment)."""
+    config = resolve_config(FQL, get_task("minari:D4RL/antmaze/umaze-v1"), "paper")
+    assert (config.reward_transform, config.action_clip_eps, config.alpha) == ("minus_one", 1e-5, 10.0)
+    actions = torch.tensor([[1.0, -1.0], [0.5, -0.25], [0.99999, -0.999995]])
+    tensors = fql.training_tensors(sparse_dataset(actions, [0.0, 1.0, 0.0]), "cpu", config)
+    assert torch.equal(tensors["rewards"], torch.tensor([-1.0, 0.0, -1.0]))
+    limit = 1.0 - 1e-5
+    assert torch.equal(tensors["actions"], actions.clamp(-limit, limit))
+    assert tensors["actions"].abs().max() == torch.tensor(limit, dtype=torch.float32)
+    assert torch.equal(tensors["terminals"], torch.tensor([0.0, 1.0, 0.0]))  # masks are untouched
+
+
+@pytest.mark.parametrize("task", ["cube-single-play-singletask-task2-v0", "toy-two-moons", "hopper-medium-v2"])
+def test_other_tasks_keep_their_rewards_and_still_clip_actions(task: str) -> None:
+    config = resolve_config(FQL, get_task(task), "paper")
+    assert (config.reward_transform, config.action_clip_eps) == ("none", 1e-5)
+    tensors = fql.training_tensors(sparse_dataset(torch.ones(2, 2), [0.0, 1.0]), "cpu", config)
+    assert torch.equal(tensors["rewards"], torch.tensor([0.0, 1.0]))
+    assert tensors["actions"].max() < 1.0
+
+
+def test_action_clipping_can_be_switched_off_and_is_range_checked() -> None:
+    config = resolve_config(FQL, get_task("toy-two-moons"), "paper", {"action_clip_eps": "0"})
+    tensors = fql.training_tensors(sparse_dataset(torch.ones(2, 2), [0.0, 1.0]), "cpu", config)
+    assert tensors["actions"].max() == 1.0
+    with pytest.raises(Exception, match="action_clip_eps"):
+        resolve_config(FQL, get_task("toy-two-moons"), "paper", {"action_clip_eps": "1"})
+
+
+def test_fit_trains_on_the_transformed_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, torch.Tensor]] = []
+    original = fql.training_tensors
+
+    def spy(dataset, device, config):
+        seen.append(original(dataset, device, config))
+        return seen[-1]
+
+    monkeypatch.setattr(fql, "training_tensors", spy)
+    fit("fql", get_task("toy-two-moons"), toy.load_toy("toy-two-moons"), tmp_path)
+    assert len(seen) == 1 and seen[0]["actions"].abs().max() <= 1.0 - 1e-5

@@ -36,8 +36,8 @@ PINNED: dict[tuple[str, str], dict[str, str]] = {
     ("idql", "lite-hopper-medium-v0"): {"behavior": "4fbcd36e5676dcc2", "critic": "df90adc17efbf8fd"},
     ("sfbc", "lite-hopper-medium-v0"): {"behavior": "2ee5269f77a9a64c", "critic": "03b5ad7952b6c2f1"},
     ("bc", "lite-hopper-medium-v0"): {"policy": "42f5626e9ce3e077"},
-    ("fql", "toy-two-moons"): {"joint": "500bb12b6e108bf3"},
-    ("fql", "lite-hopper-medium-v0"): {"joint": "877e08f16c2d7820"},
+    ("fql", "toy-two-moons"): {"joint": "2df4217393a083fc"},
+    ("fql", "lite-hopper-medium-v0"): {"joint": "254eab69a27d2063"},
 }
 
 
