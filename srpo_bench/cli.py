@@ -122,7 +122,33 @@ def check_profile(profile: str) -> None:
         raise UsageError(f"unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
 
 
-Profile = Annotated[str, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official step counts")]
+GRID_DEFAULTS = {"envs": "toy", "methods": "srpo", "seeds": "0,1,2", "profile": "quick"}
+
+
+def grid_options(protocol: str | None, envs: str | None, methods: str | None, seeds: str | None,
+                 profile: str | None) -> tuple[str, str, str, str]:
+    """`run`'s grid: the options given, the rest from `--protocol` (or the plain defaults). Every option that
+    refines a protocol is said in one line, with what the protocol would have run, so nobody mistakes a refined
+    grid for the protocol's."""
+    given = {"envs": envs, "methods": methods, "seeds": seeds, "profile": profile}
+    if protocol is None:
+        return tuple(given[key] or GRID_DEFAULTS[key] for key in GRID_DEFAULTS)  # type: ignore[return-value]
+    from srpo_bench.protocols import ProtocolError, load_protocol
+
+    try:
+        chosen = load_protocol(protocol)
+    except ProtocolError as error:
+        raise UsageError(str(error)) from None
+    own = {"envs": ",".join(chosen.tasks), "methods": ",".join(chosen.methods), "seeds": f"0-{chosen.seeds - 1}",
+           "profile": chosen.profile}
+    refined = [f"--{key} {value} (protocol: {own[key] if key != 'envs' else f'{len(chosen.tasks)} tasks'})"
+               for key, value in given.items() if value is not None and value != own[key]]
+    if refined:
+        err_console.print(f"protocol {chosen.name} refined by {'; '.join(refined)}: runs outside the protocol's "
+                          "grid or schedule are reported as exploratory", highlight=False)
+    return tuple(value if value is not None else own[key] for key, value in given.items())  # type: ignore
+
+
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1 ...")]
 Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run; reruns resume)")]
 
@@ -130,11 +156,17 @@ Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run;
 @app.command()
 @friendly_errors
 def run(
-    envs: Annotated[str, typer.Option(help="suites (toy, locomotion-lite, locomotion, antmaze) and/or task names, "
-                                      "comma separated")] = "toy",
-    methods: Annotated[str, typer.Option(help="comma separated method names, or 'all'")] = "srpo",
-    seeds: Annotated[str, typer.Option(help="training seeds: '0,1,2' or '0-4'")] = "0,1,2",
-    profile: Profile = "quick",
+    envs: Annotated[str | None, typer.Option(help="suites (toy, locomotion-lite, locomotion, antmaze, ogbench) "
+                                             "and/or task names, comma separated [default: toy, or the protocol's]"
+                                             )] = None,
+    methods: Annotated[str | None, typer.Option(help="comma separated method names, or 'all' [default: srpo, or the "
+                                                "protocol's]")] = None,
+    seeds: Annotated[str | None, typer.Option(help="training seeds: '0,1,2' or '0-4' [default: 0,1,2, or the "
+                                              "protocol's 0..n-1]")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official "
+                                                "step counts [default: quick, or the protocol's]")] = None,
+    protocol: Annotated[str | None, typer.Option(help="run a protocol's grid (`srpo-bench list` names them); "
+                                                 "--envs/--methods/--seeds/--profile refine it, visibly")] = None,
     device: Device = "auto",
     out: Out = Path("results"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
@@ -170,6 +202,7 @@ def run(
     from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
 
+    envs, methods, seeds, profile = grid_options(protocol, envs, methods, seeds, profile)
     check_profile(profile)
     at_least("--threads", threads, 0)
     at_least("--jobs", jobs, 1)
@@ -190,7 +223,7 @@ def run(
     torch_device = parse_device(device)
     check_destination(out)
     overrides = parse_overrides(set_, method_names)
-    specs = plan_grid(task_names, method_names, seed_list, profile, overrides)
+    specs = plan_grid(task_names, method_names, seed_list, profile, overrides, protocol)
     if dry_run:
         from srpo_bench.dry_run import print_plan
 
@@ -489,7 +522,7 @@ def export_policy(
 
 @app.command("list")
 def list_things() -> None:
-    """Suites, tasks and methods known to this installation."""
+    """Suites, tasks, methods and protocols known to this installation."""
     from srpo_bench.registry import registered
     from srpo_bench.tasks import SUITES, all_task_names
 
@@ -502,6 +535,12 @@ def list_things() -> None:
         console.print(f"[bold]{suite}[/bold]: " + ", ".join(names))
     extra = [n for n in all_task_names() if not any(n in names for names in SUITES.values())]
     console.print("[bold]other tasks[/bold]: " + ", ".join(extra) + ", minari:<dataset id>")
+    from srpo_bench.protocols import all_protocols
+
+    console.print("[bold]protocols[/bold] (`srpo-bench run --protocol NAME`):")
+    for protocol in all_protocols():
+        console.print(f"  {protocol.name}: {protocol.title} ({len(protocol.tasks)} tasks x {len(protocol.methods)} "
+                      f"methods x {protocol.seeds} seeds, {protocol.profile} profile)", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

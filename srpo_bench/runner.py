@@ -28,6 +28,7 @@ from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import EvalResult, NonFiniteActions, evaluate
 from srpo_bench.locks import HOST, Claim, live_holder, read_holder
 from srpo_bench.profiles import harness_settings
+from srpo_bench.protocols import compliance
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import get_method
 from srpo_bench.runtimes import with_runtime
@@ -57,6 +58,7 @@ class RunSpec:
     seed: int
     profile: str
     overrides: dict[str, dict[str, str]]  # the grid's overrides, by method (shared stages read others')
+    protocol: str | None = None  # `run --protocol NAME`: the protocol the run is measured against (else inferred)
 
     def label(self) -> str:
         return f"{self.task} {self.method} seed {self.seed}"
@@ -106,9 +108,9 @@ def validate_grid(tasks: Sequence[str], methods: Sequence[str], profile: str,
 
 
 def plan_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], profile: str,
-              overrides: dict[str, dict[str, str]] | None = None) -> list[RunSpec]:
+              overrides: dict[str, dict[str, str]] | None = None, protocol: str | None = None) -> list[RunSpec]:
     validate_grid(tasks, methods, profile, overrides)
-    return [RunSpec(task, method, seed, profile, overrides or {}) for task in tasks for method in methods
+    return [RunSpec(task, method, seed, profile, overrides or {}, protocol) for task in tasks for method in methods
             for seed in seeds]
 
 
@@ -264,7 +266,9 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
 
 def run_record(spec: RunSpec, task: Task, dataset: OfflineDataset, config: Any, ctx: FitContext,
                device: torch.device, harness: Any) -> dict[str, Any]:
-    return {
+    """run.json as written when a run starts, with the protocol it is measured against and whether it complies
+    (protocols/: recomputed by whoever reads the record, so a record never vouches for itself)."""
+    record = {
         "schema_version": store.SCHEMA_VERSION,
         "status": "running",
         "task": spec.task, "suite": task.suite, "family": task.family, "score_scale": task.score_scale,
@@ -281,6 +285,8 @@ def run_record(spec: RunSpec, task: Task, dataset: OfflineDataset, config: Any, 
         "device": device_description(device), "versions": store.library_versions(), "git_commit": store.git_commit(),
         "host": HOST, "started": store.now(), "task_note": task.note,
     }
+    record["protocol"] = compliance({**record, "protocol": {"name": spec.protocol}})
+    return record
 
 
 def record_failure(spec: RunSpec, path: Path, run: dict[str, Any], ctx: FitContext, error: Exception,
