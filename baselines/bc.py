@@ -66,7 +66,7 @@ class BC(Method):
                 optimizer.step()
                 schedule.step()
                 if ctx.log_due(step, config.steps):
-                    ctx.log("policy", step, loss=float(loss.detach()))
+                    ctx.log("policy", step, loss=loss)
 
         policy = ctx.fit("policy", lambda: DeterministicPolicy(ctx.dataset.obs_dim, ctx.dataset.act_dim, config.hidden,
                                                                config.layers).to(ctx.device), train)

@@ -63,7 +63,7 @@ from srpo_bench.core.method import Method
 from srpo_bench.core.nn import Mish, SinusoidalTimeEmbedding, mlp, per_time, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
-from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, host_point, host_to_device
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.evaluate import evaluate
 from srpo_bench.tasks import Task, d4rl_equivalent
@@ -401,7 +401,8 @@ def train_joint(
         if sampler is not None:
             batch = next(sampler)
         else:  # `Data_Sampler.sample`: uniform indices with replacement
-            index = torch.randint(0, data_size, (config.batch_size,), generator=index_generator).to(ctx.device)
+            index = host_to_device(torch.randint(0, data_size, (config.batch_size,), generator=index_generator),
+                                   ctx.device)
             batch = {key: value[index] for key, value in tensors.items()}
         states, actions = batch["observations"], batch["actions"]
 
@@ -417,7 +418,8 @@ def train_joint(
         critic_optimizer.step()
 
         # actor: L_bc + eta L_q, L_q through the full reverse chain, numerator head chosen 50/50
-        q1_leads = bool(torch.rand((), generator=index_generator) > 0.5)
+        with host_point():  # a CPU generator's draw, read on the host: no device sync
+            q1_leads = bool(torch.rand((), generator=index_generator) > 0.5)
         bc_loss, q_loss = actor_losses(nets.actor, nets.critic, states, actions, schedule, max_action, q1_leads,
                                        generator)
         actor_loss = bc_loss + config.eta * q_loss
@@ -434,9 +436,8 @@ def train_joint(
             scheduler.step()
 
         if ctx.log_due(step, config.steps):
-            ctx.log("joint", step, critic_loss=float(critic_loss.detach()), bc_loss=float(bc_loss.detach()),
-                    q_loss=float(q_loss.detach()), actor_loss=float(actor_loss.detach()), target_q=float(target.mean()),
-                    lr=actor_optimizer.param_groups[0]["lr"])
+            ctx.log("joint", step, critic_loss=critic_loss, bc_loss=bc_loss, q_loss=q_loss, actor_loss=actor_loss,
+                    target_q=target.mean(), lr=actor_optimizer.param_groups[0]["lr"])
         if config.selection == "online-best" and ((step + 1) % config.eval_every == 0 or step == config.steps - 1):
             agent = agent_of(nets)
             agent.seed(ctx.seed)

@@ -77,7 +77,7 @@ from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import GELUTanh, Linear, polyak_update
 from srpo_bench.core.noise import Noise
 from srpo_bench.core.optim import adam
-from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, host_to_device
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.tasks import Task, d4rl_equivalent
@@ -236,17 +236,17 @@ def q_loss(nets: FQLNets, states: torch.Tensor, onestep_actions: torch.Tensor, n
 
 
 def actor_loss(nets: FQLNets, batch: dict[str, torch.Tensor], flow_noise: torch.Tensor, t: torch.Tensor,
-               noise: torch.Tensor, config: FQLConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_flow + alpha * L_distill + L_Q, with the three terms for logging."""
+               noise: torch.Tensor, config: FQLConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L_flow + alpha * L_distill + L_Q, with the three terms for logging (detached tensors: read back only at
+    the logged points, so a step never waits for the device)."""
     states = batch["observations"]
     flow = flow_matching_loss(nets.bc_flow, states, batch["actions"], flow_noise, t)
     # mu(s, z) once for both terms, as the official `actor_loss` does (`actor_actions`)
     onestep_actions = nets.onestep(states, noise)
     distill = distillation_loss(nets, states, noise, config.flow_steps, onestep_actions)
     q_term = q_loss(nets, states, onestep_actions, config.normalize_q_loss)
-    return flow + config.alpha * distill + q_term, {"bc_flow_loss": float(flow.detach()),
-                                                    "distill_loss": float(distill.detach()),
-                                                    "q_loss": float(q_term.detach())}
+    return flow + config.alpha * distill + q_term, {"bc_flow_loss": flow.detach(), "distill_loss": distill.detach(),
+                                                    "q_loss": q_term.detach()}
 
 
 # --- the agent -------------------------------------------------------------------------------------------
@@ -335,7 +335,8 @@ class FQL(Method):
                 if sampler is not None:
                     batch = next(sampler)
                 else:  # `Dataset.sample`: uniform indices with replacement
-                    index = torch.randint(0, size, (config.batch_size,), generator=index_generator).to(ctx.device)
+                    index = host_to_device(torch.randint(0, size, (config.batch_size,), generator=index_generator),
+                                           ctx.device)
                     batch = {key: value[index] for key, value in tensors.items()}
                 rows = batch["actions"].shape[0]
                 next_noise, flow_noise, noise = (torch.randn(rows, act_dim, device=ctx.device, generator=generator)
@@ -349,7 +350,7 @@ class FQL(Method):
                 polyak_update(nets.target_critic, nets.critic, config.tau)
                 optimizer.step()
                 if ctx.log_due(step, config.steps):
-                    ctx.log("joint", step, critic_loss=float(q_term.detach()), **parts)
+                    ctx.log("joint", step, critic_loss=q_term, **parts)
 
         nets = ctx.fit("joint", lambda: FQLNets(ctx.dataset.obs_dim, act_dim, config).to(ctx.device), train)
         return FQLAgent(nets.onestep, act_dim)

@@ -198,7 +198,7 @@ def fit_ddpm_behavior(ctx: FitContext) -> NoisePredictor:
                 lr_schedule.step()
             polyak_update(ema_model, model, config.ema_rate)
             if ctx.log_due(step, config.steps):
-                ctx.log("behavior", step, loss=loss.item(), lr=lr)
+                ctx.log("behavior", step, loss=loss, lr=lr)
 
     behavior = ctx.fit("behavior", lambda: IDQLBehavior(ctx.dataset.obs_dim, ctx.dataset.act_dim, config)
                        .to(ctx.device), train)

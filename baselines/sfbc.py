@@ -69,7 +69,7 @@ from srpo_bench.core.method import FAMILIES, Method
 from srpo_bench.core.nn import GaussianFourierProjection, Linear, mlp, per_time
 from srpo_bench.core.noise import Noise, as_noise
 from srpo_bench.core.optim import adam
-from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, train_mode
+from srpo_bench.core.stages import FitContext, PlanContext, Stage, StageConfig, host_point, train_mode
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.data.sampler import EpochSampler
 from srpo_bench.tasks import Task, d4rl_equivalent
@@ -422,7 +422,7 @@ def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
             loss.backward()
             optimizer.step()
             if ctx.log_due(step, steps):
-                ctx.log("behavior", step, loss=loss.item())
+                ctx.log("behavior", step, loss=loss)
 
     return ctx.fit("behavior", lambda: SfBCScoreNet(ctx.dataset.obs_dim, ctx.dataset.act_dim, sde).to(ctx.device),
                    train)
@@ -451,13 +451,14 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
             loss.backward()
             optimizer.step()
             if ctx.log_due(step, total_steps):
-                ctx.log("critic", step, loss=loss.item())
+                ctx.log("critic", step, loss=loss)
             if (step + 1) % iteration_steps == 0 and step + 1 < total_steps:  # planning: new targets
                 values = np.full(size, -np.inf)
-                values[planned.cpu().numpy()] = (
-                    soft_values(q_net, tensors["observations"][planned], sampled_actions, config.planning_alpha)
-                    .double().cpu().numpy() * std + mean
-                )
+                with host_point():  # the planning runs on the host, once per critic iteration (not per step)
+                    values[planned.cpu().numpy()] = (
+                        soft_values(q_net, tensors["observations"][planned], sampled_actions, config.planning_alpha)
+                        .double().cpu().numpy() * std + mean
+                    )
                 returns, from_value = planning_returns(rows["rewards"], rows["ends"], config.gamma, values)
                 targets, mean, std = standardise(returns, config.return_std_floor)
                 ctx.log("critic", step + 1, returns_mean=mean, returns_std=std, from_value_fraction=from_value)

@@ -276,7 +276,7 @@ class SRPO(Method):
                 optimizer.step()
                 schedule.step()
                 if ctx.log_due(step, stage.steps):
-                    ctx.log("policy", step, loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
+                    ctx.log("policy", step, loss=loss, lr=schedule.get_last_lr()[0])
 
         policy = ctx.fit("policy", lambda: DeterministicPolicy(ctx.dataset.obs_dim, ctx.dataset.act_dim, stage.hidden,
                                                                stage.layers).to(ctx.device), train)

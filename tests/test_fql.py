@@ -170,8 +170,9 @@ def test_actor_loss_adds_flow_matching_alpha_times_distillation_and_the_q_term()
     t = torch.tensor([[0.3], [0.6]])
     total, parts = fql.actor_loss(nets, batch, NOISE, t, NOISE, config)
     flow = float(flow_matching_loss(nets.bc_flow, STATES, batch["actions"], NOISE, t).detach())
-    assert parts["bc_flow_loss"] == pytest.approx(flow)
-    assert float(total.detach()) == pytest.approx(flow + 7.0 * parts["distill_loss"] + parts["q_loss"], rel=1e-6)
+    assert float(parts["bc_flow_loss"]) == pytest.approx(flow)
+    assert float(total.detach()) == pytest.approx(flow + 7.0 * float(parts["distill_loss"]) + float(parts["q_loss"]),
+                                                  rel=1e-6)
 
 
 # --- networks, agent, settings ------------------------------------------------------------------------------

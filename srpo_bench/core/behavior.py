@@ -52,7 +52,7 @@ def fit_vpsde_behavior(ctx: FitContext, stage: str = "behavior") -> NoisePredict
             loss.backward()
             optimizer.step()
             if ctx.log_due(step, config.steps):
-                ctx.log(stage, step, loss=float(loss.detach()))
+                ctx.log(stage, step, loss=loss)
 
     return ctx.fit(stage, lambda: vpsde_behavior_model(ctx.dataset.obs_dim, ctx.dataset.act_dim, config)
                    .to(ctx.device), train)

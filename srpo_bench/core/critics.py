@@ -153,6 +153,6 @@ def fit_iql_critic(ctx: FitContext, stage: str = "critic", agent: Callable[[IQLC
         for step, _bar in ctx.steps(stage, config.steps, agent=make_agent):
             metrics = critic.update(next(sampler))
             if ctx.log_due(step, config.steps):
-                ctx.log(stage, step, **{k: float(v) for k, v in metrics.items()})
+                ctx.log(stage, step, **metrics)
 
     return ctx.fit(stage, lambda: IQLCritic(obs_dim, act_dim, config).to(ctx.device), train)

@@ -12,19 +12,39 @@ IQL critic and IDQL's `critic_source="shared"` critic) have one key and share on
 Artifacts live content-addressed in `<results>/stages/<Definition>-<key>.pt`: an interrupted run resumes from
 its last finished stage, a rerun with only a policy setting changed reuses the behavior model and critic, and
 nothing stale can be reused because anything that differs gives another key.
+
+Numerical precision (`Precision`: TF32 matrix products, bf16 autocast) changes what a stage produces, so it enters
+every stage's key, but only when it is not the default (both off): keys of runs trained at full float32, which is
+all of them before these settings existed, stay what they were. The settings are named environment variables
+(`SRPO_BENCH_TF32=1`, `SRPO_BENCH_MIXED_PRECISION=bf16`), read when keys are made and when a stage trains, so
+worker processes (`--jobs`) inherit them; each run records them (`run.json` "precision").
+
+Host points (`host_point`): where a stage's values are meant to reach the host (the logged curve points, the
+periodic evaluations, the end-of-stage weight check, SfBC's planning between critic iterations). Everything else in
+a step loop stays on the device; tests/test_host_sync.py counts the host-syncing calls outside these points and
+checks that they do not grow with the number of steps.
+
+Captured steps (`CAPTURE_STEPS`, opt-in, off by default; `srpo_bench.core.levers.OPT_IN`): each stage's per-step
+loss computation (forward, and with it the backward graph) goes through `torch.compile`, with CUDA graphs on a GPU
+(what `mode="reduce-overhead"` turns on) and torch's own random draws (`fallback_random`), so a captured step draws
+the same numbers as an eager one. The optimizer step, the schedules and the target updates stay eager (fused
+kernels already). Results equal the eager step's within float tolerance (tests/test_capture_lever.py);
+`benchmarks/gpu_check.py` measures what it gains on a GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 import torch
 from torch import nn
@@ -68,17 +88,152 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def stage_key(stage: Stage, data_fingerprint: str, seed: int, upstream_keys: Sequence[str]) -> str:
-    """sha1 over the stage's whole declaration; 16 hex digits."""
-    blob = json.dumps({
+# --- numerical precision: named settings, off by default -----------------------------------------------------------
+MixedPrecision = Literal["off", "bf16"]
+TF32_VARIABLE, MIXED_PRECISION_VARIABLE = "SRPO_BENCH_TF32", "SRPO_BENCH_MIXED_PRECISION"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a stage's float32 arithmetic may be lowered. `tf32`: CUDA matrix products in TF32 (10-bit mantissa
+    inputs, float32 accumulation; no effect on a CPU). `mixed_precision="bf16"`: the step loop under
+    `torch.autocast(bfloat16)` (products and most elementwise ops in bf16, reductions and losses in float32, as
+    autocast decides; the weights and the optimizer stay float32; bf16 needs no loss scaling). Both change the
+    trained weights, so both are in the stage keys (when on)."""
+
+    tf32: bool = False
+    mixed_precision: MixedPrecision = "off"
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in get_args(MixedPrecision):
+            raise ValueError(f"{MIXED_PRECISION_VARIABLE}: expected one of {', '.join(get_args(MixedPrecision))}, "
+                             f"got '{self.mixed_precision}'")
+
+    @property
+    def default(self) -> bool:
+        return self == Precision()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def precision_settings() -> Precision:
+    """The precision settings in force: `SRPO_BENCH_TF32` (1/true/yes: on) and `SRPO_BENCH_MIXED_PRECISION`
+    (off | bf16); unset: both off."""
+    tf32 = os.environ.get(TF32_VARIABLE, "0").strip().lower()
+    if tf32 not in ("0", "1", "true", "false", "yes", "no", "on", "off", ""):
+        raise ValueError(f"{TF32_VARIABLE}: expected 1 or 0, got '{tf32}'")
+    mixed = os.environ.get(MIXED_PRECISION_VARIABLE, "off").strip().lower() or "off"
+    return Precision(tf32=tf32 in ("1", "true", "yes", "on"), mixed_precision=mixed)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def tf32_matmul(enabled: bool) -> Iterator[None]:
+    """CUDA float32 matrix products in TF32 while inside (restored after). Only ever switched on: off leaves
+    torch's defaults (float32 products) untouched."""
+    if not enabled:
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; `allow_tf32` is its older spelling
+        before = matmul.fp32_precision
+        matmul.fp32_precision = "tf32"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = before
+    else:
+        before_flag = matmul.allow_tf32
+        matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = before_flag
+
+
+@contextlib.contextmanager
+def applied(precision: Precision, device: torch.device) -> Iterator[None]:
+    """A stage's step loop under `precision` on `device`."""
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision.mixed_precision == "bf16"
+                else contextlib.nullcontext())
+    with tf32_matmul(precision.tf32), autocast:
+        yield
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Autocast off (evaluations during a stage act as the policy acts outside training)."""
+    with torch.autocast(device.type, enabled=False):
+        yield
+
+
+def stage_key(stage: Stage, data_fingerprint: str, seed: int, upstream_keys: Sequence[str],
+              precision: Precision | None = None) -> str:
+    """sha1 over the stage's whole declaration (and the precision settings when they are not the default);
+    16 hex digits."""
+    declaration: dict[str, Any] = {
         "definition": stage.definition, "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
         "data": data_fingerprint, "seed": seed, "after": list(upstream_keys),
-    }, sort_keys=True)
+    }
+    precision = precision_settings() if precision is None else precision
+    if not precision.default:
+        declaration["precision"] = precision.as_dict()
+    blob = json.dumps(declaration, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def plan_keys(stages: Sequence[Stage], data_fingerprint: str, seed: int) -> dict[str, str]:
-    """Keys of a method's stage plan, in declaration order (a stage may depend only on earlier ones)."""
+# --- host points ---------------------------------------------------------------------------------------------------
+_host_point_depth = 0
+
+
+@contextlib.contextmanager
+def host_point() -> Iterator[None]:
+    """Marks a declared place where training values reach the host (see the module docstring)."""
+    global _host_point_depth
+    _host_point_depth += 1
+    try:
+        yield
+    finally:
+        _host_point_depth -= 1
+
+
+def at_host_point() -> bool:
+    return _host_point_depth > 0
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A tensor made on the host (a CPU generator's draw: minibatch indices) on `device`, without making the
+    host wait: on CUDA through pinned memory with a non-blocking copy (torch's pinned-memory allocator keeps the
+    block until the copy has run), where a plain `.to(device)` waits for the device's stream on every call."""
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+# --- captured steps (opt-in lever) ---------------------------------------------------------------------------------
+CAPTURE_STEPS = False  # the lever (see the module docstring); `srpo_bench.core.levers.OPT_IN`
+CAPTURE_BACKEND = "inductor"  # tests may trace with "aot_eager" (the same capture, without code generation)
+
+
+def captured(function: Callable[..., Any], device: torch.device) -> Callable[..., Any]:
+    """`function` (a step's loss computation) compiled once for the stage when `CAPTURE_STEPS` is on, else itself.
+    Static shapes (a stage trains at fixed minibatch sizes); CUDA graphs on a GPU; torch's own random draws."""
+    if not CAPTURE_STEPS:
+        return function
+    options: dict[str, Any] = {"fallback_random": True}
+    if CAPTURE_BACKEND == "inductor":
+        options["triton.cudagraphs"] = device.type == "cuda"
+        return torch.compile(function, backend="inductor", options=options, dynamic=False)
+    return torch.compile(function, backend=CAPTURE_BACKEND, dynamic=False)
+
+
+def plan_keys(stages: Sequence[Stage], data_fingerprint: str, seed: int, precision: Precision | None = None
+              ) -> dict[str, str]:
+    """Keys of a method's stage plan, in declaration order (a stage may depend only on earlier ones), under
+    `precision` (default: the settings in force)."""
+    precision = precision_settings() if precision is None else precision
     keys: dict[str, str] = {}
     for stage in stages:
         missing = [name for name in stage.depends_on if name not in keys]
@@ -86,7 +241,8 @@ def plan_keys(stages: Sequence[Stage], data_fingerprint: str, seed: int) -> dict
             raise ValueError(f"stage '{stage.name}' depends on {missing}, not declared before it")
         if stage.name in keys:
             raise ValueError(f"stage '{stage.name}' declared twice")
-        keys[stage.name] = stage_key(stage, data_fingerprint, seed, [keys[name] for name in stage.depends_on])
+        keys[stage.name] = stage_key(stage, data_fingerprint, seed, [keys[name] for name in stage.depends_on],
+                                     precision)
     return keys
 
 
@@ -159,11 +315,13 @@ class FitContext:
     step_timings: dict[str, tuple[int, float]] = field(default_factory=dict)
     #: where training is now (stage name, step), for a failure record
     position: tuple[str, int] = ("", 0)
+    #: TF32 / bf16 autocast for every stage of this fit (in the keys when not the default)
+    precision: Precision = field(default_factory=precision_settings)
     _bar: Bar | None = field(default=None, repr=False)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._keys = plan_keys(self.plan, self.dataset.fingerprint(), self.seed)
+        self._keys = plan_keys(self.plan, self.dataset.fingerprint(), self.seed, self.precision)
         self._stages = {stage.name: stage for stage in self.plan}
 
     @property
@@ -232,7 +390,9 @@ class FitContext:
     def _check_weights(self, stage: str, module: nn.Module) -> None:
         """Once per stage, one host sync: a stage whose weights went non-finite is never saved."""
         tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-        if tensors and not bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+        with host_point():
+            finite = not tensors or bool(torch.stack([t.isfinite().all() for t in tensors]).all())
+        if not finite:
             raise Diverged(stage, self.position[1], "non-finite weights at the end of the stage",
                            self.last_finite(stage))
 
@@ -248,9 +408,12 @@ class FitContext:
         every = max(1, total // max(self.curve_points, 1))
         return step % every == 0 or step == total - 1
 
-    def log(self, stage: str, step: int, **metrics: float) -> None:
-        """Append one point to a stage's training curve (saved with the stage and in curves.json)."""
-        point = {k: float(v) for k, v in metrics.items()}
+    def log(self, stage: str, step: int, **metrics: float | torch.Tensor) -> None:
+        """Append one point to a stage's training curve (saved with the stage and in curves.json). Pass tensors as
+        they are (one-element, detached or not): they are read back here, a declared host point, so a step loop
+        computes nothing on the host between its logged points."""
+        with host_point(), torch.no_grad():
+            point = {k: float(v) for k, v in metrics.items()}
         bad = [f"{k}={v}" for k, v in point.items() if not math.isfinite(v)]
         if bad:
             raise Diverged(stage, step, f"non-finite {', '.join(bad)}", self.last_finite(stage))
@@ -266,7 +429,8 @@ class FitContext:
         # one profiler range per stage (not per step: free when no profiler runs), so
         # benchmarks/train_steps.py --profile can attribute operator time to the stage
         with (self.reporter.track(label, total) as bar, torch.profiler.record_function(f"stage:{stage}"),
-              core_nn.training_stage(total)):  # long stages use the compiled activations on every step
+              core_nn.training_stage(total),  # long stages use the compiled activations on every step
+              applied(self.precision, self.device)):
             self._bar = bar
             started, evaluating, done = time.perf_counter(), 0.0, 0
             try:
@@ -285,10 +449,11 @@ class FitContext:
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
         assert self.evaluation is not None
-        agent = make_agent()
-        agent.seed(self.seed)
         try:
-            with core_nn.training_stage(0):  # the policy acts as it does outside training: torch's own activations
+            # the policy acts as it does outside training: torch's own activations, float32
+            with core_nn.training_stage(0), full_precision(self.device), host_point():
+                agent = make_agent()
+                agent.seed(self.seed)
                 result = evaluate(agent, self.task, self.evaluation.episodes, dataset=self.dataset)
         except NonFiniteActions as error:
             raise Diverged(stage, step, "non-finite actions in an evaluation during training",
@@ -296,6 +461,10 @@ class FitContext:
         self.evaluations.append({"stage": stage, "step": step + 1, "mean_normalized": result.mean_normalized,
                                  "normalized": [float(x) for x in result.normalized]})
         self.log(stage, step, eval_normalized=result.mean_normalized)
+
+    def captured(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """A stage's per-step loss computation, captured when the opt-in lever is on (see `captured`)."""
+        return captured(function, self.device)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed * 1000 + offset)
