@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from srpo_bench.atomic import atomic_write
-from srpo_bench.data.dataset import DatasetError, OfflineDataset, downloads_allowed
+from srpo_bench.data.dataset import DatasetError, OfflineDataset, check_column, downloads_allowed
 from srpo_bench.progress import Reporter
 
 # --- where D4RL keeps its files --------------------------------------------------------------------
@@ -192,9 +192,9 @@ def qlearning_dataset(
     files without timeouts); a final step is skipped, never marked terminal; terminals come from
     `terminals` only; row N-1 is never used. Like d4rl, stored `next_observations` are ignored."""
     n = _check_raw(raw, source)
-    terminals = np.asarray(raw["terminals"]).astype(bool)
+    terminals = np.asarray(raw["terminals"]).reshape(n).astype(bool)  # 0/1 or bool: checked above
     if "timeouts" in raw:
-        final = np.asarray(raw["timeouts"][: n - 1]).astype(bool)
+        final = np.asarray(raw["timeouts"]).reshape(n)[: n - 1].astype(bool)
     else:
         final = _counter_final_steps(terminals[: n - 1], max_episode_steps)
     kept = np.zeros(n, dtype=bool)
@@ -230,15 +230,23 @@ def _raw_rows(raw: dict[str, np.ndarray], n: int, terminals: np.ndarray, final: 
 
 
 def _check_raw(raw: dict[str, np.ndarray], source: str) -> int:
+    """Every column the loader reads, checked before any cast (`dataset.check_column`): numbers where numbers
+    are meant, bool or 0/1 for terminals and timeouts, the shapes D4RL writes, one length, all finite."""
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise DatasetError(source, f"missing key(s) {', '.join(missing)}")
-    n = len(raw["observations"])
-    for key in REQUIRED_KEYS + OPTIONAL_KEYS:
-        if key in raw and len(raw[key]) != n:
-            raise DatasetError(source, f"'{key}' has {len(raw[key])} rows but 'observations' has {n}")
-    if np.ndim(raw["rewards"]) not in (1, 2) or np.size(raw["rewards"]) != n:
-        raise DatasetError(source, f"'rewards' must be [N] or [N, 1], got shape {np.shape(raw['rewards'])}")
+    observations = check_column(source, "observations", raw["observations"], "values", (2,))
+    n = len(observations)
+    check_column(source, "actions", raw["actions"], "values", (2,), rows=n)
+    # D4RL writes rewards and terminals as [N]; some converters write [N, 1]: both read the same
+    check_column(source, "rewards", raw["rewards"], "values", (1, 2), rows=n, width=1 if np.ndim(raw["rewards"]) == 2
+                 else None)
+    for key in ("terminals", "timeouts"):
+        if key in raw:
+            check_column(source, key, raw[key], "flags", (1, 2), rows=n, width=1 if np.ndim(raw[key]) == 2 else None)
+    if "next_observations" in raw:  # read, then ignored like d4rl; a malformed one still means a broken file
+        check_column(source, "next_observations", raw["next_observations"], "values", (2,), rows=n,
+                     width=observations.shape[1])
     if n < 2:
         raise DatasetError(source, f"dataset is empty ({n} rows; qlearning_dataset needs at least 2)")
     return n

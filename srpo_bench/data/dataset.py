@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,6 +45,47 @@ class DatasetError(ValueError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across worker processes
         return (type(self), (self.source, self.problem))
+
+
+#: "values": numbers (observations, actions, rewards): integer or floating dtype, every entry finite.
+#: "flags": terminals, timeouts, masks, Minari's terminations/truncations: bool, or numbers that are all 0 or 1.
+ColumnKind = Literal["values", "flags"]
+
+
+def check_column(source: str | Path, name: str, value: object, kind: ColumnKind, ndims: tuple[int, ...],
+                 rows: int | None = None, width: int | None = None, rows_of: str = "observations") -> np.ndarray:
+    """One column of a file as a loader read it, refused with a one-line `DatasetError` naming the file and the
+    column at its first fault: dtype (strings, bytes, objects, complex, and bool where numbers are meant),
+    shape (number of dimensions in `ndims`; `width` columns when given), length (`rows`, those of column
+    `rows_of`), finiteness (NaN/inf), and for flags the values 0/1. Checked before any cast: `astype(bool)`
+    makes every non-empty byte string True, and `astype(float32)` turns b"1" into 1.0, so a cast would hide
+    the fault."""
+    if value is None:
+        raise DatasetError(source, f"missing column '{name}'")
+    array = np.asarray(value)
+    dtype = array.dtype
+    numeric = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    if not (numeric or (kind == "flags" and dtype == np.bool_)):
+        allowed = "bool or numbers 0/1" if kind == "flags" else "integer or floating numbers"
+        raise DatasetError(source, f"column '{name}' has dtype {dtype}; expected {allowed}")
+    if array.ndim not in ndims or (width is not None and array.shape[1:2] != (width,)):
+        expected = " or ".join({1: "[N]", 2: "[N, dim]" if width is None else f"[N, {width}]"}.get(d, f"{d}-D")
+                               for d in ndims)
+        raise DatasetError(source, f"column '{name}' has shape {array.shape}; expected {expected}")
+    if rows is not None and len(array) != rows:
+        raise DatasetError(source, f"'{name}' has {len(array)} rows but '{rows_of}' has {rows}")
+    if np.issubdtype(dtype, np.floating):
+        finite = np.isfinite(array)
+        if not finite.all():
+            row = int(np.argwhere(~finite)[0][0])
+            raise DatasetError(source, f"'{name}' contains NaN or inf (first at row {row})")
+    if kind == "flags" and dtype != np.bool_:
+        bad = (array != 0) & (array != 1)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DatasetError(source, f"column '{name}' must hold only 0/1 or bool, found {array[row].tolist()} "
+                               f"at row {row}")
+    return array
 
 
 @dataclass
@@ -141,25 +183,11 @@ def validate_transitions(dataset: OfflineDataset) -> None:
     n = len(dataset.observations)
     if n == 0:
         raise DatasetError(src, "dataset is empty (0 transitions)")
-    for key, value in arrays.items():
-        if len(value) != n:
-            raise DatasetError(src, f"'{key}' has {len(value)} rows but 'observations' has {n}")
-    for key in ("observations", "actions", "next_observations"):
-        if np.ndim(arrays[key]) != 2:
-            raise DatasetError(src, f"'{key}' must be 2-D [N, dim], got shape {np.shape(arrays[key])}")
-    if dataset.next_observations.shape[1] != dataset.observations.shape[1]:
-        raise DatasetError(src, "'next_observations' and 'observations' have different widths")
-    for key in ("rewards", "terminals", "episode_ends"):
-        if np.ndim(arrays[key]) != 1:
-            raise DatasetError(src, f"'{key}' must be 1-D [N], got shape {np.shape(arrays[key])}")
-    for key in ("observations", "actions", "rewards", "next_observations", "terminals"):
-        value = np.asarray(arrays[key])
-        if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
-            raise DatasetError(src, f"'{key}' is not numeric (dtype {value.dtype})")
-        finite = np.isfinite(value)
-        if not finite.all():
-            row = int(np.argwhere(~finite)[0][0])
-            raise DatasetError(src, f"'{key}' contains NaN or inf (first at row {row})")
+    obs_dim = np.shape(dataset.observations)[1] if np.ndim(dataset.observations) == 2 else None
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals", "episode_ends"):
+        check_column(src, key, arrays[key], "flags" if key in ("terminals", "episode_ends") else "values",
+                     (2,) if key in ("observations", "actions", "next_observations") else (1,), rows=n,
+                     width=obs_dim if key == "next_observations" else None)
     tolerance = 1e-4
     out_of_range = (dataset.actions < dataset.action_low - tolerance) | (
         dataset.actions > dataset.action_high + tolerance

@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.data.dataset import DatasetError, OfflineDataset, check_column
 
 OGBENCH_ENVS = ("cube-single", "cube-double", "scene", "puzzle-3x3")
 DATASET_TYPE = "play"
@@ -123,11 +123,17 @@ def load_ogbench(task_name: str) -> OfflineDataset:
         if not needed.is_file():
             raise DatasetError(needed, f"not found; run `srpo-bench collect --suite ogbench --envs {env}` "
                                "(or put OGBench's downloaded files there)")
+    for needed in (path, validation_path(path)):
+        check_ogbench_file(needed)
     with quiet_ogbench() as ogbench:
         try:
             _, train, _ = ogbench.make_env_and_datasets(task_name, dataset_path=str(path), compact_dataset=False)
         except (KeyError, ValueError, OSError, EOFError) as error:
             raise DatasetError(path, f"not a readable OGBench dataset ({type(error).__name__}: {error})") from None
+    # OGBench's singletask relabelling made these two from qpos/qvel/button_states: checked like any column
+    n = len(train["observations"])
+    check_column(path, "rewards", train.get("rewards"), "values", (1,), rows=n)
+    check_column(path, "masks", train.get("masks"), "flags", (1,), rows=n)
     provenance = read_provenance(path)
     metadata = {"ogbench_task": task_name, "ogbench_version": ogbench_version(), "success_timing": success_timing(),
                 "origin": "srpo-bench collect" if provenance else "user file (OGBench download or own)",
@@ -138,6 +144,34 @@ def load_ogbench(task_name: str) -> OfflineDataset:
         rewards=train["rewards"], next_observations=train["next_observations"],
         terminals=1.0 - np.asarray(train["masks"], dtype=np.float32), episode_ends=ends, metadata=metadata,
     )
+
+
+#: the columns `ogbench.utils.load_dataset` reads (`add_info=True` for the singletask relabelling): kind, number
+#: of dimensions; all as long as `observations`
+OGBENCH_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "observations": ("values", (2,)), "actions": ("values", (2,)), "terminals": ("flags", (1,)),
+    "qpos": ("values", (2,)), "qvel": ("values", (2,)), "button_states": ("values", (1, 2))}
+_REQUIRED_COLUMNS = ("observations", "actions", "terminals")
+
+
+def check_ogbench_file(path: Path) -> None:
+    """Every column OGBench's loader will read, checked before it casts them (`load_dataset` does
+    `astype(np.float32)`, which turns b"1" into 1.0): a one-line `DatasetError` naming the file and column."""
+    try:
+        with np.load(path, allow_pickle=False) as file:
+            missing = [key for key in _REQUIRED_COLUMNS if key not in file.files]
+            if missing:
+                raise DatasetError(path, f"missing column(s) {', '.join(missing)}; an OGBench file needs "
+                                   f"{', '.join(_REQUIRED_COLUMNS)}")
+            n = len(check_column(path, "observations", file["observations"], "values", (2,)))
+            for key, (kind, ndims) in OGBENCH_COLUMNS.items():
+                if key != "observations" and key in file.files:
+                    check_column(path, key, file[key], kind, ndims, rows=n)  # type: ignore[arg-type]
+    except DatasetError:
+        raise
+    except (KeyError, ValueError, OSError, EOFError) as error:  # not an npz, truncated, or object (pickled) arrays
+        raise DatasetError(path, f"not a readable OGBench dataset ({type(error).__name__}: "
+                           f"{' '.join(str(error).split())})") from None
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
