@@ -271,38 +271,69 @@ def collect(
                                              "(default: all of the suite)")] = None,
     size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench cube-single ~35 min of one "
                                       "free core, 1.1M steps) or small (tests, < 1 min)")] = "full",
-    seed: int = 0,
-    workers: Annotated[int, typer.Option(help="parallel processes, one env each (locomotion-lite)")] = 2,
+    # seed and workers are parsed here, not by click: a click type error is a multi-line usage box
+    seed: Annotated[str, typer.Option(help="integer from 0 to 2^31 - 1")] = "0",
+    workers: Annotated[str, typer.Option(help="parallel processes, one env each (locomotion-lite)")] = "2",
     force: Annotated[bool, typer.Option(help="recollect even if cached files match (ogbench: also replaces files "
                                         "not made here)")] = False,
 ) -> None:
     """Make datasets offline: locomotion-lite (D4RL-format hdf5 from behavior policies trained here) or ogbench
-    (OGBench's own .npz files from its plan oracles, in $OGBENCH_DATA_DIR or ~/.ogbench/data)."""
+    (OGBench's own .npz files from its plan oracles, in $OGBENCH_DATA_DIR or ~/.ogbench/data).
+
+    Every option is checked before anything is made; a bad one, an unwritable data folder or a failed job is one
+    line (a worker's traceback goes to a file named in that line)."""
+    from srpo_bench.collect.workers import CollectionError
     from srpo_bench.progress import Reporter
 
     if suite not in ("locomotion-lite", "ogbench"):
-        err_console.print(f"[red]error:[/red] cannot collect suite '{suite}': only 'locomotion-lite' and 'ogbench' "
-                          "are made locally (D4RL and Minari suites are downloaded)")
-        raise typer.Exit(EXIT_USAGE)
+        raise UsageError(f"cannot collect suite '{suite}': only 'locomotion-lite' and 'ogbench' are made locally "
+                         "(D4RL and Minari suites are downloaded)")
     if size not in ("full", "small"):
-        err_console.print(f"[red]error:[/red] --size must be full or small, got '{size}'")
-        raise typer.Exit(EXIT_USAGE)
-    if suite == "ogbench":
-        from srpo_bench.collect.ogbench import collect_suite as collect_ogbench
-        from srpo_bench.data.ogbench import OGBENCH_ENVS, ogbench_dir
+        raise UsageError(f"--size must be full or small, got '{size}'")
+    seed_value = parse_int("--seed", seed, 0, MAX_SEED)
+    workers_value = parse_int("--workers", workers, 1, 1024)
+    try:
+        if suite == "ogbench":
+            from srpo_bench.collect.ogbench import check_envs
+            from srpo_bench.collect.ogbench import collect_suite as collect_ogbench
+            from srpo_bench.data.ogbench import OGBENCH_ENVS, ogbench_dir
 
-        env_list = [e.strip() for e in (envs or ",".join(OGBENCH_ENVS)).split(",") if e.strip()]
-        outcomes = collect_ogbench(env_list, size=size, seed=seed, reporter=Reporter(console=err_console),
-                                   force=force)
-        console.print(f"{len(outcomes)} OGBench datasets in {ogbench_dir()}")
-        return
-    from srpo_bench.collect.lite import collect_suite
-    from srpo_bench.data.lite import lite_dir
+            env_list = check_envs([e.strip() for e in (envs or ",".join(OGBENCH_ENVS)).split(",") if e.strip()])
+            outcomes = collect_ogbench(env_list, size=size, seed=seed_value, reporter=Reporter(console=err_console),
+                                       force=force)
+            console.print(f"{len(outcomes)} OGBench datasets in {ogbench_dir()}")
+            return
+        from srpo_bench.collect.lite import collect_suite
+        from srpo_bench.data.lite import LITE_ENVS, lite_dir
 
-    env_list = [e.strip() for e in (envs or "hopper,halfcheetah,walker2d").split(",") if e.strip()]
-    paths = collect_suite(env_list, size=size, seed=seed, workers=workers, reporter=Reporter(console=err_console),
-                          force=force)
-    console.print(f"{len(paths)} dataset files in {lite_dir()}")
+        env_list = [e.strip() for e in (envs or ",".join(LITE_ENVS)).split(",") if e.strip()]
+        paths = collect_suite(env_list, size=size, seed=seed_value, workers=workers_value,
+                              reporter=Reporter(console=err_console), force=force)
+        console.print(f"{len(paths)} dataset files in {lite_dir()}")
+    except CollectionError as error:  # a job failed in a worker: one line, its traceback kept in a file
+        note = ""
+        if error.details:
+            import tempfile
+
+            with tempfile.NamedTemporaryFile("w", prefix="srpo-bench-collect-", suffix=".txt", delete=False) as log:
+                log.write(error.details)
+            note = f" (worker traceback in {log.name})"
+        err_console.print(f"[red]error:[/red] {escape(str(error))}{escape(note)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except OSError as error:  # the data folder cannot be made or written (permissions, disk full)
+        where = f"{error.filename}: " if error.filename else ""
+        raise UsageError(f"{where}cannot write the dataset ({error.strerror or error})") from None
+
+
+def parse_int(name: str, text: str, low: int, high: int) -> int:
+    """An integer option parsed here, so that a bad one is the same one line as any other bad value."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise UsageError(f"{name} must be an integer from {low:,} to {high:,}, got '{text}'") from None
+    if not low <= value <= high:
+        raise UsageError(f"{name} must be an integer from {low:,} to {high:,}, got {value}")
+    return value
 
 
 @app.command()

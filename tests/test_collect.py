@@ -74,10 +74,22 @@ def test_bad_arguments_are_clear_value_errors(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="unknown lite env"):
         collection.collect_suite(envs=("ant",), size="small")
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(DatasetError, match="--size: must be one of full, small, got 'huge'"):
         collection.collect_suite(envs=("hopper",), size="huge")
-    with pytest.raises(ValueError, match="workers"):
+    with pytest.raises(DatasetError, match="--workers: must be at least 1"):
         collection.collect_suite(envs=("hopper",), size="small", workers=0)
+    with pytest.raises(DatasetError, match="--seed: must be an integer from 0"):
+        collection.collect_suite(envs=("hopper",), size="small", seed=-1)
+    with pytest.raises(DatasetError, match="--envs: unknown lite env"):
+        collection.collect_suite(envs=(), size="small")
+    assert list(tmp_path.iterdir()) == []  # refused before the data folder is made
+
+
+def test_a_failed_worker_is_one_line_with_its_traceback_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from srpo_bench.collect.workers import CollectionError
+
+    error = CollectionError("collecting hopper failed: ValueError: boom\n  more", "Traceback (most recent call last):")
+    assert str(error) == "collecting hopper failed: ValueError: boom more" and error.details.startswith("Traceback")
 
 
 def test_missing_file_is_a_one_line_dataset_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -51,6 +51,9 @@ from srpo_bench.data.dataset import DatasetError
 from srpo_bench.data.lite import LITE_GYMNASIUM_ENVS, LITE_TIERS, MAX_EPISODE_STEPS, lite_dir, lite_path
 from srpo_bench.progress import Reporter
 
+#: seeds reach numpy's and torch's seeding (numpy takes 0 to 2**32 - 1); the CLI's `--seeds` range, for one rule
+MAX_SEED = 2**31 - 1
+
 MEDIUM_FRACTION = 1.0 / 3.0  # D4RL section 5: the medium policy reaches ~1/3 of the expert's performance
 _FORMAT = 1  # bump when the files' contents change for the same plan; part of the cache key
 
@@ -315,15 +318,17 @@ def collect_suite(
     `workers` processes run one env each (torch on one thread each); `workers=1` runs in this process.
     Files already collected with the same size, seed and plan are kept as they are unless `force`.
     """
+    # Bad arguments are `DatasetError`s named after the CLI option, as in `collect/ogbench.py`: one line there.
     unknown = [env for env in envs if env not in LITE_GYMNASIUM_ENVS]
-    if unknown:
-        raise ValueError(f"unknown lite env(s) {', '.join(unknown)}; choose from {', '.join(LITE_GYMNASIUM_ENVS)}")
+    if unknown or not envs:
+        raise DatasetError("--envs", f"unknown lite env(s) {', '.join(unknown) or '(none given)'}; choose from "
+                           f"{', '.join(LITE_GYMNASIUM_ENVS)}")
     if size not in PLANS:
-        raise ValueError(f"unknown size '{size}'; choose from {', '.join(PLANS)}")
+        raise DatasetError("--size", f"must be one of {', '.join(PLANS)}, got '{size}'")
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if not envs:
-        raise ValueError("no env given")
+        raise DatasetError("--workers", f"must be at least 1, got {workers}")
+    if not 0 <= seed <= MAX_SEED:
+        raise DatasetError("--seed", f"must be an integer from 0 to {MAX_SEED:,}, got {seed}")
     root = lite_dir()
     root.mkdir(parents=True, exist_ok=True)
     jobs = {env: EnvJob(env, size, seed, str(root), force, str(device)) for env in dict.fromkeys(envs)}

@@ -85,6 +85,9 @@ def generation_key(env: str, size: str, seed: int, oracle: OracleSettings) -> st
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+MAX_SEED = 2**31 - 1  # as `collect/lite.py` and `run --seeds`
+
+
 def env_seed(seed: int, env: str) -> int:
     return int.from_bytes(hashlib.sha1(f"{seed}-{env}".encode()).digest()[:4], "little")
 
@@ -274,6 +277,8 @@ def collect_suite(envs: Sequence[str], size: str, seed: int, reporter: Reporter,
     """Make each environment's play dataset unless a current one (ours, same key) or a user's file is there."""
     if size not in PLANS:
         raise DatasetError("--size", f"must be one of {', '.join(PLANS)}, got '{size}'")
+    if not 0 <= seed <= MAX_SEED:  # any integer hashes (env_seed); one range for both suites keeps the CLI simple
+        raise DatasetError("--seed", f"must be an integer from 0 to {MAX_SEED:,}, got {seed}")
     outcomes = []
     for env in check_envs(envs):
         outcome = collect_env(env, size, seed, reporter, force, root)

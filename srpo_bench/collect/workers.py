@@ -26,7 +26,12 @@ Result = TypeVar("Result")
 
 
 class CollectionError(RuntimeError):
-    pass
+    """A collection job failed. `str()` is one line (the job and the error); the worker's traceback, when there is
+    one, is kept in `details` for whoever wants it (`srpo-bench collect` writes it to a file and names it)."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(" ".join(message.split()))
+        self.details = details
 
 
 # --- progress across processes ----------------------------------------------------------------------
@@ -147,7 +152,7 @@ def run_in_workers(
                 running.pop(event[1]).join()
                 on_result(event[2])
             elif event[0] == "error":
-                raise CollectionError(f"collecting {event[1]} failed: {event[2]}\n{event[3]}")
+                raise CollectionError(f"collecting {event[1]} failed: {event[2]}", event[3])
             else:
                 board.handle(event)
     finally:
