@@ -58,9 +58,10 @@ class BC(Method):
             optimizer = adam(policy.parameters(), lr=config.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
             sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
+            loss_of = ctx.captured(lambda states, actions: ((policy(states) - actions) ** 2).sum(dim=-1).mean())
             for step, _bar in ctx.steps("policy", config.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):
                 batch = next(sampler)
-                loss = ((policy(batch["observations"]) - batch["actions"]) ** 2).sum(dim=-1).mean()
+                loss = loss_of(batch["observations"], batch["actions"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

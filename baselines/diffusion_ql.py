@@ -396,6 +396,14 @@ def train_joint(
     def sample_next_actions(next_states: torch.Tensor) -> torch.Tensor:
         return ddpm_sample_clipped_x0(nets.ema_actor, next_states, schedule, act_dim, max_action, generator=generator)
 
+    def critic_loss_of(states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_states: torch.Tensor,
+                       terminals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        target = td_target(nets.critic_target, sample_next_actions, rewards, next_states, terminals, config.gamma,
+                           config.max_q_backup, config.max_q_backup_samples)
+        q1, q2 = nets.critic(states, actions)
+        return F.mse_loss(q1, target) + F.mse_loss(q2, target), target
+
+    critic_loss_step, actor_losses_step = ctx.captured(critic_loss_of), ctx.captured(actor_losses)
     best_score, best_state = float("-inf"), None
     for step, _bar in ctx.steps("joint", config.steps, agent=lambda: agent_of(copy.deepcopy(nets))):
         if sampler is not None:
@@ -407,10 +415,8 @@ def train_joint(
         states, actions = batch["observations"], batch["actions"]
 
         # critic: y = r + (1 - d) gamma min(Q1', Q2')(s', a'), a' from the EMA actor
-        target = td_target(nets.critic_target, sample_next_actions, batch["rewards"], batch["next_observations"],
-                           batch["terminals"], config.gamma, config.max_q_backup, config.max_q_backup_samples)
-        q1, q2 = nets.critic(states, actions)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        critic_loss, target = critic_loss_step(states, actions, batch["rewards"], batch["next_observations"],
+                                               batch["terminals"])
         critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         if config.grad_norm > 0:
@@ -420,8 +426,8 @@ def train_joint(
         # actor: L_bc + eta L_q, L_q through the full reverse chain, numerator head chosen 50/50
         with host_point():  # a CPU generator's draw, read on the host: no device sync
             q1_leads = bool(torch.rand((), generator=index_generator) > 0.5)
-        bc_loss, q_loss = actor_losses(nets.actor, nets.critic, states, actions, schedule, max_action, q1_leads,
-                                       generator)
+        bc_loss, q_loss = actor_losses_step(nets.actor, nets.critic, states, actions, schedule, max_action, q1_leads,
+                                            generator)
         actor_loss = bc_loss + config.eta * q_loss
         actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()

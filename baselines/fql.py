@@ -330,6 +330,7 @@ class FQL(Method):
             index_generator = torch.Generator(device="cpu").manual_seed(ctx.seed)
             sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed) \
                 if config.batch_sampling == "epoch" else None
+            critic_loss_step, actor_loss_step = ctx.captured(critic_loss), ctx.captured(actor_loss)
             for step, _bar in ctx.steps("joint", config.steps, agent=lambda: FQLAgent(copy.deepcopy(nets.onestep),
                                                                                          act_dim)):
                 if sampler is not None:
@@ -342,8 +343,9 @@ class FQL(Method):
                 next_noise, flow_noise, noise = (torch.randn(rows, act_dim, device=ctx.device, generator=generator)
                                                  for _ in range(3))
                 t = torch.rand(rows, 1, device=ctx.device, generator=generator)
-                q_term = critic_loss(nets, batch, next_noise, config)
-                pi_term, parts = actor_loss(nets, batch, flow_noise, t, noise, config)
+                batch = dict(batch)  # plain tensors (a captured step takes no lazy `Batch`)
+                q_term = critic_loss_step(nets, batch, next_noise, config)
+                pi_term, parts = actor_loss_step(nets, batch, flow_noise, t, noise, config)
                 optimizer.zero_grad(set_to_none=True)
                 (q_term + pi_term).backward()
                 # official `update`: the target moves toward the critic's weights *before* this step's update

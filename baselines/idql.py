@@ -186,11 +186,12 @@ def fit_ddpm_behavior(ctx: FitContext) -> NoisePredictor:
                                config.batch_size, seed=ctx.seed + 3)
         noise_generator = ctx.generator(offset=3)
         train_mode(model)  # dropout on while training (`training=True` in the official actor loss)
+        loss_of = ctx.captured(ddpm_denoising_loss)
         for step, _bar in ctx.steps("behavior", config.steps):
             batch = next(sampler)
             lr = optimizer.param_groups[0]["lr"]
-            loss = ddpm_denoising_loss(model, batch["actions"], batch["observations"], schedule,
-                                       generator=noise_generator, reduction="sum_dims")
+            loss = loss_of(model, batch["actions"], batch["observations"], schedule, generator=noise_generator,
+                           reduction="sum_dims")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -414,10 +414,11 @@ def fit_behavior(ctx: FitContext) -> SfBCScoreNet:
         optimizer = adam(model.parameters(), lr=config.lr)
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
         train_mode(model)
+        loss_of = ctx.captured(vpsde_denoising_loss)
         for step, _bar in ctx.steps("behavior", steps):
             batch = next(sampler)
             # (score sigma_t + z)^2 == (eps_hat - z)^2 with eps_hat = -sigma_t score
-            loss = vpsde_denoising_loss(model.noise, batch["actions"], batch["observations"], sde, t_min=config.t_min)
+            loss = loss_of(model.noise, batch["actions"], batch["observations"], sde, t_min=config.t_min)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -444,9 +445,10 @@ def fit_critic(ctx: FitContext, noise_model: NoiseModel, agent: Any) -> nn.Modul
         optimizer = adam(q_net.parameters(), lr=config.lr)
         iteration_steps, total_steps = critic_schedule(config, size)
         sampler = return_sampler(tensors, targets, config, ctx.seed + 1)
+        loss_of = ctx.captured(lambda states, actions, targets: F.mse_loss(q_values(q_net, states, actions), targets))
         for step, _bar in ctx.steps("critic", total_steps, agent=lambda: agent(q_net)):
             batch = next(sampler)
-            loss = F.mse_loss(q_values(q_net, batch["observations"], batch["actions"]), batch["targets"])
+            loss = loss_of(batch["observations"], batch["actions"], batch["targets"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -268,9 +268,10 @@ class SRPO(Method):
             optimizer = adam(policy.parameters(), lr=stage.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=stage.steps, eta_min=0.0)
             sampler = EpochSampler({"observations": observations}, stage.batch_size, ctx.seed + 2)
+            loss_of = ctx.captured(score_regularized_loss)
             for step, _bar in ctx.steps("policy", stage.steps, agent=lambda: PolicyAgent(copy.deepcopy(policy))):
                 states = next(sampler)["observations"]
-                loss = score_regularized_loss(policy, behavior_model, q_target, states, stage, sde)
+                loss = loss_of(policy, behavior_model, q_target, states, stage, sde)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -45,9 +45,10 @@ def fit_vpsde_behavior(ctx: FitContext, stage: str = "behavior") -> NoisePredict
         optimizer = adamw(model.parameters(), lr=config.lr)  # torch default weight decay 0.01
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed)
         train_mode(model)  # dropout on while training, as the official code
+        loss_of = ctx.captured(vpsde_denoising_loss)
         for step, _bar in ctx.steps(stage, config.steps):
             batch = next(sampler)
-            loss = vpsde_denoising_loss(model, batch["actions"], batch["observations"], sde)
+            loss = loss_of(model, batch["actions"], batch["observations"], sde)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -24,6 +24,10 @@ from srpo_bench.core.rewards import ReturnSplit, RewardTransform, training_tenso
 from srpo_bench.core.stages import FitContext, StageConfig
 from srpo_bench.data.sampler import EpochSampler
 
+#: an IQL step's two loss computations: (states, actions) -> (L_V, V(s)); (states, actions, target) -> L_Q
+IQLLosses = tuple[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                  Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
+
 
 class TwinQ(nn.Module):
     """Two independent Q(s, a) heads. SRPO/IDQL: 2 x 256 ReLU; Diffusion-QL: 3 x 256 Mish."""
@@ -104,19 +108,29 @@ class IQLCritic(nn.Module):
         self.q_optimizer = adam(self.q.parameters(), lr=config.lr)
         self.v_optimizer = adam(self.v.parameters(), lr=config.lr)
 
-    def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One V step then one Q step; returns detached losses (no host sync in the hot loop).
+    def value_loss(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_V, V(s)) for one batch."""
+        with torch.no_grad():
+            target_q = self.q_target.min_q(states, actions)
+        value = self.v(states)
+        return expectile_loss(target_q - value, self.config.expectile), value
+
+    def q_loss(self, states: torch.Tensor, actions: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        q1, q2 = self.q(states, actions)
+        return 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+
+    def update(self, batch: Mapping[str, torch.Tensor], losses: IQLLosses | None = None) -> dict[str, torch.Tensor]:
+        """One V step then one Q step; returns detached losses (no host sync in the hot loop). `losses`: the two
+        loss computations as the stage runs them (captured, `FitContext.captured`), default this critic's own.
 
         The Q target's V(s') is computed before the V step (SRPO `IQL_Critic.update_q0`: `next_v = self.vf(s_)`
         precedes the V update) or after it (IDQL: `update_v` then `update_q`, which reads the new V)."""
+        value_loss, q_loss_of = losses or (self.value_loss, self.q_loss)
         states, actions = batch["observations"], batch["actions"]
         if self.config.next_value == "before_v_step":
             with torch.no_grad():
                 next_v = self.v(batch["next_observations"])
-        with torch.no_grad():
-            target_q = self.q_target.min_q(states, actions)
-        value = self.v(states)
-        v_loss = expectile_loss(target_q - value, self.config.expectile)
+        v_loss, value = value_loss(states, actions)
         self.v_optimizer.zero_grad(set_to_none=True)
         v_loss.backward()
         self.v_optimizer.step()
@@ -125,8 +139,7 @@ class IQLCritic(nn.Module):
             if self.config.next_value == "after_v_step":
                 next_v = self.v(batch["next_observations"])
             target = batch["rewards"] + self.config.gamma * (1.0 - batch["terminals"]) * next_v
-        q1, q2 = self.q(states, actions)
-        q_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+        q_loss = q_loss_of(states, actions, target)
         self.q_optimizer.zero_grad(set_to_none=True)
         q_loss.backward()
         self.q_optimizer.step()
@@ -150,8 +163,9 @@ def fit_iql_critic(ctx: FitContext, stage: str = "critic", agent: Callable[[IQLC
     def train(critic: IQLCritic) -> None:
         sampler = EpochSampler(tensors, config.batch_size, seed=ctx.seed + 1)
         make_agent = None if agent is None else (lambda: agent(critic))
+        losses = (ctx.captured(critic.value_loss), ctx.captured(critic.q_loss))
         for step, _bar in ctx.steps(stage, config.steps, agent=make_agent):
-            metrics = critic.update(next(sampler))
+            metrics = critic.update(next(sampler), losses)
             if ctx.log_due(step, config.steps):
                 ctx.log(stage, step, **metrics)
 
