@@ -275,6 +275,8 @@ def run_record(spec: RunSpec, task: Task, dataset: OfflineDataset, config: Any, 
         "method": spec.method, "seed": spec.seed, "profile": spec.profile,
         "config": config_dict(config), "overrides": spec.overrides.get(spec.method, {}),
         "stage_keys": dict(ctx.keys),
+        # TF32 / bf16 autocast the stages trained under (core/stages.py `Precision`; in the stage keys when on)
+        "precision": ctx.precision.as_dict(),
         "selection": getattr(config, "selection", "final"),
         "harness": {"eval_episodes": harness.eval_episodes, "eval_seeds": "1001..",
                     "evaluations_during_training": harness.evaluations_during_training},
