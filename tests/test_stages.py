@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from helpers import fit
+from helpers import context, fit
 
 from srpo_bench.config import plan_stages, resolve_config
-from srpo_bench.core.stages import EvaluationSchedule, plan_keys
+from srpo_bench.core import stages as stages_module
+from srpo_bench.core.stages import EvaluationSchedule, plan_keys, precision_settings
 from srpo_bench.data import toy
 from srpo_bench.registry import get_method
 from srpo_bench.tasks import get_task
@@ -129,3 +131,69 @@ def test_evaluation_schedule_spaces_points_evenly() -> None:
     schedule = EvaluationSchedule(points=3, episodes=1)
     assert [step + 1 for step in range(100) if schedule.due(step, 100)] == [25, 50, 75]
     assert not any(EvaluationSchedule(points=0, episodes=1).due(step, 10) for step in range(10))
+
+
+# --- numerical precision: named settings, off by default, in the keys when on ----------------------------------------
+PRECISIONS = {"tf32": {"SRPO_BENCH_TF32": "1"}, "bf16": {"SRPO_BENCH_MIXED_PRECISION": "bf16"},
+              "both": {"SRPO_BENCH_TF32": "1", "SRPO_BENCH_MIXED_PRECISION": "bf16"}}
+
+
+@pytest.mark.parametrize("method", ["srpo", "diffusion-ql", "idql", "sfbc", "bc", "fql"])
+def test_precision_settings_enter_every_stage_key_only_when_on(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off (the default, unset or spelled out) keeps the pinned keys: every artifact trained before the settings
+    existed was float32. Each setting on moves every stage's key, and differently from the others."""
+    for name in ("SRPO_BENCH_TF32", "SRPO_BENCH_MIXED_PRECISION"):
+        monkeypatch.delenv(name, raising=False)
+    default = keys_of(method, "toy-two-moons")
+    monkeypatch.setenv("SRPO_BENCH_TF32", "0")
+    monkeypatch.setenv("SRPO_BENCH_MIXED_PRECISION", "off")
+    assert keys_of(method, "toy-two-moons") == default == PINNED[(method, "toy-two-moons")]
+    seen = [default]
+    for variables in PRECISIONS.values():
+        for name in ("SRPO_BENCH_TF32", "SRPO_BENCH_MIXED_PRECISION"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        keys = keys_of(method, "toy-two-moons")
+        assert all(keys[stage] not in [other[stage] for other in seen] for stage in keys), variables
+        seen.append(keys)
+
+
+def test_a_bad_precision_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SRPO_BENCH_MIXED_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="SRPO_BENCH_MIXED_PRECISION: expected one of off, bf16, got 'fp8'"):
+        precision_settings()
+    monkeypatch.setenv("SRPO_BENCH_MIXED_PRECISION", "off")
+    monkeypatch.setenv("SRPO_BENCH_TF32", "maybe")
+    with pytest.raises(ValueError, match="SRPO_BENCH_TF32"):
+        precision_settings()
+
+
+def test_the_step_loop_runs_under_the_precision_settings_and_evaluations_in_float32(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With both settings on, a stage's step loop multiplies in bf16 (the CPU's autocast here, CUDA's on a GPU) with
+    TF32 allowed, the periodic evaluations inside it act in float32, and both are restored after the stage."""
+    monkeypatch.setenv("SRPO_BENCH_MIXED_PRECISION", "bf16")
+    monkeypatch.setenv("SRPO_BENCH_TF32", "1")
+    task = get_task("toy-two-moons")
+    _, ctx = context("bc", task, toy.load_toy("toy-two-moons", size=256), tmp_path,
+                     evaluation=EvaluationSchedule(points=1, episodes=1))
+    assert ctx.precision.as_dict() == {"tf32": True, "mixed_precision": "bf16"}
+
+    def product_dtype() -> torch.dtype:
+        return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+
+    evaluated: list[torch.dtype] = []
+
+    def evaluate(*args: object, **kwargs: object) -> SimpleNamespace:
+        evaluated.append(product_dtype())
+        return SimpleNamespace(mean_normalized=0.0, normalized=[0.0])
+
+    monkeypatch.setattr(stages_module, "evaluate", evaluate)
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    agent = SimpleNamespace(seed=lambda seed: None)
+    in_loop = [(product_dtype(), matmul.fp32_precision) for _step, _bar in ctx.steps("policy", 4, agent=lambda: agent)]
+    assert in_loop == [(torch.bfloat16, "tf32")] * 4
+    assert evaluated == [torch.float32]
+    assert (product_dtype(), matmul.fp32_precision) == (torch.float32, before)
