@@ -48,6 +48,7 @@ def friendly_errors(command: F) -> F:
         from srpo_bench.atomic import WriteError
         from srpo_bench.config import ConfigError
         from srpo_bench.data.dataset import DatasetError
+        from srpo_bench.protocols import ProtocolError
         from srpo_bench.registry import UnknownMethodError
         from srpo_bench.store import StoreError
         from srpo_bench.tasks import UnknownTaskError
@@ -55,7 +56,7 @@ def friendly_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError,
-                WriteError) as error:
+                WriteError, ProtocolError) as error:
             err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
@@ -414,6 +415,13 @@ def previous_speed_results(path: Path) -> dict[str, dict[str, Any]]:
             for runtime, by_method in by_runtime.items() if isinstance(by_method, dict)}
 
 
+def provenance() -> dict[str, Any]:
+    """What a `speed` file says of the code that timed it, so its figures can be published (`results add`)."""
+    from srpo_bench.store import git_commit, library_versions
+
+    return {"git_commit": git_commit(), "versions": library_versions()}
+
+
 def stamped(speed: dict[str, Any]) -> dict[str, Any]:
     """A method's timing with the time it was taken (files merge timings of several `speed` calls)."""
     from srpo_bench.store import now
@@ -500,7 +508,7 @@ def speed(
                 name: stamped(value.to_dict() if isinstance(value, SpeedResult) else {"unavailable": value})
                 for name, value in by_method.items()})
         atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device),
-                                        "profile": profile, "table": table, "results": merged})
+                                        "profile": profile, **provenance(), "table": table, "results": merged})
         console.print(f"written {report_path}")
         if "eager" not in timings:
             return
@@ -526,9 +534,9 @@ def speed(
         typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
     report_path = out / "speed" / f"{safe_task}-{torch_device.type}.json"
     earlier = previous_speed_results(report_path).get("eager", {})
+    fresh = {k: stamped(v.to_dict()) for k, v in results.items()}
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
-                                    "results": {**earlier, **{k: stamped(v.to_dict()) for k, v in results.items()}},
-                                    "speedups": speedups})
+                                    **provenance(), "results": {**earlier, **fresh}, "speedups": speedups})
     console.print(f"written {report_path}")
 
 
@@ -549,6 +557,65 @@ def export_policy(
         raise UsageError(str(error)) from None
     for path in written:
         console.print(f"written {path}")
+
+
+results_app = typer.Typer(help="This repository's published results (results/): add another machine's runs, rebuild "
+                           "the leaderboard from the records.", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("add")
+@friendly_errors
+def results_add(
+    folder: Annotated[Path, typer.Argument(help="a results folder (`srpo-bench run --out FOLDER`) or another records "
+                                           "folder")],
+    to: Annotated[Path, typer.Option(help="the records folder")] = Path("results"),
+    exploratory: Annotated[bool, typer.Option(help="also publish runs that comply with no protocol (the leaderboard "
+                                              "labels them exploratory)")] = False,
+) -> None:
+    """Check another machine's finished runs (schema, protocol compliance, provenance, duplicates) and copy their
+    records (never weights) into the records folder; refuse the whole folder in one line if one run fails a check."""
+    from srpo_bench.records import add
+
+    addition = add(folder, to, exploratory=exploratory)
+    left = f"; {addition.not_finished} runs that did not finish were left out" if addition.not_finished else ""
+    marked = f" ({addition.exploratory} exploratory)" if addition.exploratory else ""
+    console.print(f"added {count_of(len(addition.records), 'run record')}{marked} and "
+                  f"{count_of(len(addition.timings), 'timing file')} to {to}{left}; rebuild the leaderboard with "
+                  "`srpo-bench results build`", highlight=False)
+
+
+@results_app.command("build")
+@friendly_errors
+def results_build(
+    records: Annotated[Path, typer.Option(help="the records folder")] = Path("results"),
+    readme: Annotated[Path | None, typer.Option(help="a README whose generated sections are rebuilt too")] = None,
+    check: Annotated[bool, typer.Option(help="rebuild into a temporary folder and fail on any difference with "
+                                        "RECORDS/leaderboard (and the README's sections)")] = False,
+) -> None:
+    """Rebuild RECORDS/leaderboard (Markdown, HTML, CSV, JSON, figures) from the records, byte for byte the same
+    for the same records: fixed bootstrap seed, no clock or machine in the files."""
+    from srpo_bench.publish import check as check_published
+    from srpo_bench.publish import publish
+
+    folder = records / "leaderboard"
+
+    def warn(line: str) -> None:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False)
+
+    if check:
+        compared = check_published(records, folder, readme, warn)
+        console.print(f"{folder}: the same as a rebuild from {records} ({count_of(compared, 'file')} compared)",
+                      highlight=False)
+        return
+    written = publish(records, folder, readme, warn)
+    console.print(f"rebuilt {count_of(len(written), 'file')} from {records} into {folder}"
+                  + (f" and {readme}" if readme in written else ""), highlight=False)
+
+
+def count_of(n: int, noun: str) -> str:
+    """'1 file', '3 files'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command("list")

@@ -28,8 +28,8 @@ from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.evaluate import EvalResult, NonFiniteActions, evaluate
 from srpo_bench.locks import HOST, Claim, live_holder, read_holder
 from srpo_bench.profiles import harness_settings
-from srpo_bench.protocols import compliance
 from srpo_bench.progress import Reporter
+from srpo_bench.protocols import compliance
 from srpo_bench.registry import get_method
 from srpo_bench.runtimes import with_runtime
 from srpo_bench.speed import measure_speed

@@ -9,7 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from report_store import make_store, write_run
+from report_store import make_store, protocol_run, write_run
 from typer.testing import CliRunner
 
 from srpo_bench.cli import app
@@ -174,12 +174,15 @@ def test_every_method_smoke_runs_on_an_ogbench_task(use_data: Path, tmp_path: Pa
 
 def test_ogbench_runs_stand_beside_the_fql_papers_table(tmp_path: Path) -> None:
     out = make_store(tmp_path / "results")
-    for seed, scores in enumerate([[100.0, 0.0], [100.0, 100.0], [0.0, 0.0]]):
-        write_run(out, TASK, "fql", seed, scores, kind="ogbench")
-        write_run(out, "cube-double-play-singletask-task1-v0", "fql", seed, scores, kind="ogbench")
-        write_run(out, TASK, "diffusion-ql", seed, scores, kind="ogbench")  # the paper has no Diffusion-QL column
+    for seed in range(8):  # runs that comply with ogbench-fql (its 8 seeds, 50 episodes, mean of the last 3)
+        score = 100.0 if seed % 2 else 0.0
+        protocol_run(out, "ogbench-fql", TASK, "fql", seed, score, kind="ogbench", family="ogbench")
+        protocol_run(out, "ogbench-fql", "cube-double-play-singletask-task1-v0", "fql", seed, score, kind="ogbench",
+                     family="ogbench")
+        write_run(out, TASK, "diffusion-ql", seed, [score], kind="ogbench")  # the paper has no Diffusion-QL column
     rows = build_report([out], reps=200).comparison.set_index("task")
     assert sorted(rows.index) == ["cube-double-play-singletask-task1-v0", TASK]
+    assert rows["comparable"].all()
     # Table 3's per-task rows: task2 is 97 +- 2 (the 96 +- 1 of Table 2 is the five tasks' average)
     assert rows.loc[TASK, "reported"] == 97 and rows.loc[TASK, "reproduced"] == pytest.approx(50.0)
     assert rows.loc["cube-double-play-singletask-task1-v0", "reported"] == 61

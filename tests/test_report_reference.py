@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from report_store import make_store, write_run
+from report_store import make_store, protocol_run, write_run
 from typer.testing import CliRunner
 
 from srpo_bench.cli import app
@@ -36,10 +37,11 @@ def test_published_table_matches_the_printed_averages_and_names_its_sources() ->
 
 
 def _store_with_d4rl_and_lite(tmp_path: Path) -> Path:
+    """hopper-medium-v2 runs that comply with d4rl-srpo (6 seeds: the protocol's count) and lite runs."""
     out = make_store(tmp_path / "results")
-    for seed, score in enumerate([40.0, 50.0, 60.0]):
-        write_run(out, "hopper-medium-v2", "srpo", seed, [score, score], kind="d4rl")
-        write_run(out, "hopper-medium-v2", "bc", seed, [score - 30, score - 30], kind="d4rl")
+    for seed, score in enumerate([40.0, 50.0, 60.0, 40.0, 50.0, 60.0]):
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "srpo", seed, score, kind="d4rl", family="locomotion")
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "bc", seed, score - 30, kind="d4rl", family="locomotion")
         write_run(out, "lite-hopper-medium-v0", "srpo", seed, [score, score], kind="lite")
     return out
 
@@ -49,14 +51,85 @@ def test_reported_numbers_stand_beside_d4rl_tasks_only_and_never_enter_aggregate
     rows = report.comparison
     assert set(rows["task"]) == {"hopper-medium-v2"}  # the lite task never gets a reported number
     srpo = rows[rows["method"] == "srpo"].iloc[0]
+    # SRPO's row was published under d4rl-srpo, with which these runs comply: it stands beside ours.
+    assert srpo["comparable"] and srpo["why_not_comparable"] == ""
     assert srpo["reported"] == 95.5 and srpo["reproduced"] == 50.0 and srpo["difference"] == pytest.approx(-45.5)
     assert srpo["reported_in_interval"] is False or srpo["reported_in_interval"] == False  # noqa: E712
+    # BC's number comes from the IQL paper's own protocol: shown for reference, no difference taken.
+    bc = rows[rows["method"] == "bc"].iloc[0]
+    assert not bc["comparable"] and pd.isna(bc["reported"]) and pd.isna(bc["difference"])
+    assert bc["for_reference"] == 52.9 and "own protocol" in bc["why_not_comparable"]
     d4rl = next(g for g in report.groups if g.key["score_scale"] == "d4rl")
-    # IQM of our three scores (40, 50, 60; two equal episodes each) is 50: the published 95.5 is not in it.
+    assert d4rl.compliance == {"protocol": "d4rl-srpo", "complies": True, "exploratory": False, "reasons": []}
+    # IQM of our six scores (40, 50, 60 twice) is 50: the published 95.5 is not in it.
     assert d4rl.estimates["srpo"]["iqm"].point == 50.0
     assert set(d4rl.per_task["method"]) == {"srpo", "bc"}
     lite = next(g for g in report.groups if g.key["score_scale"] == "lite")
-    assert lite.tasks == ["lite-hopper-medium-v0"]
+    assert lite.tasks == ["lite-hopper-medium-v0"] and lite.compliance["exploratory"]
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"profile": "quick"}, "quick profile (protocol: paper)"),
+    ({"dataset": {"transitions": 2_000, "average_normalized": 30.0}}, "2,000-transition dataset"),
+    ({"harness": {"eval_episodes": 5, "evaluations_during_training": 9}}, "5 evaluation episodes (protocol: 20)"),
+    ({"config": {"steps": 1_000}}, "training budget steps 1,000 (protocol: 1,000,000)"),
+    ({"overrides": {"beta": "0.1"}}, "settings changed with --set"),
+])
+def test_a_run_off_the_protocol_is_never_paired_and_says_why(tmp_path: Path, change: dict, reason: str) -> None:
+    out = make_store(tmp_path / "results")
+    for seed in range(6):
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "srpo", seed, 50.0, kind="d4rl", family="locomotion")
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "bc", seed, 20.0, kind="d4rl", family="locomotion",
+                     **(change if seed == 0 else {}))
+    report = build_report([out], reps=50)
+    runs = report.runs.finished
+    changed = runs[(runs["base_method"] == "bc") & (runs["seed"] == 0)].iloc[0]
+    assert not changed["complies"] and any(reason in line for line in changed["deviations"]), changed["deviations"]
+    group = next(g for g in report.groups if g.label == changed["group"])
+    assert group.label.startswith("EXPLORATORY") and group.compliance["exploratory"]
+    assert any(reason in line for line in group.compliance["reasons"]), group.compliance
+    assert not report.comparison[report.comparison["group"] == group.label]["comparable"].any()
+
+
+def test_fewer_seeds_than_the_protocol_makes_the_whole_group_exploratory(tmp_path: Path) -> None:
+    out = make_store(tmp_path / "results")
+    for seed in range(6):
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "srpo", seed, 50.0, kind="d4rl", family="locomotion")
+    for seed in range(3):  # BC has 3 of the 6 seeds: SRPO's 6 alone do not make a protocol comparison
+        protocol_run(out, "d4rl-srpo", "hopper-medium-v2", "bc", seed, 20.0, kind="d4rl", family="locomotion")
+    report = build_report([out], reps=50)
+    (group,) = report.groups
+    assert group.compliance["exploratory"] and group.compliance["protocol"] == "d4rl-srpo"
+    assert group.compliance["reasons"] == ["3 seeds for hopper-medium-v2 bc (protocol: at least 6)"]
+    srpo = report.comparison[report.comparison["method"] == "srpo"].iloc[0]
+    assert not srpo["comparable"] and srpo["for_reference"] == 95.5
+    assert srpo["why_not_comparable"] == "ours: 3 seeds for hopper-medium-v2 bc (protocol: at least 6)"
+
+
+def test_a_smoke_run_on_small_ogbench_data_is_exploratory_everywhere(tmp_path: Path) -> None:
+    """The issue's case: a smoke run on a `--size small` dataset stored under the full file name once stood as
+    "reproduced 0.0" beside FQL's 97.0."""
+    out = make_store(tmp_path / "results")
+    task = "cube-single-play-singletask-task2-v0"
+    write_run(out, task, "fql", 0, [0.0], profile="smoke", kind="ogbench", family="ogbench",
+              harness={"eval_episodes": 1, "evaluations_during_training": 0},
+              dataset={"transitions": 2_000, "average_normalized": None}, task_note="success_timing=post")
+    result = CliRunner().invoke(app, ["report", "--out", str(out), "--reps", "50", "--format", "json,md,html,csv"])
+    assert result.exit_code == 0, result.output
+    board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    assert board["exploratory"] is True
+    (group,) = board["groups"]
+    assert group["exploratory"] and not group["complies"] and group["protocol"] == "ogbench-fql"
+    assert any("smoke profile" in reason for reason in group["deviations"])
+    assert any("2,000-transition dataset" in reason for reason in group["deviations"])
+    (row,) = board["reference_comparison"]
+    assert row["reported"] is None and row["difference"] is None and row["for_reference"] == 97.0
+    assert row["why_not_comparable"].startswith("ours: ") and "smoke profile" in row["why_not_comparable"]
+    markdown = (out / "leaderboard" / "leaderboard.md").read_text()
+    assert "**EXPLORATORY** (complies with no protocol)" in markdown
+    page = (out / "leaderboard" / "leaderboard.html").read_text()
+    assert 'id="exploratory-banner"' in page and "(EXPLORATORY)</h3>" in page
+    assert "EXPLORATORY" in result.output
 
 
 def test_leaderboard_keeps_reported_and_reproduced_apart(tmp_path: Path) -> None:
@@ -70,7 +143,8 @@ def test_leaderboard_keeps_reported_and_reproduced_apart(tmp_path: Path) -> None
     compared = board["reference_comparison"]
     assert {row["task"] for row in compared} == {"hopper-medium-v2"}
     assert {row["method"] for row in compared} == {"srpo", "bc"}
-    assert all(row["reported"] is not None and row["reproduced"] is not None for row in compared)
+    assert all(row["reproduced"] is not None for row in compared)
+    assert all((row["reported"] is not None) == row["comparable"] for row in compared)
     markdown = (out / "leaderboard" / "leaderboard.md").read_text()
-    lite_section = markdown.split("## locomotion-lite")[1].split("## ")[0]
+    lite_section = markdown.split("· locomotion-lite ·")[1].split("## ")[0]
     assert "95.5" not in lite_section and "not D4RL" in lite_section

@@ -11,6 +11,7 @@ its own: nothing is pooled across groups, and each table and figure names its gr
 from __future__ import annotations
 
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pandas as pd
 
 from srpo_bench import __version__
 from srpo_bench.report import aggregate, reference, speedup
-from srpo_bench.report.frame import GROUP_KEYS, Runs, load_runs
+from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs
 from srpo_bench.store import git_commit, library_versions
 
 REFERENCE_METHOD = "srpo"
@@ -36,6 +37,9 @@ class Group:
     tasks: list[str]
     methods: list[str]
     per_task: pd.DataFrame
+    #: protocol (the one its runs comply with, or the one most of them were measured against), complies,
+    #: exploratory (= not complies), reasons (why not: the commonest deviations of its runs, with counts)
+    compliance: dict[str, Any] = field(default_factory=dict)
     aggregate_tasks: list[str] = field(default_factory=list)
     runs_per_task: dict[str, int] = field(default_factory=dict)  # runs per task each method's matrix keeps
     estimates: dict[str, dict[str, aggregate.Estimate]] = field(default_factory=dict)
@@ -62,7 +66,9 @@ class Report:
 
 
 def build_report(stores: list[Path], profile: str | None = None, reps: int = aggregate.DEFAULT_REPS,
-                 seed: int = aggregate.DEFAULT_SEED) -> Report:
+                 seed: int = aggregate.DEFAULT_SEED, reproducible: bool = False) -> Report:
+    """`reproducible`: stamp only what the records hold (no report commit, library versions or local paths), so
+    the same records, reps and seed give byte-identical files on any machine (results/leaderboard)."""
     runs = load_runs(stores, profile)
     per_task = per_task_table(runs.finished, reps, seed)
     groups = [analyse_group(key, per_task, runs.finished, reps, seed) for key in group_keys(runs.finished)]
@@ -71,10 +77,11 @@ def build_report(stores: list[Path], profile: str | None = None, reps: int = agg
         runs=runs, groups=groups, timings=timings,
         speedups=speedup.speedups(timings, REFERENCE_METHOD, reps, seed),
         training=speedup.training_times(runs.finished),
-        comparison=reference.compare(per_task, reference.load_reference()),
-        stamp=stamp(runs), settings={"reps": reps, "bootstrap_seed": seed, "confidence": aggregate.CONFIDENCE,
-                                     "optimality_gap_threshold": aggregate.GAMMA, "reference_method": REFERENCE_METHOD,
-                                     "profile_filter": profile},
+        comparison=reference.compare(per_task, reference.load_reference(), {g.label: g.compliance for g in groups}),
+        stamp=stamp(runs, reproducible),
+        settings={"reps": reps, "bootstrap_seed": seed, "confidence": aggregate.CONFIDENCE,
+                  "optimality_gap_threshold": aggregate.GAMMA, "reference_method": REFERENCE_METHOD,
+                  "profile_filter": profile},
     )
 
 
@@ -100,7 +107,7 @@ def per_task_table(finished: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame
     data's own score, whether it is the best mean of its task, and the during-training summaries when the runs
     recorded them ("best" is optimistic: it picks the best evaluation after seeing the scores)."""
     columns = ["group", *GROUP_KEYS, "task", "method", "base_method", "seeds", "mean", "low", "high", "best",
-               "data_score", "last", "mean_last3", "best_during_training"]
+               "data_score", *SUMMARIES]
     if finished.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -119,8 +126,11 @@ def per_task_table(finished: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame
     return table
 
 
-# eval.json "summaries" keys (runner.evaluation_record) per column; "best" picks the maximum after the fact.
-SUMMARIES = {"last": ("last",), "mean_last3": ("mean_last3",), "best_during_training": ("best_optimistic", "best")}
+# eval.json "summaries" keys (runner.evaluation_record) per column: `final` (the final policy's score),
+# `mean_last3` (the mean of the last three evaluations: FQL's OGBench rule), `best_during_training` (the maximum,
+# picked after the fact: optimistic) and `evaluation_points` (how many evaluations the summaries saw).
+SUMMARIES = {"final": ("final",), "mean_last3": ("mean_last3",), "best_during_training": ("best_optimistic",),
+             "evaluation_points": ("points",)}
 
 
 def _summary(summaries: Any, names: tuple[str, ...]) -> float | None:
@@ -138,7 +148,8 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     runs = _in_group(finished, key)
     rows = _in_group(per_task, key)
     tasks, methods = sorted(runs["task"].unique()), _method_order(runs["method"].unique())
-    group = Group(key=key, label=runs["group"].iloc[0], tasks=tasks, methods=methods, per_task=rows)
+    group = Group(key=key, label=runs["group"].iloc[0], tasks=tasks, methods=methods, per_task=rows,
+                  compliance=group_compliance(runs))
     # rliable compares methods on one task set: the tasks every method of the group ran.
     by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
     group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]
@@ -183,24 +194,40 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     return group
 
 
+def group_compliance(runs: pd.DataFrame) -> dict[str, Any]:
+    """Whether a group's runs comply with a protocol (frame.py decided it per run and per group), and if not,
+    why: its runs' commonest deviations, each with how many runs have it."""
+    status = runs["protocol_status"].iloc[0]
+    if status != EXPLORATORY:
+        return {"protocol": status, "complies": True, "exploratory": False, "reasons": []}
+    measured = runs["protocol"].dropna()
+    counts = Counter(reason for found in runs["deviations"] for reason in found)
+    reasons = [f"{reason} ({n} of {len(runs)} runs)" if n < len(runs) else reason
+               for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:4]]
+    if len(counts) > 4:
+        reasons.append(f"{len(counts) - 4} more kinds of deviation (leaderboard.json: runs[].deviations)")
+    return {"protocol": measured.mode().iloc[0] if not measured.empty else None, "complies": False,
+            "exploratory": True, "reasons": reasons}
+
+
 def _method_order(methods: Any) -> list[str]:
     """SRPO first (the subject), then the others alphabetically."""
     return sorted(methods, key=lambda m: (not m.startswith(REFERENCE_METHOD), m))
 
 
-def stamp(runs: Runs) -> dict[str, Any]:
+def stamp(runs: Runs, reproducible: bool = False) -> dict[str, Any]:
     """What every output file carries: who made it, from what, on which devices, how many runs."""
     finished = runs.finished
     versions = sorted({tuple(sorted(v.items())) for v in finished["versions"]}) if not finished.empty else []
+    made: dict[str, Any] = {"reproducible": True} if reproducible else {
+        "report_git_commit": git_commit(), "report_versions": library_versions(), "python": platform.python_version()}
     return {
         "generator": f"srpo-bench {__version__}",
-        "report_git_commit": git_commit(),
-        "report_versions": library_versions(),
-        "python": platform.python_version(),
+        **made,
         "run_git_commits": sorted(finished["git_commit"].unique().tolist()) if not finished.empty else [],
         "run_versions": [dict(v) for v in versions],
         "devices": sorted(finished["device"].unique().tolist()) if not finished.empty else [],
         "profiles": sorted(finished["profile"].unique().tolist()) if not finished.empty else [],
-        "stores": [str(s) for s in runs.stores],
+        "stores": [s.name if reproducible else str(s) for s in runs.stores],
         "runs": {"finished": len(finished), "not_finished": len(runs.failed), "damaged_skipped": runs.damaged},
     }

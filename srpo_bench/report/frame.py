@@ -21,10 +21,14 @@ from typing import Any
 
 import pandas as pd
 
+from srpo_bench.protocols import compliance, group_deviations, load_protocol
 from srpo_bench.store import MARKER, SCHEMA_VERSION
 
+RECORDS_KIND = "records"  # the store marker's "kind" of a published records folder (records.py)
+RECORD_SCHEMA = 1  # a record's layout (records.py); a newer one is refused like a newer store
 # Keys a run folder must have for its run to be counted; anything else is optional and shows as missing.
 RUN_KEYS = ("task", "method", "seed", "profile", "status")
+EXPLORATORY = "exploratory"  # the protocol status of a run that complies with no protocol
 
 
 class Damaged(ValueError):
@@ -114,22 +118,73 @@ def _threads(count: Any) -> str:
     return f"{count} thread{'' if count == 1 else 's'}"
 
 
-GROUP_KEYS = ("suite", "profile", "eval_episodes", "score_scale", "selection")
+GROUP_KEYS = ("protocol_status", "suite", "profile", "eval_episodes", "score_scale", "selection", "checkpoint")
 
 
 def group_label(key: dict[str, Any]) -> str:
-    """A protocol group as one line: numbers from different groups are never pooled."""
+    """A protocol group as one line: numbers from different groups are never pooled. It opens with the protocol
+    its runs comply with, or "exploratory"."""
     episodes = key["eval_episodes"]
-    episodes_text = "? episodes" if episodes is None or pd.isna(episodes) else f"{int(episodes)} episodes"
-    return (f"{key['suite']} · profile {key['profile']} · {episodes_text} · {key['score_scale']} score · "
-            f"{key['selection']} policy")
+    episodes_text = "? episodes" if episodes is None or pd.isna(episodes) else f"{int(episodes)} episode" + (
+        "" if int(episodes) == 1 else "s")
+    status = key["protocol_status"]
+    opening = "EXPLORATORY" if status == EXPLORATORY else f"protocol {status}"
+    checkpoint = "" if key["checkpoint"] == "final" else f" · {key['checkpoint']} checkpoint"
+    return (f"{opening} · {key['suite']} · profile {key['profile']} · {episodes_text} · {key['score_scale']} score · "
+            f"{key['selection']} policy{checkpoint}")
 
 
-# --- one run folder ------------------------------------------------------------------------------------
+# --- one run folder or record ---------------------------------------------------------------------------
 def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
-    """('finished' | 'failed', row) for one run folder, or `Damaged`."""
+    """('finished' | 'failed', row) for one run folder of a results folder, or `Damaged`."""
     run_path = folder / "run.json"
     run = read_object(run_path)
+    evaluation = speed = speed_problem = None
+    eval_path = folder / "eval.json"
+    if run.get("status") == "finished":
+        if not eval_path.exists():
+            raise Damaged(f"{eval_path}: missing (run.json says finished)")
+        evaluation = read_object(eval_path)
+        speed_path = folder / "speed.json"
+        if speed_path.exists():
+            try:  # a damaged timing costs the run its speed row, not its score
+                speed = read_object(speed_path)
+            except Damaged as error:
+                speed_problem = str(error)
+    return run_row(run, evaluation, speed, folder, store, run_path, eval_path, speed_problem,
+                   curves=folder / "curves.json", speed_source=folder / "speed.json")
+
+
+def read_record(path: Path, store: Path) -> tuple[str, dict[str, Any]]:
+    """('finished', row) for one published record (records.py: run.json, the evaluation and the timing of one run
+    in one file), or `Damaged`."""
+    record = read_object(path)
+    layout = record.get("record_schema")
+    if not isinstance(layout, int) or layout > RECORD_SCHEMA:
+        raise Damaged(f"{path}: record schema {layout!r} (this version reads up to {RECORD_SCHEMA}); upgrade "
+                      "srpo-bench")
+    run, evaluation, speed = record.get("run"), record.get("evaluation"), record.get("speed")
+    if not isinstance(run, dict) or not isinstance(evaluation, dict):
+        raise Damaged(f"{path}: not a run record (no 'run' and 'evaluation' objects)")
+    if run.get("status") != "finished":
+        raise Damaged(f"{path}: a record of a run that did not finish (status {run.get('status')!r})")
+    shown = shown_path(path, store)  # records are published: paths from the records folder, the same anywhere
+    return run_row(run, evaluation, speed if isinstance(speed, dict) else None, shown, Path(store.name), path, path,
+                   None, curves=None, speed_source=shown)
+
+
+def shown_path(path: Path, store: Path) -> Path:
+    """A file of a records folder as `<folder name>/<path inside it>`: no machine's absolute path in a leaderboard
+    rebuilt from records."""
+    return Path(store.name) / path.relative_to(store)
+
+
+def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[str, Any] | None, folder: Path,
+            store: Path, run_path: Path, eval_path: Path, speed_problem: str | None, curves: Path | None,
+            speed_source: Path) -> tuple[str, dict[str, Any]]:
+    """The report's row of one run, from what the runner wrote (run.json, eval.json, speed.json); `*_path` name the
+    files in messages. The protocol the run is measured against, and whether it complies, are recomputed here from
+    the record (protocols.compliance), never taken from what the record says of itself."""
     schema = run.get("schema_version", 0)
     if isinstance(schema, int) and schema > SCHEMA_VERSION:
         raise Damaged(f"{run_path}: written by a newer srpo-bench (schema {schema}, this version reads up to "
@@ -141,6 +196,7 @@ def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
         raise Damaged(f"{run_path}: 'seed' must be an integer, found {run['seed']!r}")
     device, harness = _dict(run, "device"), _dict(run, "harness")
     episodes = harness.get("eval_episodes")
+    status = compliance(run)
     row: dict[str, Any] = {
         "store": str(store), "path": str(folder),
         "profile": str(run["profile"]), "suite": str(run.get("suite") or "unknown"),
@@ -154,6 +210,9 @@ def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
         "git_commit": str(run.get("git_commit") or "unknown"), "versions": _dict(run, "versions"),
         "finished_at": str(run.get("finished") or run.get("started") or ""),
         "dataset_score": _optional_number(_dict(run, "dataset").get("average_normalized")),
+        "protocol": status["name"], "complies": bool(status["complies"]), "deviations": list(status["deviations"]),
+        "protocol_status": status["name"] if status["complies"] else EXPLORATORY,
+        "curves_file": str(curves) if curves is not None else None,
     }
     if run["status"] != "finished":
         failure = _dict(run, "failure")
@@ -167,27 +226,26 @@ def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
         row["last_metrics"] = failure.get("last_metrics")
         return "failed", row
 
-    eval_path = folder / "eval.json"
-    if not eval_path.exists():
-        raise Damaged(f"{eval_path}: missing (run.json says finished)")
-    evaluation = read_object(eval_path)
-    row["score"] = _number(evaluation, "mean_normalized", eval_path)
+    assert evaluation is not None
+    row["final_score"] = _number(evaluation, "mean_normalized", eval_path)
     row["episode_scores"] = _numbers(evaluation, "normalized", eval_path)
     row["episode_returns"] = _numbers(evaluation, "returns", eval_path, required=False)
     row["summaries"] = evaluation.get("summaries") if isinstance(evaluation.get("summaries"), dict) else None
     during = evaluation.get("during_training")
     row["during_training"] = during if isinstance(during, list) else None
+    # The score the report ranks by follows the checkpoint rule of the run's protocol (FQL's OGBench protocol:
+    # the mean of the last three evaluations); a run without those evaluations is scored by its final policy,
+    # and its group says so (the checkpoint is a group key).
+    protocol = load_protocol(status["name"]) if status["name"] else None
+    rule = protocol.checkpoint if protocol is not None else "final"
+    summary = _optional_number((row["summaries"] or {}).get(rule)) if rule != "final" else None
+    row["checkpoint"] = rule if summary is not None else "final"
+    row["score"] = summary if summary is not None else row["final_score"]
     stages = run.get("stages") if isinstance(run.get("stages"), list) else []
     row["stage_seconds"] = {str(s["stage"]): float(s["seconds"]) for s in stages
                             if isinstance(s, dict) and "stage" in s and _optional_number(s.get("seconds")) is not None}
     row["fit_seconds"] = training_seconds(run)
-    speed_path = folder / "speed.json"
-    row["speed"], row["speed_problem"] = None, None
-    if speed_path.exists():
-        try:  # a damaged timing costs the run its speed row, not its score
-            row["speed"] = read_object(speed_path)
-        except Damaged as error:
-            row["speed_problem"] = str(error)
+    row["speed"], row["speed_problem"], row["speed_source"] = speed, speed_problem, str(speed_source)
     return "finished", row
 
 
@@ -225,9 +283,22 @@ def check_store(out: Path) -> str | None:
     return None
 
 
+def is_records(out: Path) -> bool:
+    """Whether `out` is a published records folder (records.py) rather than a results folder of runs."""
+    try:
+        return read_object(out / MARKER).get("kind") == RECORDS_KIND
+    except Damaged:
+        return False
+
+
 def run_folders(out: Path) -> Iterator[Path]:
     """Every folder that looks like a run (runs/<profile>/<task>/<method>/seed<k>/run.json), sorted."""
     yield from (path.parent for path in sorted((out / "runs").glob("*/*/*/seed*/run.json")))
+
+
+def record_files(out: Path) -> Iterator[Path]:
+    """Every run record of a records folder (runs/<profile>/<task>/<method>/seed<k>.json), sorted."""
+    yield from sorted((out / "runs").glob("*/*/*/seed*.json"))
 
 
 def speed_files(out: Path) -> Iterator[Path]:
@@ -250,9 +321,10 @@ def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
             warnings.append(f"skipped store {problem}")
             continue
         readable.append(out)
-        for folder in run_folders(out):
+        records = is_records(out)
+        for folder in (record_files(out) if records else run_folders(out)):
             try:
-                kind, row = read_run(folder, out)
+                kind, row = read_record(folder, out) if records else read_run(folder, out)
             except Damaged as error:
                 warnings.append(f"skipped run {error}")
                 damaged += 1
@@ -263,7 +335,7 @@ def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
                     warnings.append(f"timing left out: {row['speed_problem']}")
         for path in speed_files(out):
             try:
-                timing_rows.extend(read_speed_file(path))
+                timing_rows.extend(read_speed_file(path, shown_path(path, out) if records else path))
             except Damaged as error:
                 warnings.append(f"skipped timing {error}")
     frame = _deduplicate(pd.DataFrame(finished), warnings)
@@ -278,8 +350,25 @@ def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
     timing_rows.extend(_in_run_timings(frame, warnings))
     timings = pd.DataFrame(timing_rows)
     if not frame.empty:
+        frame = _check_seed_counts(frame)
         frame["group"] = [group_label(key) for key in frame[list(GROUP_KEYS)].to_dict("records")]
     return Runs(frame, failed_frame, timings, readable, warnings, damaged)
+
+
+def _check_seed_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs that comply with a protocol one by one make a compliant group only with the protocol's seed count in
+    every (task, method) of the group; otherwise the whole group is exploratory, and each run says why."""
+    frame = frame.copy()
+    keys = [key for key in GROUP_KEYS if key != "protocol_status"]
+    compliant = frame[frame["protocol_status"] != EXPLORATORY]
+    for (name, *_), rows in compliant.groupby(["protocol_status", *keys], sort=True, dropna=False):
+        seeds = rows.groupby(["task", "method"])["seed"].nunique()
+        short = group_deviations(load_protocol(name), {key: int(n) for key, n in seeds.items()})
+        if short:
+            frame.loc[rows.index, "protocol_status"] = EXPLORATORY
+            frame.loc[rows.index, "complies"] = False
+            frame.loc[rows.index, "deviations"] = pd.Series([short] * len(rows), index=rows.index, dtype=object)
+    return frame
 
 
 def _deduplicate(frame: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
@@ -306,8 +395,9 @@ def results_by_runtime(report: dict[str, Any]) -> dict[str, Any]:
     return results if "table" in report else {"eager": results}
 
 
-def read_speed_file(path: Path) -> list[dict[str, Any]]:
-    """Rows of a `srpo-bench speed` report: one per method. Such timings had the process to themselves."""
+def read_speed_file(path: Path, shown: Path | None = None) -> list[dict[str, Any]]:
+    """Rows of a `srpo-bench speed` report: one per method. Such timings had the process to themselves. `shown`:
+    the path the rows name as their source (default `path`)."""
     report = read_object(path)
     results = report.get("results")
     if not isinstance(results, dict) or "task" not in report:
@@ -323,7 +413,7 @@ def read_speed_file(path: Path) -> list[dict[str, Any]]:
                 continue
             # each method's own time: a file merges the methods of several `speed` calls
             taken = str(speed.get("created") or report.get("created", ""))
-            rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(path),
+            rows.append(timing_row(speed, task=str(report["task"]), method=str(method), source=str(shown or path),
                                    context=str(speed.get("context") or "alone"), taken=taken, runtime=str(runtime)))
     return rows
 
@@ -341,7 +431,7 @@ def _in_run_timings(frame: pd.DataFrame, warnings: list[str]) -> list[dict[str, 
         if key in seen:
             continue
         seen.add(key)
-        rows.append(timing_row(speed, task=record.task, method=record.method, source=f"{record.path}/speed.json",
+        rows.append(timing_row(speed, task=record.task, method=record.method, source=record.speed_source,
                                context=str(speed.get("context") or "in-run"), taken=record.finished_at,
                                profile=record.profile, runtime=str(speed.get("runtime") or "eager")))
     return rows

@@ -12,15 +12,22 @@ devices, profiles and run counts):
     leaderboard.json         schema below
     figures/*.png, *.svg     per protocol group: aggregates, profiles, improvement, score-vs-speed, curves
 
-JSON schema "srpo-bench-leaderboard", version 1 (`schema`, `schema_version`; a change of meaning bumps the
+JSON schema "srpo-bench-leaderboard", version 2 (`schema`, `schema_version`; a change of meaning bumps the
 version). Missing values are null, never 0. Top-level keys:
 
-    stamp             generator, report_git_commit, report_versions {library: version}, run_git_commits,
-                      run_versions, devices, profiles, stores, runs {finished, not_finished, damaged_skipped}
+    stamp             generator, run_git_commits, run_versions, devices, profiles, stores, runs {finished,
+                      not_finished, damaged_skipped}; a report of run folders adds report_git_commit,
+                      report_versions {library: version} and python; a reproducible build from records says
+                      reproducible: true instead (nothing that changes with the machine or the day)
     settings          reps, bootstrap_seed, confidence, optimality_gap_threshold, reference_method, profile_filter
-    groups[]          protocol {suite, profile, eval_episodes, score_scale, selection}, label, tasks, methods,
-                      notes[], per_task[] {task, method, seeds, mean, ci_low, ci_high, best, data_score, last,
-                      mean_last3, best_during_training (optimistic)}, aggregates {tasks, runs_per_task {method: n},
+    exploratory       true when any group complies with no protocol
+    protocols[]       the protocols the groups were measured against: name, digest, profile, seeds, episodes,
+                      checkpoint, data, title, plus_minus
+    groups[]          key {protocol_status, suite, profile, eval_episodes, score_scale, selection, checkpoint},
+                      protocol (name or null), complies, exploratory, deviations[] (why not, with run counts), label,
+                      tasks, methods, notes[], per_task[] {task, method, seeds, mean (by the checkpoint rule),
+                      ci_low, ci_high, best, data_score, final, mean_last3, best_during_training (optimistic),
+                      evaluation_points}, aggregates {tasks, runs_per_task {method: n},
                       metrics {method: {median|iqm|mean|optimality_gap: {point, ci_low, ci_high}}}} or null,
                       probability_of_improvement {reference, vs {method: {point, ci_low, ci_high}}} or null,
                       performance_profiles {taus[], methods {method: {profile[], ci_low[], ci_high[]}}} or null
@@ -31,12 +38,15 @@ version). Missing values are null, never 0. Top-level keys:
                       b256}: both sides of a ratio from one device and one runtime,
                       training[] {device, profile, task, method, stage, seeds, seconds}
     reference_comparison[]  {group, task, method, seeds, reproduced, low, high, reported, difference,
-                      reported_in_interval, source, note}: published numbers, never in the aggregates
+                      reported_in_interval, for_reference, why_not_comparable, comparable, source, note}: published
+                      numbers, never in the aggregates; `reported` only where the gate lets them stand beside ours
     failed_runs[]     {profile, task, method, seed, status, reason, path}
     runs[]            every finished run: run_id, store, path, profile, suite, score_scale, task, method,
                       base_method, seed, selection, eval_episodes, config_hash, device, git_commit, finished_at,
-                      score (the final policy's mean), episode_scores[] (normalized x100, per evaluation
-                      episode), episode_returns[], summaries, during_training: enough to recompute every statistic
+                      protocol, complies, deviations[], checkpoint, score (by the checkpoint rule), final_score
+                      (the final policy's mean), episode_scores[] (normalized x100, per evaluation episode of the
+                      final policy), episode_returns[], summaries, during_training: enough to recompute every
+                      statistic
     warnings[]        one line per store, run folder or file that was skipped, and why
 """
 
@@ -55,13 +65,19 @@ import numpy as np
 import pandas as pd
 
 from srpo_bench.atomic import WriteError, atomic_write
+from srpo_bench.protocols import Protocol, load_protocol
 from srpo_bench.report import plots, tables
 from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
 from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
 from srpo_bench.report.frame import Damaged, read_object
 
 SCHEMA = "srpo-bench-leaderboard"
-SCHEMA_VERSION = 1
+# 2: groups carry their protocol and compliance; per-task `last` became `final` (summaries as the runner writes
+# them) with `evaluation_points`; reference_comparison gained the comparability gate's columns.
+SCHEMA_VERSION = 2
+WRAP_AT = 48  # characters: a longer cell (a citation, a reason) wraps inside its column instead of widening it
+EXPLORATORY_BANNER = ("Some results below are EXPLORATORY: they comply with no protocol (srpo_bench/protocols/), so "
+                      "they are not paired with published numbers and are not a benchmark result.")
 FORMATS = ("md", "html", "csv", "json")
 
 
@@ -85,13 +101,33 @@ class Section:
     notes: list[str] = field(default_factory=list)
     tables: list[tables.Table] = field(default_factory=list)
     figures: list[plots.SavedFigure] = field(default_factory=list)
+    exploratory: bool = False  # a group that complies with no protocol: a banner on the page
+
+
+def protocols_used(report: Report) -> list[Protocol]:
+    """The protocols the report's groups were measured against, by name."""
+    names = sorted({g.compliance["protocol"] for g in report.groups if g.compliance.get("protocol")})
+    return [load_protocol(name) for name in names]
 
 
 # --- content --------------------------------------------------------------------------------------------
+def compliance_note(group: Group) -> str:
+    """The first line of a group's section: the protocol it complies with, or EXPLORATORY and why."""
+    found = group.compliance
+    if found.get("complies"):
+        protocol = load_protocol(found["protocol"])
+        return (f"complies with protocol {protocol.name} (srpo_bench/protocols/{protocol.name}.toml, digest "
+                f"{protocol.digest}): {protocol.title}")
+    measured = f" with protocol {found['protocol']}" if found.get("protocol") else " with any protocol"
+    return (f"EXPLORATORY: these runs do not comply{measured} ({'; '.join(found.get('reasons') or [])}); no "
+            "published number is paired with them")
+
+
 def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> list[Section]:
     out = []
     for index, group in enumerate(report.groups):
-        section = Section(group.label, f"group-{index}", notes=list(group.notes), figures=figures.get(group.label, []))
+        section = Section(group.label, f"group-{index}", notes=[compliance_note(group), *group.notes],
+                          figures=figures.get(group.label, []), exploratory=not group.compliance.get("complies"))
         section.tables.append(tables.per_task(group.per_task, group.methods, "per-task scores", f"tasks-{index}"))
         if group.estimates:
             section.tables.append(tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
@@ -99,14 +135,20 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
         if group.improvement:
             section.tables.append(tables.improvement(group.improvement, REFERENCE_METHOD, "probability of improvement",
                                                      f"improvement-{index}"))
-        chosen = tables.selection(group.per_task, group.methods, "final policy vs during-training evaluations",
-                                  f"selection-{index}")
+        chosen = tables.selection(group.per_task, group.methods, group.key["checkpoint"],
+                                  "final policy vs during-training evaluations", f"selection-{index}")
         if chosen is not None:
             section.tables.append(chosen)
         if group.key["score_scale"] == "lite":
             section.notes.append("locomotion-lite is our own data (SAC behavior policies), not D4RL: published D4RL "
                                  "numbers do not apply and are not shown")
+        if section.exploratory:  # every table of the group says so, also when copied out alone
+            for table in section.tables:
+                table.title = f"{table.title} (EXPLORATORY)"
         out.append(section)
+    used = protocols_used(report)
+    if used:
+        out.append(Section("protocols", "protocols", tables=[tables.protocols(used, "protocols")]))
     published = Section("published numbers beside ours", "published")
     if not report.comparison.empty:
         published.tables.append(tables.comparison(report.comparison, "published"))
@@ -132,12 +174,16 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
 
 def stamp_line(report: Report) -> str:
     stamp, settings = report.stamp, report.settings
-    versions = stamp["report_versions"]
-    libraries = ", ".join(f"{name} {versions[name]}" for name in ("torch", "numpy", "pandas", "rliable", "scipy",
-                                                                   "matplotlib") if name in versions)
     commits = ", ".join(stamp["run_git_commits"]) or "none"
     runs = stamp["runs"]
-    return (f"{stamp['generator']} (commit {stamp['report_git_commit']}; python {stamp['python']}; {libraries}) · "
+    if stamp.get("reproducible"):  # rebuilt from records: nothing that changes with the machine or the day
+        made = f"{stamp['generator']} (reproducible build from records)"
+    else:
+        versions = stamp["report_versions"]
+        libraries = ", ".join(f"{name} {versions[name]}" for name in ("torch", "numpy", "pandas", "rliable", "scipy",
+                                                                       "matplotlib") if name in versions)
+        made = f"{stamp['generator']} (commit {stamp['report_git_commit']}; python {stamp['python']}; {libraries})"
+    return (f"{made} · "
             f"runs from commit {commits} · devices: {', '.join(stamp['devices']) or 'none'} · profiles: "
             f"{', '.join(stamp['profiles']) or 'none'} · {runs['finished']} finished runs, {runs['not_finished']} "
             f"not finished, {runs['damaged_skipped']} damaged folders skipped · bootstrap {settings['reps']} reps, "
@@ -148,8 +194,9 @@ def stamp_line(report: Report) -> str:
 def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> dict[str, list[plots.SavedFigure]]:
     saved: dict[str, list[plots.SavedFigure]] = {}
     runs = report.stamp["runs"]
-    stamp = (f"{report.stamp['generator']} · commit {report.stamp['report_git_commit'][:12]} · "
-             f"{', '.join(report.stamp['devices'])} · {runs['finished']} finished runs", stamp_line(report))
+    made = "records" if report.stamp.get("reproducible") else f"commit {report.stamp['report_git_commit'][:12]}"
+    stamp = (f"{report.stamp['generator']} · {made} · {', '.join(report.stamp['devices'])} · {runs['finished']} "
+             "finished runs", stamp_line(report))
     for index, group in enumerate(report.groups):
         palette = plots.colors(group.methods)
         title = group.label
@@ -283,8 +330,12 @@ def table_markdown(table: tables.Table) -> str:
 
 def to_markdown(report: Report, content: list[Section], figures_dir: str) -> str:
     parts = ["# srpo-bench leaderboard", "", f"> {stamp_line(report)}", ""]
+    if any(section.exploratory for section in content):
+        parts += [f"> **{EXPLORATORY_BANNER}**", ""]
     for section in content:
         parts += [f"## {section.title}", ""]
+        if section.exploratory:
+            parts += ["> **EXPLORATORY** (complies with no protocol)", ""]
         parts += [f"- {note}" for note in section.notes] + ([""] if section.notes else [])
         for table in section.tables:
             parts += [table_markdown(table), ""]
@@ -299,8 +350,13 @@ STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1200px;
        padding: 0 1rem; color: #222; }
 .stamp { font-size: 0.8rem; color: #555; border-left: 3px solid #ccc; padding-left: 0.6rem; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5rem 0 0.3rem; font-size: 0.85rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; white-space: nowrap; }
+td.wrap { white-space: normal; min-width: 14rem; max-width: 30rem; overflow-wrap: anywhere; }
+.banner { background: #fff3cd; border: 1px solid #e0b100; border-left: 6px solid #e0b100; padding: 0.5rem 0.8rem;
+          margin: 0.8rem 0; font-weight: 600; }
+li, p { overflow-wrap: anywhere; }
 th { background: #f3f3f3; cursor: pointer; user-select: none; }
 th[data-dir="asc"]::after { content: " \\25B2"; } th[data-dir="desc"]::after { content: " \\25BC"; }
 td.best { font-weight: bold; background: #e8f4ea; }
@@ -342,12 +398,14 @@ def table_html(table: tables.Table) -> str:
         cells = []
         for cell in row:
             sort = "" if cell.sort is None or (isinstance(cell.sort, float) and math.isnan(cell.sort)) else cell.sort
-            css = ' class="best"' if cell.best else ""
+            classes = " ".join(name for name, on in (("best", cell.best), ("wrap", len(cell.text) > WRAP_AT)) if on)
+            css = f' class="{classes}"' if classes else ""
             cells.append(f'<td{css} data-sort="{html.escape(str(sort))}">{html.escape(cell.text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in table.notes)
-    return (f'<h3>{html.escape(table.title)}</h3>\n<table class="sortable" id="{html.escape(table.key)}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>\n{notes}")
+    return (f'<h3>{html.escape(table.title)}</h3>\n<div class="scroll"><table class="sortable" '
+            f'id="{html.escape(table.key)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+            f"\n{notes}")
 
 
 def to_html(report: Report, content: list[Section]) -> str:
@@ -355,10 +413,15 @@ def to_html(report: Report, content: list[Section]) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              "<title>srpo-bench leaderboard</title>", f"<style>{STYLE}</style></head><body>",
              "<h1>srpo-bench leaderboard</h1>", f'<p class="stamp">{html.escape(stamp_line(report))}</p>',
+             *([f'<div class="banner" id="exploratory-banner">{html.escape(EXPLORATORY_BANNER)}</div>']
+               if any(section.exploratory for section in content) else []),
              "<nav><ul>" + "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in content)
              + "</ul></nav>"]
     for section in content:
         parts.append(f'<section id="{section.anchor}"><h2>{html.escape(section.title)}</h2>')
+        if section.exploratory:
+            parts.append('<div class="banner exploratory">EXPLORATORY: these runs comply with no protocol; no '
+                         "published number is paired with them</div>")
         if section.notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in section.notes) + "</ul>")
         parts += [table_html(table) for table in section.tables]
@@ -403,10 +466,11 @@ def _records(frame: pd.DataFrame, columns: list[str] | None = None) -> list[dict
 
 
 RUN_FIELDS = ["run_id", "store", "path", "profile", "suite", "score_scale", "task", "method", "base_method", "seed",
-              "selection", "eval_episodes", "config_hash", "device", "git_commit", "finished_at", "score",
-              "episode_scores", "episode_returns", "summaries", "during_training"]
-TASK_FIELDS = ["task", "method", "seeds", "mean", "low", "high", "best", "data_score", "last", "mean_last3",
-               "best_during_training"]
+              "selection", "eval_episodes", "config_hash", "device", "git_commit", "finished_at", "protocol",
+              "complies", "deviations", "checkpoint", "score", "final_score", "episode_scores", "episode_returns",
+              "summaries", "during_training"]
+TASK_FIELDS = ["task", "method", "seeds", "mean", "low", "high", "best", "data_score", "final", "mean_last3",
+               "best_during_training", "evaluation_points"]
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -415,7 +479,10 @@ def to_json(report: Report) -> dict[str, Any]:
         per_task = [{("ci_low" if k == "low" else "ci_high" if k == "high" else k): v for k, v in row.items()}
                     for row in _records(group.per_task, TASK_FIELDS)]
         groups.append({
-            "protocol": group.key, "label": group.label, "tasks": group.tasks, "methods": group.methods,
+            "key": group.key, "protocol": group.compliance.get("protocol"),
+            "complies": bool(group.compliance.get("complies")), "exploratory": not group.compliance.get("complies"),
+            "deviations": group.compliance.get("reasons", []), "label": group.label, "tasks": group.tasks,
+            "methods": group.methods,
             "notes": group.notes, "per_task": per_task,
             "aggregates": {"tasks": group.aggregate_tasks, "runs_per_task": group.runs_per_task,
                            "metrics": {m: {k: _estimate(e[k]) for k in METRICS} for m, e in group.estimates.items()}}
@@ -434,6 +501,9 @@ def to_json(report: Report) -> dict[str, Any]:
     failed_fields = ["profile", "task", "method", "seed", "status", "reason", "path"]
     return clean({
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stamp": report.stamp, "settings": report.settings,
+        "exploratory": any(group["exploratory"] for group in groups),
+        "protocols": [{**protocol.describe(), "title": protocol.title, "plus_minus": protocol.plus_minus}
+                      for protocol in protocols_used(report)],
         "groups": groups,
         "speed": {"timings": _records(report.timings), "speedups": _records(report.speedups),
                   "training": _records(report.training)},

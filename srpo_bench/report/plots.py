@@ -16,10 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from srpo_bench.atomic import atomic_write
 from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
@@ -27,7 +28,12 @@ from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
 # Okabe-Ito, colorblind-safe; a method keeps its color in every figure.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999",
            "#882255", "#44AA99", "#117733"]
+# Training curves draw one line per task, so they get colors of their own (Paul Tol's "muted"): a task's line in
+# a method color would read as that method.
+TASK_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499",
+                "#DDDDDD"]
 MAX_POINTS = 200  # per curve: keeps SVGs small
+MIN_BAR = 0.006  # share of an axis's span: the least width an interval is drawn with, so a tight one stays visible
 
 
 @dataclass
@@ -54,14 +60,16 @@ def save(figure: Figure, folder: Path, name: str, title: str, stamp: tuple[str, 
     the short one in small print in the corner, the full one (versions, commits, devices, runs) in the metadata."""
     short, full = stamp
     if short:
-        figure.text(0.999, 0.001, short, ha="right", va="bottom", fontsize=4.5, color="#888888")
-    stamp = full
+        figure.text(0.999, 0.002, short, ha="right", va="bottom", fontsize=6.5, color="#555555")
+    # Byte-identical files from the same records (results/leaderboard is rebuilt and compared in CI): no software
+    # version or date in the metadata, and SVG element ids from a fixed salt instead of a random one.
     png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=100, metadata={"Description": stamp})
+    figure.savefig(png, format="png", dpi=100, metadata={"Description": full, "Software": None})
     # The layout is solved while drawing the PNG; solving it again for the SVG costs a third of a report's time.
     figure.set_layout_engine("none")
     svg = io.StringIO()
-    figure.savefig(svg, format="svg", metadata={"Description": stamp})
+    with matplotlib.rc_context({"svg.hashsalt": "srpo-bench"}):
+        figure.savefig(svg, format="svg", metadata={"Description": full, "Date": None, "Creator": None})
     png_path, svg_path = folder / f"{name}.png", folder / f"{name}.svg"
     atomic_write(png_path, lambda tmp: Path(tmp).write_bytes(png.getvalue()))
     atomic_write(svg_path, lambda tmp: Path(tmp).write_text(svg.getvalue(), encoding="utf-8"))
@@ -74,16 +82,16 @@ def aggregates(estimates: Mapping[str, Mapping[str, Estimate]], palette: Mapping
     figure = new_figure(3.0 * len(METRICS), 0.8 + 0.42 * len(methods))
     axes = figure.subplots(1, len(METRICS), sharey=True)
     for ax, metric in zip(np.atleast_1d(axes), METRICS, strict=False):
-        edges = []
-        for row, method in enumerate(methods):
-            estimate = estimates[method][metric]
-            low, high = _bounds(estimate)
-            edges += [low, high]
-            ax.barh(row, high - low, left=low, height=0.6, color=palette[method], alpha=0.75)
-            ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
+        edges = [edge for method in methods for edge in _bounds(estimates[method][metric])]
         # Bars pin autoscaling to their edges (sticky edges): pad by hand so no interval touches the frame.
         pad = max(1.0, 0.08 * (max(edges) - min(edges)))
         ax.set_xlim(min(edges) - pad, max(edges) + pad)
+        span = max(edges) - min(edges) + 2 * pad
+        for row, method in enumerate(methods):
+            estimate = estimates[method][metric]
+            _interval_bar(ax, row, estimate, span, palette[method])
+        # At most 4 labelled ticks: neighbouring panels' labels (e.g. "97.5") never run into each other.
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.set_title(METRIC_NAMES[metric] + (" (lower is better)" if metric == "optimality_gap" else ""),
                      fontsize=10)
         ax.set_yticks(range(len(methods)), methods)
@@ -114,10 +122,7 @@ def improvement(estimates: Mapping[str, Estimate], reference: str, palette: Mapp
     figure = new_figure(6.0, 0.9 + 0.45 * len(others))
     ax = figure.add_subplot(1, 1, 1)
     for row, other in enumerate(others):
-        estimate = estimates[other]
-        low, high = _bounds(estimate)
-        ax.barh(row, high - low, left=low, height=0.6, color=palette.get(other, "grey"), alpha=0.75)
-        ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
+        _interval_bar(ax, row, estimates[other], 1.04, palette.get(other, "grey"))
     ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(others)), [f"P({reference} > {other})" for other in others])
     ax.set(xlim=(-0.02, 1.02), xlabel="probability of improvement (0.5: no difference)")
@@ -177,7 +182,7 @@ def training_curves(curves: Mapping[tuple[str, str], Mapping[str, tuple[np.ndarr
                            hspace=0.55)
     axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False).ravel())
     tasks = sorted({task for lines in curves.values() for task in lines})
-    task_colors = {task: PALETTE[i % len(PALETTE)] for i, task in enumerate(tasks)}
+    task_colors = {task: TASK_PALETTE[i % len(TASK_PALETTE)] for i, task in enumerate(tasks)}
     for ax, panel in zip(axes, panels, strict=False):
         for task, (steps, values) in curves[panel].items():
             ax.plot(*_thin(steps, values), color=task_colors[task], linewidth=1.2, label=task)
@@ -209,6 +214,16 @@ def during_training(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarra
     ax.set_title(f"scores during training (bands: ± std over seeds; the reported score is the final one)\n{title}",
                  fontsize=9)
     return figure
+
+
+def _interval_bar(ax, row: float, estimate: Estimate, span: float, color: str) -> None:
+    """An interval as a bar with the point estimate as a black tick. A bar narrower than MIN_BAR of the axis
+    is widened around its centre to that width and outlined, so a tight interval still shows."""
+    low, high = _bounds(estimate)
+    width = max(high - low, MIN_BAR * span)
+    left = (low + high - width) / 2
+    ax.barh(row, width, left=left, height=0.6, color=color, alpha=0.75, edgecolor=color, linewidth=0.8)
+    ax.plot([estimate.point] * 2, [row - 0.3, row + 0.3], color="black", linewidth=1.5)
 
 
 def _bounds(estimate: Estimate) -> tuple[float, float]:

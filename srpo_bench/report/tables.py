@@ -215,9 +215,13 @@ def training(times: pd.DataFrame, device: str, key: str) -> Table:
 
 
 def comparison(rows: pd.DataFrame, key: str) -> Table:
-    table = Table("published (reported) vs ours (reproduced), D4RL and OGBench tasks",
-                  ["group", "task", "method", "reproduced (ours)", "reported", "ours - reported",
-                   "reported in our interval", "source"], [], key=key)
+    """Published numbers beside ours, through the comparability gate (reference.compare): a number published under
+    a protocol our group complies with sits in "published" with the difference; any other sits in "for reference,
+    not comparable" with the reason, and no difference is shown."""
+    table = Table("published numbers beside ours (D4RL and OGBench tasks)",
+                  ["group", "task", "method", "ours", "published (comparable)", "ours - published",
+                   "published inside our interval", "for reference, not comparable", "why not comparable", "source"],
+                  [], key=key)
     for record in rows.itertuples():
         inside = record.reported_in_interval
         table.rows.append([
@@ -226,31 +230,58 @@ def comparison(rows: pd.DataFrame, key: str) -> Table:
                  f"n={int(record.seeds)}", record.reproduced),
             number(record.reported), number(record.difference),
             text(MISSING if inside is None or is_missing(inside) else ("yes" if inside else "no")),
+            number(record.for_reference), text(record.why_not_comparable or MISSING),
             text(record.source + (f" ({record.note})" if record.note else ""))])
-    table.notes.append("reported numbers are the papers' (srpo_bench/report/published/), never part of our aggregates; "
-                       "D4RL -v2 data evaluated on gymnasium v4 envs: close to, not identical with, the papers' "
-                       "setting; OGBench: the FQL paper's Table 3 (8 seeds, 1M steps; IDQL 3M)")
+    table.notes.append("published numbers are the papers' (srpo_bench/report/published/), never part of our "
+                       "aggregates; one stands beside ours only when our runs comply with the protocol it was "
+                       "published under (srpo_bench/protocols/): same data definition, full data, the published "
+                       "schedule, at least the published seeds, the same checkpoint rule. D4RL -v2 data is evaluated "
+                       "on gymnasium v4 environments: close to, not identical with, the papers' setting")
     return table
 
 
-def selection(rows: pd.DataFrame, methods: Sequence[str], title: str, key: str) -> Table | None:
-    """Per method, mean over tasks: the final policy's score (the reported one) beside the during-training
-    summaries, when runs recorded them (per task in the CSV and JSON)."""
+CHECKPOINT_NAMES = {"final": "final policy", "mean_last3": "mean of last 3 evaluations"}
+
+
+def selection(rows: pd.DataFrame, methods: Sequence[str], checkpoint: str, title: str, key: str) -> Table | None:
+    """Per method, mean over tasks: the final policy's score, the mean of the last three evaluations and the best
+    evaluation during training, side by side, when runs recorded them (per task in the CSV and JSON). The column
+    the leaderboard ranks by is the group's checkpoint rule (its protocol's) and is marked."""
     rows = rows[rows["best_during_training"].notna() | rows["mean_last3"].notna()]
     if rows.empty:
         return None
-    optional = [(column, name) for column, name in (("last", "last evaluation"), ("mean_last3", "mean of last 3"),
-                                                     ("best_during_training", "best during training (optimistic)"))
-                if rows[column].notna().any()]
-    table = Table(title, ["method", "tasks", "final (reported)", *(name for _, name in optional)], [], key=key)
+    columns = [(column, name) for column, name in (("final", CHECKPOINT_NAMES["final"]),
+                                                    ("mean_last3", CHECKPOINT_NAMES["mean_last3"]),
+                                                    ("best_during_training", "best during training (optimistic)"))
+               if rows[column].notna().any()]
+    table = Table(title, ["method", "tasks", *(f"{name} (ranked)" if column == checkpoint else name
+                                               for column, name in columns)], [], key=key)
     for method in methods:
         mine = rows[rows["method"] == method]
         if mine.empty:
             continue
-        table.rows.append([text(method), number(mine["task"].nunique(), fmt=count), number(mine["mean"].mean()),
-                           *(number(mine[column].mean()) for column, _ in optional)])
-    table.notes.append("means over tasks of the per-task means; the reported score is always the final policy's; "
-                       "'best' picks the best evaluation after seeing the scores, so it is biased upward")
+        table.rows.append([text(method), number(mine["task"].nunique(), fmt=count),
+                           *(number(mine[column].mean()) for column, _ in columns)])
+    table.notes.append(f"means over tasks of the per-task means over seeds; the leaderboard ranks by the "
+                       f"{CHECKPOINT_NAMES.get(checkpoint, checkpoint)} (the protocol's checkpoint rule); 'best' "
+                       "picks the best evaluation after seeing the scores, so it is biased upward and never ranked")
+    return table
+
+
+def protocols(used: Sequence[Any], key: str) -> Table:
+    """The protocols behind the groups above (srpo_bench/protocols/<name>.toml): what a reader needs to judge a
+    number without opening the file."""
+    table = Table("protocols", ["protocol", "tasks", "methods", "seeds", "profile", "episodes", "checkpoint", "±",
+                                "data", "tuning"], [], key=key)
+    for protocol in used:
+        table.rows.append([text(protocol.name), number(len(protocol.tasks), fmt=count),
+                           text(", ".join(protocol.methods)), number(protocol.seeds, fmt=count), text(protocol.profile),
+                           number(protocol.episodes, fmt=count),
+                           text(CHECKPOINT_NAMES.get(protocol.checkpoint, protocol.checkpoint)),
+                           text(protocol.plus_minus.replace("\n", " ")), text(protocol.data.definition.replace(
+                               "\n", " ")), text(protocol.tuning.replace("\n", " "))])
+    table.notes.append("each protocol's file (srpo_bench/protocols/<name>.toml) also lists every step count per "
+                       "method; a group complies when every run does and every (task, method) has the seeds")
     return table
 
 
