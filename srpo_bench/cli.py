@@ -151,7 +151,9 @@ def grid_options(protocol: str | None, envs: str | None, methods: str | None, se
 
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, cuda:1 ...")]
-Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run; reruns resume)")]
+Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run; reruns resume); the "
+                                   "repository's published results/ is a records folder, written only by "
+                                   "`srpo-bench results add`")]
 
 
 @app.command()
@@ -169,7 +171,7 @@ def run(
     protocol: Annotated[str | None, typer.Option(help="run a protocol's grid (`srpo-bench list` names them); "
                                                  "--envs/--methods/--seeds/--profile refine it, visibly")] = None,
     device: Device = "auto",
-    out: Out = Path("results"),
+    out: Out = Path("runs"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
                                             "(e.g. srpo.weighting=constant)")] = [],  # noqa: B006
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; split over --jobs)")] = 0,
@@ -341,7 +343,7 @@ def parse_int(name: str, text: str, low: int, high: int) -> int:
 @friendly_errors
 def report(
     out: Annotated[list[Path], typer.Option(help="results folder; repeat to merge several (the same run found "
-                                            "twice counts once)")] = [Path("results")],  # noqa: B006
+                                            "twice counts once)")] = [Path("runs")],  # noqa: B006
     profile: Annotated[str | None, typer.Option(help="only runs of this profile")] = None,
     fmt: Annotated[str, typer.Option("--format", help="leaderboard formats, comma separated: md,html,csv,json")
                    ] = "md,html,csv,json",
@@ -437,7 +439,7 @@ def speed(
     profile: Annotated[str, typer.Option(help="profile of the weights timed (timing does not depend on "
                                          "training length; stages are cached in --out)")] = "smoke",
     device: Device = "auto",
-    out: Out = Path("results"),
+    out: Out = Path("runs"),
     batch_sizes: Annotated[str, typer.Option(help="comma separated batch sizes")] = "1,256",
     repeats: int = 30,
     max_seconds: Annotated[float, typer.Option(help="time cap per method and batch size")] = 20.0,
@@ -578,11 +580,12 @@ def results_add(
     from srpo_bench.records import add
 
     addition = add(folder, to, exploratory=exploratory)
-    left = f"; {addition.not_finished} runs that did not finish were left out" if addition.not_finished else ""
+    left = (f"; {count_of(addition.not_finished, 'run')} that did not finish left out" if addition.not_finished
+            else "")
     marked = f" ({addition.exploratory} exploratory)" if addition.exploratory else ""
     console.print(f"added {count_of(len(addition.records), 'run record')}{marked} and "
                   f"{count_of(len(addition.timings), 'timing file')} to {to}{left}; rebuild the leaderboard with "
-                  "`srpo-bench results build`", highlight=False)
+                  "`srpo-bench results build`", highlight=False, soft_wrap=True)
 
 
 @results_app.command("build")
@@ -606,11 +609,11 @@ def results_build(
     if check:
         compared = check_published(records, folder, readme, warn)
         console.print(f"{folder}: the same as a rebuild from {records} ({count_of(compared, 'file')} compared)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         return
     written = publish(records, folder, readme, warn)
     console.print(f"rebuilt {count_of(len(written), 'file')} from {records} into {folder}"
-                  + (f" and {readme}" if readme in written else ""), highlight=False)
+                  + (f" and {readme}" if readme in written else ""), highlight=False, soft_wrap=True)
 
 
 def count_of(n: int, noun: str) -> str:

@@ -96,7 +96,11 @@ def open_store(out: Path) -> Path:
     check_destination(out)
     marker = out / MARKER
     if marker.exists():
-        schema = read_object(marker).get("schema_version", 0)
+        content = read_object(marker)
+        if content.get("kind") == "records":  # records.py: published records, never a place to train
+            raise StoreError(f"{out}: a published records folder (only `srpo-bench results add` writes there); give "
+                             "--out another folder (default: runs)")
+        schema = content.get("schema_version", 0)
         if not isinstance(schema, int):
             raise StoreError(f"{marker}: 'schema_version' must be an integer, found {schema!r}; the file is damaged")
         if schema > SCHEMA_VERSION:
