@@ -41,3 +41,13 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "benchmarks/report_2000.py", *session.posargs)
     session.run("python", "benchmarks/train_steps.py")
+
+
+@nox.session(name="gpu-check")
+def gpu_check(session: nox.Session) -> None:
+    """benchmarks/gpu_check.py: the prepared GPU check (at most ~8 minutes on one GPU; install torch's CUDA build
+    there); `-- --cpu-rehearsal` runs its parts on the CPU at tiny sizes."""
+    if "--cpu-rehearsal" in session.posargs:
+        session.install(TORCH)
+    session.install("-e", ".[onnx]")
+    session.run("python", "benchmarks/gpu_check.py", *session.posargs)

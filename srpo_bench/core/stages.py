@@ -222,6 +222,9 @@ def captured(function: Callable[..., Any], device: torch.device) -> Callable[...
     Static shapes (a stage trains at fixed minibatch sizes); CUDA graphs on a GPU; torch's own random draws."""
     if not CAPTURE_STEPS:
         return function
+    # the samplers' chains call `shared_times(float(i), ...)` with one constant per diffusion step: Dynamo compiles
+    # a frame per value it meets (5 for DDPM, 15 for SfBC's solver), once; the default limit of 8 would fall back
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     options: dict[str, Any] = {"fallback_random": True}
     if CAPTURE_BACKEND == "inductor":
         options["triton.cudagraphs"] = device.type == "cuda"
