@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_store import make_store, protocol_run
 from typer.testing import CliRunner
 
 from srpo_bench.cli import app
+from srpo_bench.report.build import SUMMARIES
 
 cli = CliRunner()
 CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
@@ -40,11 +42,14 @@ def leaderboard(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_every_output_parses_and_agrees(leaderboard: Path) -> None:
     board = json.loads((leaderboard / "leaderboard.json").read_text())
-    assert board["schema"] == "srpo-bench-leaderboard" and board["schema_version"] == 1
+    assert board["schema"] == "srpo-bench-leaderboard" and board["schema_version"] == 2
     assert board["stamp"]["runs"]["finished"] == 4 and board["stamp"]["devices"]
     assert board["stamp"]["report_versions"]["rliable"] and board["stamp"]["profiles"] == ["smoke"]
     (group,) = board["groups"]
-    assert group["protocol"]["suite"] == "toy" and group["methods"] == ["srpo", "bc"]
+    assert group["key"]["suite"] == "toy" and group["methods"] == ["srpo", "bc"]
+    # A smoke run measured against the toy protocol (quick schedule, 10 seeds): exploratory, and says why.
+    assert group["protocol"] == "toy" and group["exploratory"] and board["exploratory"]
+    assert "smoke profile (protocol: quick)" in group["deviations"]
     assert set(group["aggregates"]["metrics"]) == {"srpo", "bc"}
     assert group["probability_of_improvement"]["reference"] == "srpo"
     runs = board["runs"]
@@ -109,6 +114,80 @@ def table_rows(dom: str, table_id: str) -> list[list[str]]:
     parser = Rows(table_id)
     parser.feed(dom)
     return parser.rows
+
+
+@pytest.mark.slow
+def test_every_summary_the_runner_writes_reaches_the_report(leaderboard: Path) -> None:
+    """The contract between runner.evaluation_record (producer) and the report (consumer), on the files the real
+    runner wrote: every summary key is read, and each per-task column is the mean of its seeds' values."""
+    runs = sorted((leaderboard.parent / "runs").glob("*/*/*/seed*/eval.json"))
+    assert len(runs) == 4
+    written = {key for path in runs for key in json.loads(path.read_text())["summaries"]}
+    read = {name for names in SUMMARIES.values() for name in names}
+    assert written == read, f"written but never read: {written - read}; read but never written: {read - written}"
+    board = json.loads((leaderboard / "leaderboard.json").read_text())
+    (group,) = board["groups"]
+    for row in group["per_task"]:
+        mine = [json.loads(p.read_text())["summaries"] for p in runs if f"/{row['method']}/" in str(p)]
+        for column, (name,) in SUMMARIES.items():
+            assert row[column] == pytest.approx(sum(s[name] for s in mine) / len(mine)), (row["method"], column)
+        assert row["final"] == pytest.approx(row["mean"])  # the final summary is the reported score
+    tasks = pd.read_csv(leaderboard / "leaderboard-tasks.csv", comment="#")
+    assert tasks[list(SUMMARIES)].notna().all().all()
+
+
+# Appended to a copy of a page: what the layout and the banners look like in a 1280 px window, written into the DOM
+# so that --dump-dom reads it back.
+PROBE = """<script>
+const banner = document.getElementById("exploratory-banner");
+document.body.dataset.overflow = String(document.documentElement.scrollWidth - window.innerWidth);
+document.body.dataset.width = String(window.innerWidth);
+document.body.dataset.banner = banner ? String(banner.offsetHeight > 0 && getComputedStyle(banner).display !== "none")
+  : "absent";
+</script>"""
+
+
+def probe(page: Path, folder: Path) -> dict[str, str]:
+    copy = folder / "probe.html"
+    copy.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium("--dump-dom", "--window-size=1280,900", copy.as_uri()).stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body, dom[:500]
+    return dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_fits_1280_pixels_and_shows_the_exploratory_banner_where_it_belongs(
+        leaderboard: Path, tmp_path: Path) -> None:
+    seen = probe(leaderboard / "leaderboard.html", tmp_path)
+    assert seen["width"] == "1280" and int(seen["overflow"]) <= 0, seen  # wide tables scroll inside their box
+    assert seen["banner"] == "true", seen  # smoke runs: exploratory
+    # A leaderboard of runs that comply with the toy protocol has no banner, and its rows are the JSON's.
+    out = make_store(tmp_path / "runs")
+    for method in ("srpo", "bc"):
+        for seed in range(10):
+            protocol_run(out, "toy", "toy-two-moons", method, seed, 80.0 + seed - 30 * (method == "bc"), kind="toy",
+                         family="toy")
+    records = tmp_path / "results"
+    assert cli.invoke(app, ["results", "add", str(out), "--to", str(records)]).exit_code == 0
+    assert cli.invoke(app, ["results", "build", "--records", str(records)]).exit_code == 0
+    page = records / "leaderboard" / "leaderboard.html"
+    seen = probe(page, tmp_path)
+    assert seen["banner"] == "absent" and int(seen["overflow"]) <= 0, seen
+    board = json.loads((records / "leaderboard" / "leaderboard.json").read_text())
+    dom = chromium("--dump-dom", page.as_uri()).stdout
+    header, *rows = table_rows(dom, "aggregates-0")
+    metrics = board["groups"][0]["aggregates"]["metrics"]
+    assert [r[0] for r in rows] == list(metrics)
+    for row in rows:
+        iqm = metrics[row[0]]["iqm"]
+        assert row[header.index("IQM")] == f"{iqm['point']:,.1f} [{iqm['ci_low']:,.1f}, {iqm['ci_high']:,.1f}]"
+    header, *rows = table_rows(dom, "tasks-0")
+    per_task = {r["method"]: r for r in board["groups"][0]["per_task"]}
+    for method in ("srpo", "bc"):
+        shown = rows[0][header.index(method)]
+        assert shown.startswith(f"{per_task[method]['mean']:,.1f} [") and shown.endswith("n=10"), shown
 
 
 @pytest.mark.slow
