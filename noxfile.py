@@ -1,4 +1,5 @@
-"""nox sessions: tests, lint, speed, bench. Venvs are reused (`nox -R`): the CPU torch wheel takes ~45 s."""
+"""nox sessions: tests, lint, speed, bench, leaderboard, gpu-check. Venvs are reused (`nox -R`): the CPU torch
+wheel takes ~45 s."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "benchmarks/report_2000.py", *session.posargs)
     session.run("python", "benchmarks/train_steps.py")
+
+
+@nox.session
+def leaderboard(session: nox.Session) -> None:
+    """Rebuild the published leaderboard (results/leaderboard) and README.md's generated result tables from the
+    records in results/ (`srpo-bench results build --readme README.md`); `-- --check` compares instead of writing,
+    as .ci/run does."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    session.run("srpo-bench", "results", "build", "--readme", "README.md", *session.posargs)
 
 
 @nox.session(name="gpu-check")

@@ -150,6 +150,10 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     tasks, methods = sorted(runs["task"].unique()), _method_order(runs["method"].unique())
     group = Group(key=key, label=runs["group"].iloc[0], tasks=tasks, methods=methods, per_task=rows,
                   compliance=group_compliance(runs))
+    # Where the numbers come from (a contributed grid keeps its own device and commit).
+    commits = sorted({commit[:12] for commit in runs["git_commit"]})
+    group.notes.append(f"{len(runs)} runs trained on {', '.join(sorted(runs['device'].unique()))} at commit"
+                       f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}")
     # rliable compares methods on one task set: the tasks every method of the group ran.
     by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
     group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]
