@@ -7,17 +7,33 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from tabulate import tabulate
+INTERRUPTED = "interrupted: finished stages are saved; rerun the same command to resume"
 
-from srpo_bench import __version__
+
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    """Ctrl-C while this module's own imports run (typer, rich): nothing has been written yet, so leave at once
+    with the one line every interrupt prints, instead of an import traceback."""
+    sys.stderr.write(INTERRUPTED + "\n")
+    os._exit(130)
+
+
+_previous_handler = signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import typer  # noqa: E402  (after the handler: an interrupt during these imports is one line)
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from srpo_bench import __version__  # noqa: E402
+
+signal.signal(signal.SIGINT, _previous_handler)
 
 if TYPE_CHECKING:
     import torch
@@ -45,25 +61,51 @@ def friendly_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from srpo_bench.atomic import WriteError
-        from srpo_bench.config import ConfigError
-        from srpo_bench.data.dataset import DatasetError
-        from srpo_bench.protocols import ProtocolError
-        from srpo_bench.registry import UnknownMethodError
-        from srpo_bench.store import StoreError
-        from srpo_bench.tasks import UnknownTaskError
-
         try:
             return command(*args, **kwargs)
-        except (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError,
-                WriteError, ProtocolError) as error:
+        except KeyboardInterrupt:  # also while the command still imports torch: one line there too, never silence
+            say_interrupted()
+            raise typer.Exit(130) from None
+        except Exception as error:
+            if _sigint_seen:  # an interrupt inside a C extension's import (mujoco) surfaces as its ImportError
+                say_interrupted()
+                raise typer.Exit(130) from None
+            if not isinstance(error, expected_errors()):
+                raise
             err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted: finished stages are saved; rerun the same command to resume")
-            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+_interrupt_said: list[bool] = []  # whether the one line was printed (typer turns an interrupt it sees into exit 130)
+_sigint_seen: list[bool] = []  # Ctrl-C arrived (the console script's handler): whatever error follows is its echo
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _sigint_seen.append(True)
+    raise KeyboardInterrupt
+
+
+def say_interrupted() -> None:
+    if not _interrupt_said:
+        err_console.print(INTERRUPTED)
+        _interrupt_said.append(True)
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """The failures a user can cause (bad input, data, results folders): one line each. Imported only when an
+    error is raised, so an interrupt during a command's own imports still reaches the handler above."""
+    from srpo_bench.atomic import WriteError
+    from srpo_bench.config import ConfigError
+    from srpo_bench.data.dataset import DatasetError
+    from srpo_bench.protocols import ProtocolError
+    from srpo_bench.registry import UnknownMethodError
+    from srpo_bench.store import StoreError
+    from srpo_bench.tasks import UnknownTaskError
+
+    return (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError, WriteError,
+            ProtocolError)
 
 
 MAX_SEED = 2**31 - 1
@@ -224,7 +266,8 @@ def run(
     method_names = expand_methods(methods)
     seed_list = parse_seeds(seeds)
     torch_device = parse_device(device)
-    check_destination(out)
+    if not dry_run:  # a dry run only reads: a read-only results folder is fine
+        check_destination(out)
     overrides = parse_overrides(set_, method_names)
     specs = plan_grid(task_names, method_names, seed_list, profile, overrides, protocol)
     if dry_run:
@@ -355,6 +398,7 @@ def report(
     """Leaderboard from finished runs: per-task means with 95% intervals, rliable aggregates (IQM, mean, median,
     optimality gap), probability of improvement, speedups with intervals, published numbers beside ours; written
     as Markdown, HTML, CSV and JSON with figures."""
+    from srpo_bench.report import tables
     from srpo_bench.report.build import build_report
     from srpo_bench.report.leaderboard import OutputError, parse_formats, sections, write
 
@@ -375,15 +419,14 @@ def report(
         err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if result.runs.empty and result.timings.empty:  # `srpo-bench speed` timings alone still make a speed report
         where = ", ".join(map(str, out)) + (f" for profile '{profile}'" if profile else "")
-        err_console.print(f"[red]error:[/red] no finished runs or timings in {where}", highlight=False)
+        if not result.runs.failed.empty:  # a colleague's crashed grid: which runs failed, and why
+            print_table(tables.failed(result.runs.failed, "failed"))
+            err_console.print(f"[red]error:[/red] no finished runs in {where}: "
+                              f"{count_of(len(result.runs.failed), 'run')} did not finish (above)", highlight=False)
+        else:
+            err_console.print(f"[red]error:[/red] no finished runs or timings in {where}", highlight=False)
         raise typer.Exit(1)
-    folder = leaderboard or out[0] / "leaderboard"
-    try:
-        written = write(result, folder, formats, warn=lambda line: err_console.print(
-            f"[yellow]warning:[/yellow] {line}", highlight=False))
-    except OutputError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+    # The terminal report first: reading never needs write access, so it is printed whatever happens below.
     for section in sections(result, {}):
         if not section.tables:
             continue
@@ -391,11 +434,27 @@ def report(
         for note in section.notes:
             typer.echo(f"  note: {note}")
         for table in section.tables:
-            typer.echo(f"\n{table.title}\n" + tabulate(table.plain_rows(), headers=table.columns, tablefmt="github",
-                                                                disable_numparse=True))
+            print_table(table)
+    folder = leaderboard or out[0] / "leaderboard"
+    try:
+        written = write(result, folder, formats, warn=lambda line: err_console.print(
+            f"[yellow]warning:[/yellow] {line}", highlight=False))
+    except OutputError as error:
+        if leaderboard is not None:  # asked for: its failure is the command's
+            err_console.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from None
+        err_console.print(f"[yellow]warning:[/yellow] {error}: the leaderboard files were not written (the report "
+                          "above is complete); pass --leaderboard DIR to write them elsewhere", highlight=False)
+        return
     main = [p for p in written if p.suffix in (".md", ".html", ".json")]
     console.print(f"\nleaderboard: {len(written)} files in {folder} ({', '.join(p.name for p in main)})",
                   highlight=False)
+
+
+def print_table(table: Any) -> None:
+    """One report table in the terminal (GitHub Markdown layout)."""
+    typer.echo(f"\n{table.title}\n" + tabulate(table.plain_rows(), headers=table.columns, tablefmt="github",
+                                                disable_numparse=True))
 
 
 def previous_speed_results(path: Path) -> dict[str, dict[str, Any]]:
@@ -644,5 +703,20 @@ def list_things() -> None:
                       f"methods x {protocol.seeds} seeds, {protocol.profile} profile)", highlight=False)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    sys.exit(app())
+def main() -> None:
+    """The console script: an interrupt before a command's own handler runs (option parsing) is the same one line
+    and exit 130."""
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        app()
+    except KeyboardInterrupt:
+        say_interrupted()
+        sys.exit(130)
+    except SystemExit as done:  # typer's own exit 130 for an interrupt outside a command's handler: silent there
+        if done.code == 130:
+            say_interrupted()
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m srpo_bench.cli`
+    main()

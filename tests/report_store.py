@@ -53,6 +53,18 @@ def write_run(out: Path, task: str, method: str, seed: int, episode_scores: list
     return folder
 
 
+def good_store(root: Path, seeds: int = 3) -> Path:
+    """Two toy tasks, SRPO and IDQL, `seeds` finished runs each with timings."""
+    out = make_store(root)
+    for seed in range(seeds):
+        for task in ("toy-two-moons", "toy-checkerboard"):
+            write_run(out, task, "srpo", seed, [80.0 + seed, 82.0 + seed],
+                      speed=speed_record([1000.0, 1100.0, 900.0], [9e4, 1e5, 1.1e5]))
+            write_run(out, task, "idql", seed, [70.0 + seed, 60.0],
+                      speed=speed_record([10.0, 11.0, 9.0], [100.0, 110.0, 90.0], nfe=448))
+    return out
+
+
 def speed_record(samples_b1: list[float], samples_b256: list[float], nfe: int = 1, context: str = "in-run",
                  threads: int = 1) -> dict[str, Any]:
     """A speed.json body with per-repeat samples, as speed.measure_speed writes it."""

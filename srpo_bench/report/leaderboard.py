@@ -56,6 +56,7 @@ import base64
 import html
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -551,8 +552,21 @@ def _write_text(path: Path, content: str) -> Path:
     return path
 
 
+def writable(folder: Path) -> None:
+    """OutputError naming `folder` (not a file inside it) when the leaderboard cannot be written there: a read-only
+    results folder, a colleague's store mounted read-only, no permission."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write ({(error.strerror or str(error)).lower()})") from None
+
+
 def write(report: Report, folder: Path, formats: list[str], warn: Callable[[str], None]) -> list[Path]:
     """Write the chosen formats into `folder` (figures too, for md and html); return the paths written."""
+    writable(folder)
     written: list[Path] = []
     figures: dict[str, list[plots.SavedFigure]] = {}
     if "md" in formats or "html" in formats:
