@@ -143,3 +143,13 @@ def test_build_is_byte_identical_and_check_names_the_file_that_differs(tmp_path:
     csv.write_bytes(first["leaderboard-tasks.csv"])
     line = one_line_error(invoke("results", "build", "--records", str(records), "--readme", str(readme), "--check"))
     assert str(readme) in line and "generated sections differ" in line
+
+
+def test_the_published_leaderboard_equals_a_rebuild_from_its_records() -> None:
+    """results/leaderboard and README.md's generated tables are what `srpo-bench results build` makes of
+    results/ (.ci/run runs the same check through the CLI)."""
+    from srpo_bench.publish import check
+
+    root = Path(__file__).resolve().parents[1]
+    compared = check(root / "results", root / "results" / "leaderboard", root / "README.md", warn=pytest.fail)
+    assert compared > 10
