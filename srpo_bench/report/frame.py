@@ -226,7 +226,8 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
         row["last_metrics"] = failure.get("last_metrics")
         return "failed", row
 
-    assert evaluation is not None
+    if evaluation is None:
+        raise Damaged(f"{eval_path}: missing (run.json says finished)")
     row["final_score"] = _number(evaluation, "mean_normalized", eval_path)
     row["episode_scores"] = _numbers(evaluation, "normalized", eval_path)
     row["episode_returns"] = _numbers(evaluation, "returns", eval_path, required=False)

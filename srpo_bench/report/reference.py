@@ -8,6 +8,11 @@ Minari's port scored with Minari's reference scores (tasks.py), so the papers' A
 OGBench runs (`score_scale == "ogbench"`: success rate in percent) stand beside the FQL paper's OGBench table
 (`ogbench_published.csv`), whichever way the dataset was obtained (downloaded or made by `collect`): the run's
 task note says which ogbench version and `success_timing` it was scored with.
+
+The comparability gate: each published row names the protocol it was published under (`protocol` column; empty
+when no protocol of this suite reproduces it). A row stands beside our number ("reported", with the difference)
+only when our group complies with that protocol and has at least the published seed count; otherwise it is shown
+"for reference" with the reason, and no difference is taken.
 """
 
 from __future__ import annotations
