@@ -62,3 +62,58 @@ def gpu_check(session: nox.Session) -> None:
         session.install(TORCH)
     session.install("-e", ".[onnx]")
     session.run("python", "benchmarks/gpu_check.py", *session.posargs)
+
+
+# `nox -s mutants -- NAME ...`: the modules where a silent mistake changes published numbers, each with the tests
+# that guard it. mutmut runs in a scratch copy of the checkout (it never edits the working tree, so the grid and
+# other developers keep running), only the tests that cover a mutated function run against it.
+MUTANT_TARGETS = {
+    "evaluate": ("srpo_bench/evaluate.py", "*", ["tests/test_evaluate.py"]),
+    "runtimes": ("srpo_bench/runtimes.py", "*", ["tests/test_runtimes.py", "tests/test_runtime_wiring.py"]),
+    "speed": ("srpo_bench/speed.py", "*", ["tests/test_speed.py", "tests/test_timing_context.py"]),
+    "summaries": ("srpo_bench/runner.py", "srpo_bench.runner.x_evaluation_record*",
+                  ["tests/test_report_e2e.py", "tests/test_faults.py", "tests/test_failures_recorded.py"]),
+    "data": ("srpo_bench/data/dataset.py", "*",
+             ["tests/test_dataset_columns.py", "tests/test_bad_inputs.py", "tests/test_properties.py"]),
+    "report": ("srpo_bench/report/*", "*",
+               ["tests/test_report.py", "tests/test_report_aggregate.py", "tests/test_report_tables.py",
+                "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_report_e2e.py",
+                "tests/test_properties.py", "tests/test_timing_context.py"]),
+}
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of report/, evaluate.py, runtimes.py, speed.py, the runner's summaries
+    (runner.evaluation_record) and data validation. `-- evaluate speed` picks targets (default: all; slow: the
+    report alone is hours on 2 cores). Survivors are listed per target; `mutmut show NAME` in the printed scratch
+    folder shows one. Not in .ci/run."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    session.install(TORCH)
+    session.install("-e", ".[dev]")
+    session.install("mutmut>=3.3")
+    names = session.posargs or list(MUTANT_TARGETS)
+    unknown = [name for name in names if name not in MUTANT_TARGETS]
+    if unknown:
+        session.error(f"unknown target {', '.join(unknown)} (choices: {', '.join(MUTANT_TARGETS)})")
+    root = Path(__file__).parent
+    for name in names:
+        module, pattern, tests = MUTANT_TARGETS[name]
+        scratch = Path(tempfile.mkdtemp(prefix=f"srpo-bench-mutants-{name}-"))
+        for item in ("srpo_bench", "baselines", "tests", "pyproject.toml"):
+            source = root / item
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, scratch / item)
+        tests = [test for test in tests if (scratch / test).exists()]
+        (scratch / "setup.cfg").write_text(
+            "[mutmut]\nsource_paths = srpo_bench\n"
+            f"only_mutate = {module}\n"
+            "pytest_add_cli_args_test_selection =\n" + "".join(f"    {test}\n" for test in tests))
+        session.chdir(scratch)
+        session.log(f"{name}: mutating {module} ({pattern}) against {', '.join(tests)} in {scratch}")
+        session.run("mutmut", "run", *([] if pattern == "*" else [pattern]), env={"OMP_NUM_THREADS": "1"},
+                    success_codes=[0, 1])
+        session.run("mutmut", "results")
+        session.chdir(root)
