@@ -2,7 +2,7 @@
 
 The policy is a conditional DDPM pi_theta(a|s) over actions. It is trained jointly with a TD3-style double-Q
 critic; its loss is the behavior-cloning denoising loss plus a Q-maximisation term back-propagated through
-the whole reverse chain (ALGORITHMS.md section 4.1; official repo Zhendong-Wang/Diffusion-Policies-for-Offline-RL).
+the whole reverse chain (official repo Zhendong-Wang/Diffusion-Policies-for-Offline-RL).
 
 Policy (`agents/diffusion.py`, `agents/model.py`):
     discrete DDPM, T = 5, 'vp' schedule: alpha_t = exp(-b_min/T - 1/2 (b_max - b_min)(2t - 1)/T^2),

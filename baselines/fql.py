@@ -1,6 +1,6 @@
 """FQL: Flow Q-Learning (Park, Li, Levine, ICML 2025; official JAX code seohongpark/fql, `agents/fql.py`).
 
-Three networks are trained jointly, one Adam step on their summed losses per batch (ALGORITHMS.md section 8):
+Three networks are trained jointly, one Adam step on their summed losses per batch (the official `FQLAgent.update`):
 
     BC flow     v_phi(s, x_t, t), linear path x_t = (1 - t) x_0 + t a, x_0 ~ N(0, I), t ~ U(0, 1):
                     L_flow = mean || v_phi(s, x_t, t) - (a - x_0) ||^2                        (`core/flow.py`)

@@ -2,7 +2,7 @@
 
 IQL's critic says how good an action is; a diffusion model of the *behavior* policy proposes actions; at
 evaluation the policy is implicit: draw N candidates from the behavior model and keep the best by Q
-(ALGORITHMS.md section 4.2; `philippe-eecs/IDQL`, the exported learner `jaxrl5/agents/ddpm_iql_simple`).
+(official code `philippe-eecs/IDQL`, the exported learner `jaxrl5/agents/ddpm_iql_simple`).
 
 Behavior ("actor") model, pure behavior cloning (not advantage weighted) with a discrete DDPM, T = 5, 'vp' betas:
     t ~ U{1..T}, z ~ N(0, I), a_t = sqrt(abar_t) a + sqrt(1 - abar_t) z

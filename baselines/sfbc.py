@@ -1,5 +1,5 @@
 """SfBC: Selecting from Behavior Candidates (Chen, Lu, Zhou, Chen, Zhu, "Offline Reinforcement Learning via
-High-Fidelity Generative Behavior Modeling", ICLR 2023; official code ChenDRAG/SfBC, ALGORITHMS.md 4.3).
+High-Fidelity Generative Behavior Modeling", ICLR 2023; official code ChenDRAG/SfBC).
 
 A diffusion model mu(a|s) clones the behavior policy; a critic Q(s, a) is fitted to returns by "in-sample
 planning"; at evaluation time the agent draws candidates from mu and keeps the ones Q likes.

@@ -1,7 +1,7 @@
-"""SRPO: Score Regularized Policy Optimization (Chen, Lu, Wang, Zhu, ICLR 2024).
+"""SRPO: Score Regularized Policy Optimization (Chen, Lu, Wang, Su, Zhu, ICLR 2024; official code thu-ml/SRPO).
 
 A deterministic policy a = pi_theta(s) maximises Q while a pretrained diffusion behavior model regularises it
-through its *score*, so acting is one MLP forward pass (ALGORITHMS.md section 1).
+through its *score*, so acting is one MLP forward pass.
 
 Objective (paper notation; beta larger = weaker regularisation, as the official `--beta`):
     max_theta  E_s[ Q(s, pi_theta(s)) ] - 1/beta E_s KL(pi_theta(.|s) || mu(.|s))

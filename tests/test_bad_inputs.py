@@ -1,4 +1,4 @@
-"""Every bad input is one line, a non-zero exit, no traceback and nothing written (the README's table).
+"""Every bad input is one line, a non-zero exit, no traceback and nothing written (the table in docs/faults.md).
 
 Each case here was a traceback or a silent acceptance before: seeds out of range or empty, a setting that failed
 only after two stages trained, --out on a file or on a folder holding other things, a full disk, bad `speed`

@@ -1,4 +1,4 @@
-"""Failures the README promises to record, each with its stage or phase: non-finite weights at a stage's end, and
+"""Failures docs/faults.md promises to record, each with its stage or phase: non-finite weights at a stage's end, and
 non-finite actions in the final evaluation and in a periodic evaluation during training (a non-finite loss is
 tests/test_faults.py). BC on a toy task, smoke profile: one evaluation during training, then the final one."""
 

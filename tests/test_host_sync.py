@@ -1,4 +1,4 @@
-"""No host synchronisation per training step: the README's promise that "a GPU never syncs per step", checked on
+"""No host synchronisation per training step: docs/faults.md's promise that "a GPU never syncs per step", checked on
 the CPU.
 
 A `TorchFunctionMode` sees every tensor call of a fit and counts the ones that, on a GPU, make the host wait for the
@@ -151,7 +151,7 @@ def test_no_host_sync_grows_with_the_number_of_training_steps(method: str, tmp_p
 
 
 def test_the_counter_sees_each_kind_of_host_sync() -> None:
-    """Each call the README's promise is about is counted (a counter that saw nothing would pass every method)."""
+    """Each call that promise is about is counted (a counter that saw nothing would pass every method)."""
     x = torch.arange(4.0)
     counter = SyncCounter()
     with counter:

@@ -14,7 +14,7 @@ from srpo_bench.cli import app
 from srpo_bench.report import reference
 from srpo_bench.report.build import build_report
 
-# Averages the papers print (ALGORITHMS.md 3.1-3.3): a transcription slip in one cell moves them.
+# Averages the papers print in their D4RL tables: a transcription slip in one cell moves them.
 PRINTED_AVERAGES = {
     ("locomotion", "srpo"): 87.1, ("locomotion", "idql"): 82.1, ("locomotion", "sfbc"): 75.6,
     ("locomotion", "diffusion-ql"): 87.8,  # the column as transcribed sums to 87.8 (88.0 with DOSER's two cells)

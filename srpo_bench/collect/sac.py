@@ -115,7 +115,7 @@ class TwinQ(nn.Module):
 
 
 def _adam(params: list[nn.Parameter] | list[torch.Tensor], lr: float) -> torch.optim.Adam:
-    # The fused kernel is about 15% faster on CPU here (STACK.md) and exists on CUDA too.
+    # The fused kernel is about 15% faster on CPU here (measured 2026-11-24) and exists on CUDA too.
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 

@@ -95,7 +95,7 @@ class BarBoard:
 
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
-    """Collection always runs on one thread: parallelism comes from processes (1.4x on 2 cores, STACK.md),
+    """Collection always runs on one thread: parallelism comes from processes (1.4x on 2 cores, measured 2026-11-24),
     and the same thread count in and out of workers keeps the floating point, hence the files, identical."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

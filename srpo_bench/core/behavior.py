@@ -1,4 +1,4 @@
-"""The VP-SDE diffusion behavior model of SRPO (`ScoreNet_IDQL`, `SRPO_Behavior`, ALGORITHMS.md 1.1), as a
+"""The VP-SDE diffusion behavior model of SRPO (thu-ml/SRPO `ScoreNet_IDQL`, `SRPO_Behavior`), as a
 shared stage: SRPO regularises its policy with it, and SfBC can select from it (`behavior_source="shared"`).
 
     t ~ U(1e-3, 1), z ~ N(0, I), a_t = alpha_t a + sigma_t z

@@ -1,6 +1,6 @@
 """Critics shared by the methods: twin Q networks, V networks, IQL's expectile critic.
 
-IQL (Kostrikov et al. 2022) as SRPO (`SRPO.py:IQL_Critic`) and IDQL train it (ALGORITHMS.md 1.2, 4.2):
+IQL (Kostrikov et al. 2022) as SRPO (thu-ml/SRPO `SRPO.py:IQL_Critic`) and IDQL (philippe-eecs/IDQL) train it:
     L_V = E[ |tau - 1(adv < 0)| adv^2 ],  adv = min(Q1', Q2')(s, a) - V(s)
     L_Q = 1/2 [ (Q1(s,a) - y)^2 + (Q2(s,a) - y)^2 ],  y = r + gamma (1 - d) V(s')
     Q' <- (1 - 0.005) Q' + 0.005 Q after every Q step.

@@ -1,6 +1,6 @@
 """Diffusion schedules, denoising losses and DDPM samplers shared by every method.
 
-Two families (ALGORITHMS.md 1.1, 4.1-4.3):
+Two families, as the official codes of SRPO, SfBC, Diffusion-QL and IDQL define them:
 - continuous-time VP-SDE with linear beta(t) (SRPO, SfBC): beta_0 = 0.1, beta_1 = 20,
   log alpha_t = -1/4 t^2 (beta_1 - beta_0) - 1/2 t beta_0, sigma_t = sqrt(1 - alpha_t^2);
 - discrete DDPM with Diffusion-QL's 'vp' schedule (Diffusion-QL, IDQL): T = 5, b_min = 0.1, b_max = 10,

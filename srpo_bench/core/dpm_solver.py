@@ -53,7 +53,7 @@ with Fourier time features; medians of 300 interleaved runs, 3 rounds that agree
     this module               3.65-3.67 ms  -> 0.015 ms per step on top of the network
     diffusers                 4.99-5.04 ms  -> 0.105 ms per step on top of the network
 so diffusers adds 7x the per-step overhead and makes a whole 15-step sample 1.37x slower at this size
-(STACK.md: ~2x for its DDPM scheduler; with 2 threads, under load, 1.24-1.42x).
+(an earlier measurement: ~2x for its DDPM scheduler; with 2 threads, under load, 1.24-1.42x).
 Decision: the plain tensor implementation below.
 """
 

@@ -1,6 +1,6 @@
 """Networks shared by the methods: MLPs, time embeddings, the LN-ResNet denoiser, the tanh policy.
 
-Sizes default to the official ones (ALGORITHMS.md 1.1, 4.2); every method passes its own.
+Sizes default to the official codes' ones; every method passes its own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 # torch's CPU `addmm`/`mm` call MKL. On an AMD EPYC (Zen 4), oneDNN (in the same torch wheel) runs the large products
 # faster (IDQL's 512 x 256 x 1024: 1.13-1.22x for the forward product and the input gradient, alone) and adds the
 # bias in the product instead of a separate pass; below ~33M multiply-adds, or with a side under 64, its per-call
-# cost (~20 us) loses instead (README, "Training speed"). So `Linear` sends its forward product and the gradient of
+# cost (~20 us) loses instead (docs/timing.md). So `Linear` sends its forward product and the gradient of
 # its input through oneDNN when the product is large; the weight gradient stays on MKL, which was as fast or faster
 # for every shape measured (oneDNN wants a contiguous transposed copy there). Results equal the plain layer's to
 # float tolerance (tests/test_training_levers.py). Eager acting takes the same rule: a batch-1 act's products are
@@ -293,7 +293,7 @@ class GELUTanh(nn.Module):
 # compiled kernels (then through e^x at min(x, 20)) took [2048, 1024] forward + backward 29.6 -> 3.9 ms and
 # [256, 256] 0.81 -> 0.22 ms; on the Intel Xeon inductor's e^x kernel with that clamp ran 3.2x slower than without
 # it (87 against 27 us forward at [256, 256]; the generated C++ differs only by the `minimum`), and this sigmoid
-# form needs no clamp (2026-12-02, one core; see README "Training speed"). Results are torch's to float rounding
+# form needs no clamp (2026-12-02, one core; see docs/timing.md). Results are torch's to float rounding
 # (tests/test_training_levers.py).
 FAST_MISH = True  # the lever; `benchmarks/train_steps.py` switches it off for its "before" timings
 

@@ -5,7 +5,7 @@ scores with stratified-bootstrap percentile intervals (runs resampled within eac
 improvement with an independent bootstrap of both methods, and performance profiles (score distributions).
 
 Reproducibility: rliable draws its bootstrap indices from numpy's *global* generator and ignores
-`random_state` (STACK.md), so every rliable call here is preceded by `np.random.seed(seed)`, and each method
+`random_state` (rliable 1.2), so every rliable call here is preceded by `np.random.seed(seed)`, and each method
 (or pair) is bootstrapped in its own call: a method's interval depends only on its own scores, the seed and
 `reps`, not on which other methods or groups happen to be in the report.
 
