@@ -1,9 +1,9 @@
 """Evaluation episodes and normalized scores, the same loop for every method.
 
-As in SRPO's `pallaral_simple_eval_policy` (ALGORITHMS.md section 2): all episodes run side by side, the
+As in SRPO's `pallaral_simple_eval_policy` (thu-ml/SRPO `utils.py`): all episodes run side by side, the
 policy sees one batch per step made of the observations of the envs still running, and env i is reset
 with the fixed seed `seed_base + i` (1001, 1002, ... by default) whatever the method or training seed.
-Envs are a plain list, not a gymnasium vector env: on 2 cores vector envs are no faster (STACK.md),
+Envs are a plain list, not a gymnasium vector env: on 2 cores vector envs are no faster (measured),
 and the batching that matters is the policy's.
 """
 

@@ -4,11 +4,11 @@ For each batch size: warm-up calls (first-call allocation, lazy init, cuDNN auto
 timed measurements, each timing k back-to-back `agent.act` calls, with k chosen from the warm-up so a
 measurement lasts at least `min_seconds` (a batch-1 SRPO call takes ~0.1 ms on CPU, far too short
 to time alone). On CUDA the device is synchronized before each clock read, since kernels run
-asynchronously. A time budget per batch size keeps slow agents (seconds per 256-batch call on CPU,
-STACK.md) from taking minutes: it shortens warm-up and cuts repeats, never below 3, and the result
+asynchronously. A time budget per batch size keeps slow agents (seconds per 256-batch call on a
+CPU) from taking minutes: it shortens warm-up and cuts repeats, never below 3, and the result
 records how many were made.
 
-The paper's claim is a ratio ("more than 25 times" faster sampling, ALGORITHMS.md 3.4), so compare
+The paper's claim is a ratio ("more than 25 times" faster sampling, the SRPO paper's abstract), so compare
 methods through `speedup_table` on results measured in the same process and machine.
 """
 
@@ -210,7 +210,7 @@ def speedup_table(results: dict[str, SpeedResult], reference: str = "srpo") -> l
     """One row per other method: the reference's actions/s over the method's, per batch size both timed.
 
     A ratio above 1 means the reference is faster. Only ratios of results measured in the same process
-    mean anything (timings drift by ~25% between runs on shared machines, STACK.md).
+    mean anything (timings drift by ~25% between runs on shared machines).
     """
     if reference not in results:
         raise ValueError(f"speedup reference '{reference}' was not timed; timed: {', '.join(results) or 'none'}")

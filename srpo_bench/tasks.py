@@ -1,7 +1,7 @@
 """Task registry: a task name -> its data source, evaluation env, episode limit and score normalization.
 
 Suites name groups of tasks (`toy`, `locomotion-lite`, `locomotion`, `antmaze`, `ogbench`). D4RL tasks keep D4RL's
-own names and reference scores (`d4rl/infos.py`, ALGORITHMS.md section 6.2); Minari tasks use Minari's
+own names and reference scores (D4RL's `d4rl/infos.py`); Minari tasks use Minari's
 reference scores; our collected lite tasks carry their own (random and expert behavior policy returns,
 measured at collection). The three scales are never mixed.
 """

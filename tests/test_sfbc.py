@@ -152,7 +152,7 @@ def test_critic_schedule_is_one_epoch_short_of_k_iterations() -> None:
 def test_score_net_predicts_the_score_and_minus_h_as_noise() -> None:
     sde = VPSDE()
     net = SfBCScoreNet(3, 2, sde)
-    assert 1.6e6 < sum(p.numel() for p in net.parameters()) < 1.7e6  # STACK.md: ~1.63M
+    assert 1.6e6 < sum(p.numel() for p in net.parameters()) < 1.7e6  # the official U-MLP ScoreNet: ~1.63M
     x, t, s = torch.randn(5, 2), torch.rand(5) * 0.9 + 0.05, torch.randn(5, 3)
     sigma = sde.alpha_sigma(t)[1][:, None]
     torch.testing.assert_close(net.noise(x, t, s), -sigma * net(x, t, s))

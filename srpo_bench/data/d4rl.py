@@ -1,9 +1,9 @@
-"""D4RL's gym-MuJoCo hdf5 files, read directly (the `d4rl` package needs mujoco-py; STACK.md).
+"""D4RL's gym-MuJoCo hdf5 files, read directly (the `d4rl` package needs mujoco-py and MuJoCo 2.1).
 
 We keep D4RL's task names, download addresses, file names and cache folder, so files a user already
 downloaded with `d4rl` are found here, and files we write (`write_d4rl_hdf5`, used by `collect.py`) can be
 read by any D4RL-based code. Transitions follow `d4rl.qlearning_dataset(env, terminate_on_end=False)`
-exactly (ALGORITHMS.md section 6.2): that is what SRPO, IDQL, Diffusion-QL and SfBC all train on.
+exactly (D4RL's `d4rl/__init__.py`): that is what SRPO, IDQL, Diffusion-QL and SfBC all train on.
 """
 
 from __future__ import annotations

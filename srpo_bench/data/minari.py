@@ -2,7 +2,7 @@
 
 Minari stores whole episodes (T actions, T+1 observations); we shift observations within each episode
 to get (s, a, r, s', done) with done = terminations: truncations (time limits) are not terminal, the
-same rule as d4rl's qlearning_dataset (ALGORITHMS.md section 6.1). Scores use Minari's own reference
+same rule as d4rl's qlearning_dataset. Scores use Minari's own reference
 returns, never D4RL's: the envs and experts differ.
 
 AntMaze terminals (`SRPO_BENCH_MINARI_TERMINALS`, default "d4rl"). The official codes (IQL, IDQL, SRPO, FQL)
