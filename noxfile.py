@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, speed, bench, leaderboard, gpu-check. Venvs are reused (`nox -R`): the CPU torch
+"""nox sessions: tests, lint, speed, bench, leaderboard, docs, gpu-check. Venvs are reused (`nox -R`): the CPU torch
 wheel takes ~45 s."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-# The CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build (STACK.md).
+# The CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build.
 TORCH = "torch==2.13.0"
 
 
@@ -52,6 +52,17 @@ def leaderboard(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".")
     session.run("srpo-bench", "results", "build", "--readme", "README.md", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs.yml, docs/) built with `mkdocs build --strict` into site/: a broken link, a
+    page left out of the nav or a missing included file fails. Installs only the `docs` extra's pins (read from
+    pyproject.toml), not the package: docs/hooks.py reads the sources as text."""
+    extras = nox.project.load_toml("pyproject.toml")["project"]["optional-dependencies"]["docs"]
+    session.install(*extras)
+    # NO_MKDOCS_2_WARNING: mkdocs-material prints an end-of-life banner on every build otherwise
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session(name="gpu-check")
