@@ -219,6 +219,9 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
     if state.state == "changed" and not options.force:
         raise changed_settings(path, state)
 
+    # Where the timing below is taken: right after this process trained and scored the run, or later, one run at a
+    # time (the packed grid's timing phase, or a resumed run), never described as timed inside training.
+    timing_context = "timing-phase" if state.state == "evaluated" else "in-run"
     if state.state == "evaluated":  # trained and scored by an earlier process: only the timing is left
         run = dict(state.run or {})
         agent = get_method(spec.method)().fit(ctx, config)  # every stage is cached: this only loads
@@ -257,7 +260,7 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
     if not options.time_inline:
         return RunOutcome(spec, path, "evaluated", score)
     store.atomic_write_json(path / "speed.json", timed_speed(spec, acting, dataset, resolved, device, harness,
-                                                            options.out, options.runtime))
+                                                            options.out, options.runtime, timing_context))
     run.update(status="finished", finished=store.now())
     store.atomic_write_json(path / "run.json", run)
     reporter.print(f"[green]done[/green] {spec.label()}: normalized {score:.1f} -> {path}")
@@ -338,15 +341,17 @@ _SPEED_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def timed_speed(spec: RunSpec, agent: Agent, dataset: OfflineDataset, resolved: dict[str, Any],
-                device: torch.device, harness: Any, out: Path, runtime: str = "eager") -> dict[str, Any]:
+                device: torch.device, harness: Any, out: Path, runtime: str = "eager", context: str = "in-run"
+                ) -> dict[str, Any]:
     """Timing is taken only while this process runs nothing else (packed runs are timed in the grid's timing
-    phase); `exclusive` also says whether another runner of the results folder was training on this host
-    while it was taken (their claims are checked before and after)."""
+    phase, `context` "timing-phase"); `exclusive` also says whether another runner of the results folder was
+    training on this host while it was taken (their claims are checked before and after)."""
     key = json.dumps([spec.task, spec.method, str(device), resolved, runtime], sort_keys=True, default=str)
     if key not in _SPEED_CACHE:
         before = concurrent_runs(out)
         speed = measure_speed(agent, dataset.obs_dim, repeats=harness.speed_repeats,
-                              max_seconds=harness.speed_max_seconds, observations=dataset.observations)
+                              max_seconds=harness.speed_max_seconds, observations=dataset.observations,
+                              context=context)
         others = max(before, concurrent_runs(out))
         _SPEED_CACHE[key] = {**speed.to_dict(), "timed_seed": spec.seed, "runtime": runtime, "exclusive": others == 0,
                              "concurrent_runs": others}

@@ -28,6 +28,14 @@ from srpo_bench.core.agents import Agent
 
 MIN_REPEATS = 3
 WARMUP_SHARE = 0.25  # warm-up may use at most this share of the per-batch-size budget
+#: Where a timing was taken (`SpeedResult.context`, speed.json's "context"). The report prefers "alone" and names
+#: the context of every timing it shows; whether other runs of the results folder were training on the host while
+#: a runner's timing was taken is a separate fact (speed.json's `exclusive`, `concurrent_runs`).
+CONTEXTS = {
+    "alone": "`srpo-bench speed`: a process of its own, nothing of a grid running",
+    "in-run": "by the run's own process right after its evaluation (a serial grid)",
+    "timing-phase": "after training, one run at a time (the timing phase of --jobs N or Ray, or a resumed run)",
+}
 
 
 @dataclass
@@ -59,8 +67,7 @@ class SpeedResult:
     device_name: str
     torch_version: str
     torch_threads: int
-    # "alone": `srpo-bench speed`, nothing else of ours running; "in-run": timed inside a training grid, where
-    # other runs may have shared the device. The report prefers "alone" timings and says which it used.
+    # one of CONTEXTS: where it was timed. The report prefers "alone" timings and says which it used.
     context: str = "in-run"
     # os.getloadavg() before and after timing, CPU count and torch threads: whether the machine was busy.
     machine_load: dict[str, Any] = field(default_factory=dict)
@@ -97,9 +104,11 @@ def measure_speed(
 
     Observations are rows drawn from `observations` (dataset states, so conditional samplers see
     realistic inputs) or, without it, N(0, 1). `min_seconds` is the least duration of one measurement;
-    `max_seconds` the budget per batch size (warm-up plus measurements). `context` says whether the device
-    was ours alone ("alone") or shared with a training grid ("in-run"); the machine's load is recorded either way.
+    `max_seconds` the budget per batch size (warm-up plus measurements). `context` says where it was timed (one of
+    CONTEXTS); the machine's load is recorded either way.
     """
+    if context not in CONTEXTS:
+        raise ValueError(f"unknown timing context '{context}' (choices: {', '.join(CONTEXTS)})")
     if not batch_sizes or any(int(size) < 1 for size in batch_sizes):
         raise ValueError(f"batch sizes must be positive integers, got {batch_sizes}")
     if warmup < 1 or repeats < MIN_REPEATS:

@@ -121,6 +121,9 @@ def test_bad_arguments_are_clear_errors() -> None:
         measure_speed(SleepingAgent(), obs_dim=3, batch_sizes=(0,))
     with pytest.raises(ValueError, match="repeats >= 3"):
         measure_speed(SleepingAgent(), obs_dim=3, repeats=2)
+    # a timing says where it was taken, in words the report knows (speed.CONTEXTS)
+    with pytest.raises(ValueError, match="unknown timing context 'in-training' .choices: alone, in-run, timing-phase"):
+        measure_speed(SleepingAgent(), obs_dim=3, context="in-training")
 
 
 def test_speedup_table_divides_reference_rates() -> None:

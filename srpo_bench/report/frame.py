@@ -250,6 +250,10 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
     return "finished", row
 
 
+def _optional_count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def _optional_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -433,9 +437,17 @@ def _in_run_timings(frame: pd.DataFrame, warnings: list[str]) -> list[dict[str, 
             continue
         seen.add(key)
         rows.append(timing_row(speed, task=record.task, method=record.method, source=record.speed_source,
-                               context=str(speed.get("context") or "in-run"), taken=record.finished_at,
+                               context=runner_context(speed), taken=record.finished_at,
                                profile=record.profile, runtime=str(speed.get("runtime") or "eager")))
     return rows
+
+
+def runner_context(speed: dict[str, Any]) -> str:
+    """Where a runner's speed.json was timed (speed.CONTEXTS: "in-run" or "timing-phase"), with ", shared" when
+    other runs of the results folder were training on the host meanwhile (`exclusive` false): the report's label
+    never calls a timing alone that was not."""
+    context = str(speed.get("context") or "in-run")
+    return f"{context}, shared" if speed.get("exclusive") is False else context
 
 
 def timing_row(speed: dict[str, Any], task: str, method: str, source: str, context: str, taken: str,
@@ -453,6 +465,11 @@ def timing_row(speed: dict[str, Any], task: str, method: str, source: str, conte
         "taken": taken, "profile": profile, "nfe_per_action": _optional_number(speed.get("nfe_per_action")),
         "loadavg": (load.get("loadavg_before") or [None])[0] if isinstance(load.get("loadavg_before"), list)
         else None, "cpu_count": load.get("cpu_count"),
+        # a runner's timing (runner.timed_speed): whether no other run of the results folder trained on the host
+        # meanwhile, how many did, and which seed's agent was timed (seeds of one config share one timing)
+        "exclusive": speed.get("exclusive") if isinstance(speed.get("exclusive"), bool) else None,
+        "concurrent_runs": _optional_count(speed.get("concurrent_runs")),
+        "timed_seed": _optional_count(speed.get("timed_seed")),
     }
     batches = _dict(speed, "batches")
     for size in ("1", "256"):

@@ -37,7 +37,8 @@ def select_timings(timings: pd.DataFrame) -> pd.DataFrame:
         chosen = alone.sort_values("taken").tail(1) if not alone.empty else group
         row: dict[str, Any] = {
             "device": device, "runtime": runtime, "task": task, "method": method,
-            "context": "alone" if not alone.empty else "in-run", "timings": len(chosen),
+            # the contexts of the timings pooled, as their speed files name them (frame.runner_context)
+            "context": "/".join(sorted(set(chosen["context"].astype(str)))), "timings": len(chosen),
             "loadavg": _mean_or_none(chosen["loadavg"]), "cpu_count": chosen["cpu_count"].dropna().max()
             if chosen["cpu_count"].notna().any() else None,
             "nfe_per_action": chosen["nfe_per_action"].dropna().iloc[0] if chosen["nfe_per_action"].notna().any()

@@ -186,7 +186,9 @@ def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference:
             row += [Cell(MISSING), Cell(MISSING)]
         table.rows.append(row)
     table.notes.append("actions/s: median [25th, 75th percentile] over repeated timings; timing: 'alone' = "
-                       "`srpo-bench speed` (preferred), 'in-run' = timed inside training runs, (k) timings pooled; "
+                       "`srpo-bench speed` (preferred), 'in-run' = timed by a run's process right after its "
+                       "evaluation, 'timing-phase' = timed after training, one run at a time, ', shared' = other "
+                       "runs of the results folder were training on the host meanwhile, (k) timings pooled; "
                        "load: 1-minute load average / CPUs when timed; speedup: ratio of medians [95% bootstrap "
                        "interval over repeats], same device and same runtime only (eager: PyTorch; compiled: "
                        "torch.compile; onnx: ONNX Runtime; `srpo-bench speed --runtime`)")
