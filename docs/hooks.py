@@ -6,6 +6,7 @@ A page marks a section with `<!-- generated: NAME -->` alone on a line; the hook
                 docstring (equations, official settings, every deviation), its config dataclass (each setting with
                 its official default), the per-task tables of its module and its profiles' step counts
     protocols   every protocol file in srpo_bench/protocols/, with its title and summary
+    speed-records   every timing file in results/speed/: the command that makes it, the machine, the commit
 
 The sources are read as text and parsed with `ast` / `tomllib`, never imported, so the site builds without torch
 and always shows the code as it is: a setting added to a config appears here with no edit to the docs.
@@ -139,7 +140,51 @@ def protocols_markdown(root: Path = ROOT) -> str:
     return "\n".join(out)
 
 
-SECTIONS = {"methods": methods_markdown, "protocols": protocols_markdown}
+def _speed_entries(record: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(runtime, method, timing) of a `srpo-bench speed` file: `speed/runtimes/*.json` nest runtime -> method,
+    `speed/*.json` (eager only) method -> timing."""
+    results = record["results"]
+    if all(isinstance(v, dict) and "batches" in v for v in results.values()):
+        return [("eager", method, timing) for method, timing in results.items()]
+    return [(runtime, method, timing) for runtime, methods in results.items() for method, timing in methods.items()]
+
+
+def speed_records_markdown(root: Path = ROOT) -> str:
+    """One row per `srpo-bench speed` call recorded in results/speed (a call writes speed/<task>...json with its
+    eager timings and speed/runtimes/<task>...json with every runtime; files of one call share task, commit and
+    time): the command that makes such files, rebuilt from what they record (task, profile, runtimes, methods,
+    torch threads), the machine, its load and the commit."""
+    import json
+
+    registered = set(registered_methods(root))
+    calls: dict[tuple[str, str, str, str], list[tuple[Path, dict[str, Any]]]] = {}
+    for path in sorted((root / "results" / "speed").rglob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        key = (record["task"], record["profile"], record["git_commit"], record["created"])
+        calls.setdefault(key, []).append((path, record))
+    rows = []
+    for (task, profile, commit, created), files in calls.items():
+        entries = [entry for _, record in files for entry in _speed_entries(record)]
+        order = ("eager", "compiled", "onnx")
+        runtimes = sorted({r for r, _, _ in entries}, key=lambda r: (order.index(r) if r in order else len(order), r))
+        methods = sorted({method for _, method, _ in entries})
+        threads = sorted({str(t["torch_threads"]) for _, _, t in entries})
+        loads = [t["machine_load"]["loadavg_before"][0] for _, _, t in entries if t.get("machine_load")]
+        machines = sorted({f"{t['device'].get('type', '?')} {t['device'].get('name', '')}".strip()
+                           + f" ({t['machine_load']['cpu_count']} CPUs)"
+                           for _, _, t in entries if t.get("machine_load")})
+        command = (f"srpo-bench speed --methods {'all' if set(methods) == registered else ','.join(methods)} "
+                   f"--task {task} --profile {profile} --runtime {','.join(runtimes)} --threads {','.join(threads)}")
+        load = f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+        names = "<br>".join(f"`{path.relative_to(root).as_posix()}`" for path, _ in files)
+        rows.append(f"| `{command}` | {', '.join(machines)} | {load} | {commit[:10]} | {created} | {names} |")
+    if not rows:
+        return "_no timing files in results/speed yet_\n"
+    header = ["command", "machine", "1-minute load before each timing", "commit", "taken", "files"]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows, ""])
+
+
+SECTIONS = {"methods": methods_markdown, "protocols": protocols_markdown, "speed-records": speed_records_markdown}
 
 
 def render(markdown: str, root: Path = ROOT) -> str:

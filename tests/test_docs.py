@@ -179,6 +179,21 @@ def test_protocols_page_renders_every_protocol_file() -> None:
         assert path.read_text(encoding="utf-8").rstrip() in page, f"{path.name} not rendered whole"
 
 
+def test_performance_page_names_every_speed_call() -> None:
+    """Every timing file in results/speed appears under the command that made it, with its task and commit."""
+    import json
+
+    hooks = load_hooks()
+    page = hooks.render("<!-- generated: speed-records -->\n")
+    rows = page.splitlines()
+    for path in sorted((ROOT / "results" / "speed").rglob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        row = [line for line in rows if f"`{path.relative_to(ROOT).as_posix()}`" in line]
+        assert len(row) == 1, f"{path.name}: not listed once"
+        assert f"--task {record['task']} --profile {record['profile']} " in row[0]
+        assert record["git_commit"][:10] in row[0]
+
+
 def test_an_unknown_generated_section_fails_the_build() -> None:
     hooks = load_hooks()
     with pytest.raises(hooks.GeneratedSectionError, match="unknown generated section 'tables'"):
