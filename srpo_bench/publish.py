@@ -23,6 +23,7 @@ from srpo_bench.report import tables
 from srpo_bench.report.build import REFERENCE_METHOD, Report, build_report
 from srpo_bench.report.leaderboard import FORMATS, table_markdown, write
 from srpo_bench.store import StoreError
+from srpo_bench.vocabulary import NFE_COLUMN, display_name
 
 PUBLISH_REPS = 10_000  # bootstrap replications of the published intervals (rliable's advice: many; the build
 #                        stays well under a minute on 2 cores)
@@ -68,32 +69,46 @@ def _provenance(report: Report, label: str) -> str:
 
 
 def speed_markdown(report: Report) -> str:
-    """One row per (task, runtime, method) of the `srpo-bench speed` timings: network evaluations, actions/s at
-    batch 1 and 256, and SRPO's speedup (same device and runtime), with the machine and its load."""
+    """The README's speed tables: per device, one table per task whose shapes were timed, one row per method, and per
+    runtime its actions/s at batch 1 / 256 and SRPO's speedup in that runtime (same device; never SRPO's best
+    runtime over another method's). Timings from `srpo-bench speed` are preferred, as in the report."""
     timings = report.timings
     if timings.empty:
         return "_no timings published yet_\n"
     alone = timings[timings["context"].str.startswith("alone")]
     timings = alone if not alone.empty else timings
     ratios = report.speedups.set_index(["device", "runtime", "task", "method"]) if not report.speedups.empty else None
-    header = ["shapes of", "runtime", "method", "NFE/action", "actions/s b1", "actions/s b256",
-              f"{REFERENCE_METHOD} speedup b1", f"{REFERENCE_METHOD} speedup b256"]
+    order = ("eager", "compiled", "onnx")
     out = []
     for device, rows in timings.groupby("device", sort=True):
         loads = rows["loadavg"].dropna()
         load = f"; 1-minute load {loads.min():.1f}-{loads.max():.1f} while timed" if not loads.empty else ""
-        out += [f"**{device}**{load}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for record in rows.sort_values(["task", "runtime", "nfe_per_action", "method"]).itertuples():
-            speedup = []
-            for batch in ("1", "256"):
-                key = (device, record.runtime, record.task, record.method)
-                value = (1.0 if record.method == REFERENCE_METHOD else
-                         ratios.loc[key, f"speedup_b{batch}"] if ratios is not None and key in ratios.index else None)
-                speedup.append(tables.ratio(value))
-            cells = [record.task, record.runtime, record.method, tables.count(record.nfe_per_action),
-                     tables.rate(record.aps_b1), tables.rate(record.aps_b256), *speedup]
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        out += [f"**{device}**{load}", ""]
+        runtimes = sorted(rows["runtime"].unique(), key=lambda r: (order.index(r) if r in order else len(order), r))
+        header = ["method", NFE_COLUMN]
+        for runtime in runtimes:
+            header += [f"{runtime}: {display_name('actions_per_second_b1')} / b256",
+                       f"{runtime}: {REFERENCE_METHOD} {display_name('speedup_b1')} / b256"]
+        for task, shaped in rows.groupby("task", sort=True):
+            out += [f"shapes of `{task}`:", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            by_key = {(r.runtime, r.method): r for r in shaped.itertuples()}
+            methods = shaped.sort_values(["nfe_per_action", "method"])["method"].unique()
+            for method in methods:
+                nfe = shaped.loc[shaped["method"] == method, "nfe_per_action"].iloc[0]
+                cells = [method, tables.count(nfe)]
+                for runtime in runtimes:
+                    record = by_key.get((runtime, method))
+                    if record is None:
+                        cells += ["-", "-"]
+                        continue
+                    key = (device, runtime, task, method)
+                    speedups = [1.0 if method == REFERENCE_METHOD else
+                                ratios.loc[key, f"speedup_b{b}"] if ratios is not None and key in ratios.index
+                                else None for b in ("1", "256")]
+                    cells += [f"{tables.rate(record.aps_b1)} / {tables.rate(record.aps_b256)}",
+                              " / ".join(tables.ratio(s) for s in speedups)]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 
