@@ -194,6 +194,27 @@ def test_performance_page_names_every_speed_call() -> None:
         assert record["git_commit"][:10] in row[0]
 
 
+def test_readme_speed_section_has_every_timed_task_and_method() -> None:
+    """The compact speed section (publish.speed_markdown): one table per task timed by `srpo-bench speed`, one row
+    per method timed there, and SRPO's own speedup 1.00x in every runtime's column."""
+    import json
+
+    section = re.search(r"<!-- generated: speed -->\n(.*?)<!-- end: speed -->", README.read_text(encoding="utf-8"),
+                        re.S).group(1)
+    timed: dict[str, set[str]] = {}
+    for path in (ROOT / "results" / "speed").rglob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        timed.setdefault(record["task"], set()).update(m for _, m, _ in load_hooks()._speed_entries(record))
+    tables = {part.split("`", 1)[0]: part.splitlines() for part in section.split("shapes of `")[1:]}
+    assert sorted(tables) == sorted(timed)
+    for task, lines in tables.items():
+        header = next(line for line in lines if line.startswith("| method |"))
+        rows = [line for line in lines if line.startswith("| ") and line != header]
+        assert sorted(row.split(" | ")[0][2:] for row in rows) == sorted(timed[task]), task
+        srpo = next(row for row in rows if row.startswith("| srpo |"))
+        assert srpo.count("1.00x / 1.00x") == header.count("speedup") > 0, task
+
+
 def test_an_unknown_generated_section_fails_the_build() -> None:
     hooks = load_hooks()
     with pytest.raises(hooks.GeneratedSectionError, match="unknown generated section 'tables'"):
