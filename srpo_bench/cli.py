@@ -215,7 +215,10 @@ def run(
     device: Device = "auto",
     out: Out = Path("runs"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
-                                            "(e.g. srpo.weighting=constant)")] = [],  # noqa: B006
+                                            "(e.g. srpo.weighting=constant); a comma list sweeps it "
+                                            "(srpo.beta=0.01,0.05,0.2)")] = [],  # noqa: B006
+    sweep: Annotated[Path | None, typer.Option(help="sweep settings from a TOML file: one table per method, each "
+                                               "key a list of values (\\[srpo] beta = \\[0.01, 0.05])")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; split over --jobs)")] = 0,
     jobs: Annotated[int, typer.Option(help="runs at once on this machine (local worker processes)")] = 1,
     executor: Annotated[str, typer.Option(help="local (this machine, --jobs) or ray (pip install "
@@ -238,11 +241,10 @@ def run(
     A run that diverges or fails is recorded as failed and the grid goes on; the command then exits with 1."""
     import torch
 
-    from srpo_bench.config import parse_overrides
     from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary, threads_per_job
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
-    from srpo_bench.runner import RunOptions, load_checked, plan_grid, refuse_changed, survey
+    from srpo_bench.runner import RunOptions, load_checked, refuse_changed, survey
     from srpo_bench.runtimes import RUNTIMES
     from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
@@ -268,12 +270,15 @@ def run(
     torch_device = parse_device(device)
     if not dry_run:  # a dry run only reads: a read-only results folder is fine
         check_destination(out)
-    overrides = parse_overrides(set_, method_names)
-    specs = plan_grid(task_names, method_names, seed_list, profile, overrides, protocol)
+    from srpo_bench.sweeps import describe, parse_grid, plan_sweep
+
+    grid = parse_grid(set_, method_names, sweep)  # comma lists and --sweep: every value checked for every task
+    specs = plan_sweep(task_names, method_names, seed_list, profile, grid, protocol)
     if dry_run:
         from srpo_bench.dry_run import print_plan
 
-        print_plan(specs, out, torch_device, console=console, err_console=err_console)
+        print_plan(specs, out, torch_device, console=console, err_console=err_console,
+                   notes=describe(grid, method_names))
         return
     datasets = load_checked(task_names)  # every task's data checked before anything is written
     if (out / MARKER).exists():

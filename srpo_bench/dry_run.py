@@ -52,7 +52,9 @@ def run_states(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset | No
 
 
 def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, console: Console,
-               err_console: Console) -> None:
+               err_console: Console, notes: Sequence[str] = ()) -> None:
+    """The grid's table, one row per (task, method or sweep configuration), and the compute left. `notes`: lines
+    printed first (a sweep's expansion)."""
     datasets: dict[str, OfflineDataset | None] = {}
     for name in dict.fromkeys(spec.task for spec in specs):
         task = get_task(name)
@@ -64,41 +66,74 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
             datasets[name] = None
             err_console.print(f"[yellow]data:[/yellow] {error} (estimates use the environment's shapes)",
                               highlight=False)
+    for note in notes:
+        console.print(note, highlight=False, soft_wrap=True, markup=False)
     states = run_states(specs, datasets, out)
     estimates: dict[tuple[str, str], Estimate] = {}
-    pairs = list(dict.fromkeys((spec.task, spec.method) for spec in specs))
+    pairs = list(dict.fromkeys((spec.task, spec.variant()) for spec in specs))  # a sweep: one per configuration
     with Reporter(console=err_console).track("measuring seconds per training step", len(pairs)) as bar:
-        for task_name, method in pairs:
-            spec = next(s for s in specs if (s.task, s.method) == (task_name, method))
+        for task_name, variant in pairs:
+            spec = next(s for s in specs if (s.task, s.variant()) == (task_name, variant))
             task = get_task(task_name)
-            config, ctx = fit_context(task, method, _shape_only(datasets[task_name], task), 0, spec.profile,
+            config, ctx = fit_context(task, spec.method, _shape_only(datasets[task_name], task), 0, spec.profile,
                                       Path("/nonexistent"), device, Reporter(quiet=True), spec.overrides)
-            estimates[(task_name, method)] = estimate_run(method, config, task, ctx.plan,
-                                                          data_rows(task, datasets[task_name]), device)
+            estimates[(task_name, variant)] = estimate_run(spec.method, config, task, ctx.plan,
+                                                           data_rows(task, datasets[task_name]), device)
             bar.advance()
-    rows, remaining, per_state = [], 0.0, Counter()
-    for (task_name, method), estimate in estimates.items():
-        words = [state for spec, state in zip(specs, states, strict=True)
-                 if (spec.task, spec.method) == (task_name, method)]
-        seeds = [spec.seed for spec in specs if (spec.task, spec.method) == (task_name, method)]
-        to_do = sum(not state.startswith(("finished", "failed")) for state in words)
+    left = stage_seconds_left(specs, states, estimates, datasets, out, device)
+    rows, per_state = [], Counter()
+    for (task_name, variant), estimate in estimates.items():
+        mine = [index for index, spec in enumerate(specs) if (spec.task, spec.variant()) == (task_name, variant)]
+        words = [states[index] for index in mine]
         per_state.update(state.split(" (")[0] for state in words)
-        remaining += to_do * estimate.seconds
         rows.append({
-            "task": task_name, "method": method, "seeds": _seeds(seeds),
+            "task": task_name, "method": variant, "seeds": _seeds([specs[index].seed for index in mine]),
             "state": "; ".join(f"{count} {state}" for state, count in Counter(words).items()),
             "stages (steps x time/step)": "  ".join(
                 f"{stage} {steps:,} x {_ms(estimate.seconds_per_step.get(stage))}"
                 for stage, steps in estimate.steps.items()),
-            "per run": describe_seconds(estimate.seconds), "left": describe_seconds(to_do * estimate.seconds),
+            "per run": describe_seconds(estimate.seconds), "left": describe_seconds(sum(left[i] for i in mine)),
         })
-    console.print(tabulate(rows, headers="keys", disable_numparse=True), highlight=False, soft_wrap=True)
+    remaining = sum(left)
+    # markup off: a sweep's labels (`srpo[beta=0.1]`) are text, not rich tags
+    console.print(tabulate(rows, headers="keys", disable_numparse=True), highlight=False, soft_wrap=True,
+                  markup=False)
+    if any(spec.sweep for spec in specs):
+        console.print("'left' counts a stage shared by several runs once (the same stage key: a sweep of a "
+                      "policy setting trains the behavior model and critic once per task and seed), in the first "
+                      "run that needs it; 'per run' is one run alone.", highlight=False, soft_wrap=True)
     console.print(
         f"{len(specs)} runs: " + ", ".join(f"{count} {state}" for state, count in per_state.items())
         + f". Estimated training compute left: {describe_seconds(remaining)} on {device} with "
         f"{torch.get_num_threads()} threads, one run at a time (time per step measured now on synthetic data of "
         "each task's shapes; evaluations, SfBC's planning and data loading not included). Nothing was written.",
         highlight=False, soft_wrap=True)
+
+
+def stage_seconds_left(specs: Sequence[RunSpec], states: Sequence[str], estimates: dict[tuple[str, str], Estimate],
+                       datasets: dict[str, OfflineDataset | None], out: Path, device: torch.device) -> list[float]:
+    """Per run, the training seconds it will spend: each stage it declares that is neither cached in `out` nor
+    trained by an earlier run of the grid (stages are shared by their keys), at its estimated steps x time/step.
+    Finished and failed runs spend nothing."""
+    shapes = {name: _shape_only(dataset, get_task(name)) for name, dataset in datasets.items()}
+    seen: set[str] = set()
+    seconds = []
+    for spec, state in zip(specs, states, strict=True):
+        if state.startswith(("finished", "failed")):
+            seconds.append(0.0)
+            continue
+        estimate = estimates[(spec.task, spec.variant())]
+        _, ctx = fit_context(get_task(spec.task), spec.method, shapes[spec.task], spec.seed, spec.profile,
+                             Path("/nonexistent"), device, Reporter(quiet=True), spec.overrides)
+        total = 0.0
+        for stage in ctx.plan:
+            artifact = f"{stage.definition}-{ctx.keys[stage.name]}"
+            if artifact in seen or (store.stage_dir(out) / f"{artifact}.pt").exists():
+                continue
+            seen.add(artifact)
+            total += estimate.steps.get(stage.name, 0) * estimate.seconds_per_step.get(stage.name, 0.0)
+        seconds.append(total)
+    return seconds
 
 
 def _shape_only(dataset: OfflineDataset | None, task: Task) -> OfflineDataset:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+from rich.markup import escape  # a sweep run's label (`srpo[beta=0.1]`) is text, not a rich tag
+
 from srpo_bench import store
 from srpo_bench.atomic import atomic_write
 from srpo_bench.locks import live_holder
@@ -159,9 +161,9 @@ def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: Executo
 
 def _report(outcome: RunOutcome, reporter: Reporter) -> None:
     if outcome.status == "failed":
-        reporter.print(f"[red]failed[/red] {outcome.spec.label()}: {outcome.reason}")
+        reporter.print(f"[red]failed[/red] {escape(outcome.spec.label())}: {escape(outcome.reason)}")
     elif outcome.status == "evaluated":
-        reporter.print(f"[green]trained[/green] {outcome.spec.label()}: normalized {outcome.normalized:.1f} "
+        reporter.print(f"[green]trained[/green] {escape(outcome.spec.label())}: normalized {outcome.normalized:.1f} "
                        "(timed after training)")
 
 

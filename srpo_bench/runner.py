@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from srpo_bench import store
 from srpo_bench.atomic import WriteError, remove_temporaries
@@ -33,6 +34,7 @@ from srpo_bench.protocols import compliance
 from srpo_bench.registry import get_method
 from srpo_bench.runtimes import with_runtime
 from srpo_bench.speed import measure_speed
+from srpo_bench.sweeps import folder_name
 from srpo_bench.tasks import Task, get_task, normalized_score
 
 
@@ -59,13 +61,20 @@ class RunSpec:
     profile: str
     overrides: dict[str, dict[str, str]]  # the grid's overrides, by method (shared stages read others')
     protocol: str | None = None  # `run --protocol NAME`: the protocol the run is measured against (else inferred)
+    #: the settings of this run's method that its grid sweeps (sweeps.py): such a run has a folder of its own,
+    #: named by its overrides, and records the keys so the report can tell a sweep from the paper's setting
+    sweep: tuple[str, ...] = ()
 
     def label(self) -> str:
-        return f"{self.task} {self.method} seed {self.seed}"
+        return f"{self.task} {self.variant()} seed {self.seed}"
+
+    def variant(self) -> str:
+        """The method, or for a sweep run the method with its overrides (`srpo[beta=0.01]`)."""
+        return folder_name(self.method, self.overrides.get(self.method, {})) if self.sweep else self.method
 
     def path(self, out: Path) -> Path:
         """This run's folder in the results folder `out`."""
-        return store.run_dir(out, self.profile, self.task, self.method, self.seed)
+        return store.run_dir(out, self.profile, self.task, self.variant(), self.seed)
 
 
 @dataclass
@@ -210,11 +219,12 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
     resolved = config_dict(config)
     state = store.run_state(path, resolved, dict(ctx.keys))
     if state.state == "finished":
-        reporter.print(f"[dim]skip {spec.label()}: finished ({path})[/dim]")
+        reporter.print(f"[dim]skip {escape(spec.label())}: finished ({escape(str(path))})[/dim]")
         return RunOutcome(spec, path, "skipped", store.read_object(path / "eval.json")["mean_normalized"])
     if state.state == "failed" and not options.retry_failed:
         reason = str((state.run or {}).get("failure", {}).get("reason", "no reason recorded"))
-        reporter.print(f"[dim]skip {spec.label()}: failed earlier ({reason}); --retry-failed reruns it[/dim]")
+        reporter.print(f"[dim]skip {escape(spec.label())}: failed earlier ({escape(reason)}); --retry-failed reruns "
+                       "it[/dim]")
         return RunOutcome(spec, path, "failed", reason=f"{reason} (recorded earlier)")
     if state.state == "changed" and not options.force:
         raise changed_settings(path, state)
@@ -263,7 +273,7 @@ def run_one(spec: RunSpec, task: Task, dataset: OfflineDataset, options: RunOpti
                                                             options.out, options.runtime, timing_context))
     run.update(status="finished", finished=store.now())
     store.atomic_write_json(path / "run.json", run)
-    reporter.print(f"[green]done[/green] {spec.label()}: normalized {score:.1f} -> {path}")
+    reporter.print(f"[green]done[/green] {escape(spec.label())}: normalized {score:.1f} -> {escape(str(path))}")
     return RunOutcome(spec, path, "finished", score)
 
 
@@ -277,6 +287,7 @@ def run_record(spec: RunSpec, task: Task, dataset: OfflineDataset, config: Any, 
         "task": spec.task, "suite": task.suite, "family": task.family, "score_scale": task.score_scale,
         "method": spec.method, "seed": spec.seed, "profile": spec.profile,
         "config": config_dict(config), "overrides": spec.overrides.get(spec.method, {}),
+        **({"sweep": list(spec.sweep)} if spec.sweep else {}),
         "stage_keys": dict(ctx.keys),
         # TF32 / bf16 autocast the stages trained under (core/stages.py `Precision`; in the stage keys when on)
         "precision": ctx.precision.as_dict(),
@@ -310,7 +321,8 @@ def record_failure(spec: RunSpec, path: Path, run: dict[str, Any], ctx: FitConte
     run.update(status="failed", failure=failure, finished=store.now(), stages=ctx.stage_log)
     store.atomic_write_json(path / "run.json", run)
     where = f"{failure['stage']} step {failure['step']}" if failure["stage"] else "before training"
-    reporter.print(f"[red]failed[/red] {spec.label()}: {failure['reason']} ({where}) -> {path}")
+    reporter.print(f"[red]failed[/red] {escape(spec.label())}: {escape(failure['reason'])} ({where}) -> "
+                   f"{escape(str(path))}")
     return RunOutcome(spec, path, "failed", reason=f"{failure['reason']} ({where})")
 
 

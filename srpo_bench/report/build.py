@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from srpo_bench import __version__
-from srpo_bench.report import aggregate, reference, speedup
+from srpo_bench.report import aggregate, reference, speedup, tuning
 from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs
 from srpo_bench.store import git_commit, library_versions
 
@@ -47,6 +47,7 @@ class Group:
     taus: np.ndarray | None = None
     profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tuning: list[tuning.MethodTuning] = field(default_factory=list)  # its sweeps' tuning-budget view (tuning.py)
 
 
 @dataclass
@@ -154,6 +155,8 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     commits = sorted({commit[:12] for commit in runs["git_commit"]})
     group.notes.append(f"{len(runs)} runs trained on {', '.join(sorted(runs['device'].unique()))} at commit"
                        f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}")
+    group.tuning = tuning.group_tuning(runs, finished, reps=reps, seed=seed)  # sweeps: their references may be
+    # in another group (the paper's setting can comply with a protocol; a sweep run does not)
     # rliable compares methods on one task set: the tasks every method of the group ran.
     by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
     group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]

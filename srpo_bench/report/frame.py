@@ -203,6 +203,9 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
         "family": run.get("family"), "score_scale": str(run.get("score_scale") or "unknown"),
         "task": str(run["task"]), "base_method": str(run["method"]),
         "method": method_label(str(run["method"]), run.get("overrides")), "seed": int(run["seed"]),
+        # a sweep run (sweeps.py) names the settings its grid swept; the rest of its overrides are the sweep's fixed
+        # ones, which the report's tuning view matches with the runs at the paper's setting (report/tuning.py)
+        "overrides": _settings(run.get("overrides")), "sweep": _swept(run.get("sweep")),
         "selection": str(run.get("selection") or "final"),
         "eval_episodes": int(episodes) if isinstance(episodes, int) else None,
         "config_hash": config_hash(run.get("config")), "status": str(run["status"]),
@@ -252,6 +255,14 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
 
 def _optional_count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _settings(overrides: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in overrides.items()} if isinstance(overrides, dict) else {}
+
+
+def _swept(keys: Any) -> tuple[str, ...]:
+    return tuple(sorted(str(k) for k in keys)) if isinstance(keys, list) else ()
 
 
 def _optional_number(value: Any) -> float | None:

@@ -30,7 +30,11 @@ version). Missing values are null, never 0. Top-level keys:
                       evaluation_points}, aggregates {tasks, runs_per_task {method: n},
                       metrics {method: {median|iqm|mean|optimality_gap: {point, ci_low, ci_high}}}} or null,
                       probability_of_improvement {reference, vs {method: {point, ci_low, ci_high}}} or null,
-                      performance_profiles {taus[], methods {method: {profile[], ci_low[], ci_high[]}}} or null
+                      performance_profiles {taus[], methods {method: {profile[], ci_low[], ci_high[]}}} or null,
+                      and in a group with sweeps only, tuning[] {method, base_method, swept[], tasks[],
+                      configurations {task: P}, subsample {task: K}, ucb_alpha, draws, paper_setting (or null),
+                      paper_setting_tasks[], bandit {budgets[], point[], ci_low[], ci_high[]}, eop[] (k = 1..P),
+                      per_task {task: {configurations, eop[], paper_setting}}} (report/tuning.py)
     speed             timings[] {device, runtime ("eager"|"compiled"|"onnx"; absent in older files = eager), task,
                       method, context ("alone"|"in-run"), timings, loadavg, cpu_count,
                       nfe_per_action, aps_b1, p25_b1, p75_b1, samples_b1[], same for b256},
@@ -67,7 +71,7 @@ import pandas as pd
 
 from srpo_bench.atomic import WriteError, atomic_write
 from srpo_bench.protocols import Protocol, load_protocol
-from srpo_bench.report import plots, tables
+from srpo_bench.report import plots, tables, tuning
 from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
 from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
 from srpo_bench.report.frame import Damaged, read_object
@@ -140,6 +144,8 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
                                   "final policy vs during-training evaluations", f"selection-{index}")
         if chosen is not None:
             section.tables.append(chosen)
+        if group.tuning:
+            section.tables.append(tuning.tuning_table(group.tuning, f"tuning-{index}"))
         if group.key["score_scale"] == "lite":
             section.notes.append("locomotion-lite is our own data (SAC behavior policies), not D4RL: published D4RL "
                                  "numbers do not apply and are not shown")
@@ -222,6 +228,9 @@ def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> d
         if evaluations:
             figures.append(plots.save(plots.during_training(evaluations, palette, title), folder,
                                       f"group{index}-during-training", "scores during training", stamp))
+        if group.tuning:
+            figures.append(plots.save(plots.tuning_budget(group.tuning, title), folder, f"group{index}-tuning",
+                                      "tuning budget", stamp))
         saved[group.label] = figures
     return saved
 
@@ -494,6 +503,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "performance_profiles": {"taus": group.taus, "methods": {
                 m: {"profile": p, "ci_low": lo, "ci_high": hi} for m, (p, lo, hi) in group.profiles.items()}}
             if group.profiles else None,
+            **({"tuning": tuning.to_json(group.tuning)} if group.tuning else {}),  # only where sweeps were run
         })
     runs = report.runs.finished.copy()
     if not runs.empty:
@@ -532,7 +542,9 @@ def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
     run_columns = ["profile", "suite", "score_scale", "task", "method", "base_method", "seed", "selection",
                    "eval_episodes", "config_hash", "device", "git_commit", "score", "dataset_score", "fit_seconds",
                    "path"]
+    tuned = pd.DataFrame([row for g in report.groups for row in tuning.csv_rows(g.label, g.tuning)])
     return {
+        **({"tuning": tuned} if not tuned.empty else {}),  # only where sweeps were run
         "tasks": per_task, "aggregates": aggregates, "improvement": improvement, "speed": speed,
         "training": report.training, "reference": report.comparison,
         "runs": runs[run_columns] if not runs.empty else pd.DataFrame(columns=run_columns),

@@ -7,6 +7,7 @@ pyplot state, no display), each saved as PNG (also embedded in the HTML page) an
 - score vs speed: log actions/s at batch 1 against IQM, intervals on both axes (the paper's Figure 1);
 - training curves: each method's stages, one line per task (mean over seeds);
 - scores during training, when runs recorded periodic evaluations.
+- tuning budget, for sweeps: Unifloral's UCB curve over evaluation episodes and the EOP curve over k.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from srpo_bench.atomic import atomic_write
@@ -242,3 +244,39 @@ def _thin(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray
         return steps, values
     index = np.linspace(0, len(steps) - 1, MAX_POINTS).astype(int)
     return steps[index], values[index]
+
+
+def tuning_budget(views: Sequence, title: str) -> Figure:
+    """`views`: report/tuning.py MethodTuning, one per sweep. Left: Unifloral's curve, the score of the
+    configuration a UCB bandit deploys after B evaluation episodes (mean over tasks, 95% band over draws); right: the
+    EOP curve over k configurations. Dashed: the method at its paper's setting, in its color on both panels."""
+    palette = colors([view.family for view in views])
+    figure = new_figure(11.0, 4.4)
+    bandit_ax, eop_ax = figure.subplots(1, 2, sharey=True)
+    for view in views:
+        color = palette[view.family]
+        curve = view.bandit
+        bandit_ax.plot(curve.budgets, curve.point, color=color, linewidth=1.8, label=view.label)
+        bandit_ax.fill_between(curve.budgets, curve.low, curve.high, color=color, alpha=0.18, linewidth=0)
+        ks = np.arange(1, len(view.eop) + 1)
+        eop_ax.plot(ks, view.eop, color=color, linewidth=1.8, marker="o", markersize=3.5, label=view.label)
+        if view.reference is not None:
+            for ax in (bandit_ax, eop_ax):
+                ax.axhline(view.reference, color=color, linestyle="--", linewidth=1.1)
+    bandit_ax.set_xscale("log")
+    bandit_ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    bandit_ax.set(xlabel="online evaluation episodes spent choosing (budget B, log)",
+                  ylabel="normalized score of the deployed configuration")
+    bandit_ax.set_title("UCB bandit over K configurations (Unifloral); band: 95% over draws", fontsize=9)
+    eop_ax.set(xlabel="configurations k tried")
+    eop_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    eop_ax.set_title("Expected Online Performance: expected best of k", fontsize=9)
+    for ax in (bandit_ax, eop_ax):
+        ax.grid(alpha=0.3)
+    handles, labels = eop_ax.get_legend_handles_labels()
+    if any(view.reference is not None for view in views):
+        handles.append(Line2D([0], [0], color="grey", linestyle="--", linewidth=1.1))
+        labels.append("paper's setting (its method's color)")
+    eop_ax.legend(handles, labels, fontsize=7, loc="lower right")
+    figure.suptitle(f"tuning budget: mean over tasks of each sweep\n{title}", fontsize=10)
+    return figure
