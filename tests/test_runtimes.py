@@ -1,5 +1,6 @@
-"""Runtimes: every registered method's act exported to ONNX (and, for two agent shapes, compiled) gives the eager
-act's actions for the same observations and seed; an agent without a pure act is refused with the reason."""
+"""Runtimes: every registered method's act exported to ONNX or compiled gives the eager act's actions for the same
+observations and seed, drawing each act's noise from the agent's own generator; an agent without a pure act is
+refused with the reason. That `run` really acts through a runtime is tests/test_runtime_wiring.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from srpo_bench.cli import app
 from srpo_bench.core.agents import Agent, CandidateAgent, PolicyAgent, softmax_draw_selection
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_sample_ancestral
 from srpo_bench.core.nn import DeterministicPolicy, mlp
-from srpo_bench.core.noise import Noise
+from srpo_bench.core.noise import Noise, draw_all
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import available_methods, get_method
 from srpo_bench.runner import fit_context
@@ -49,15 +50,40 @@ def toy_agents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Agen
     return agents
 
 
+# Methods whose act draws noise (candidates, flow or sampler noise); SRPO and BC act with one deterministic pass.
+STOCHASTIC = {"diffusion-ql", "idql", "sfbc", "fql"}
+
+
+@pytest.mark.parametrize("runtime", ["onnx", pytest.param("compiled", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", available_methods())
-def test_onnx_act_matches_eager_for_every_method(toy_agents: dict, method: str) -> None:
+def test_runtime_act_matches_eager_for_every_method(toy_agents: dict, method: str, runtime: str) -> None:
     agent, observations = toy_agents[method]
-    eager, onnx = eager_and(agent, "onnx", observations)
-    assert onnx.shape == eager.shape
-    assert torch.allclose(onnx, eager, atol=TOLERANCE, rtol=0), float((onnx - eager).abs().max())
-    # a reseed replays the same noise: the runtime draws from the agent's own generator
-    stochastic = bool(record_draws(agent, observations))
-    assert not stochastic or not torch.equal(eager[0], eager[1]) or method == "idql"
+    eager, replayed = eager_and(agent, runtime, observations)
+    assert replayed.shape == eager.shape
+    assert torch.allclose(replayed, eager, atol=TOLERANCE, rtol=0), float((replayed - eager).abs().max())
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_the_runtime_draws_each_acts_noise_from_the_agents_generator(toy_agents: dict, method: str) -> None:
+    """The replay's noise inputs, call after call, are the draws the eager act takes from the same generator: fresh
+    each call (a replay that froze its first draws would give equal buffers) and the same after a reseed."""
+    agent, observations = toy_agents[method]
+    draws = record_draws(agent, observations)
+    assert bool(draws) == (method in STOCHASTIC)
+    if not draws:
+        return
+    acting = with_runtime(agent, "onnx")
+    acting.seed(7)
+    seen = []
+    with torch.inference_mode():
+        for _ in range(2):
+            acting.act(observations)
+            seen.append([buffer.clone() for buffer in acting._replays[len(observations)].buffers])
+    agent.seed(7)
+    for inputs in seen:
+        for given, expected in zip(inputs, draw_all(draws, agent.generator, agent.device), strict=True):
+            torch.testing.assert_close(given, expected, rtol=0, atol=0)
+    assert not all(torch.equal(first, second) for first, second in zip(*seen, strict=True))
 
 
 def tiny_candidate_agent() -> CandidateAgent:
