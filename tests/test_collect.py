@@ -288,8 +288,7 @@ def test_replay_prefix_ends_with_a_timeout_unless_terminal() -> None:
 
 def test_collection_key_depends_on_size_and_seed() -> None:
     keys = {collection.collection_key(size, seed) for size in ("small", "full") for seed in (0, 1)}
-    assert len(keys) == 4
-    assert collection.collection_key("small", 0) == collection.collection_key("small", 0)
+    assert len(keys) == 4  # (that a key does not change from run to run is test_collection_key_is_pinned's)
 
 
 def test_collection_key_is_pinned() -> None:

@@ -122,11 +122,14 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path, monkeypatch: p
 
 
 class _FakeEnv(gym.Env):
+    """`info["success"]` is set at the steps in `success_at`; the episode terminates at `terminate_at` (OGBench's
+    manipulation envs end an episode on success only with `terminate_at_goal`) or runs to the limit."""
+
     observation_space = gym.spaces.Box(-1, 1, (1,))
     action_space = gym.spaces.Box(-1, 1, (1,))
 
-    def __init__(self, success_at: int | None) -> None:
-        self.success_at, self.t = success_at, 0
+    def __init__(self, success_at: set[int], terminate_at: int | None = None) -> None:
+        self.success_at, self.terminate_at, self.t = success_at, terminate_at, 0
 
     def reset(self, **kwargs):
         self.t = 0
@@ -134,22 +137,28 @@ class _FakeEnv(gym.Env):
 
     def step(self, action):
         self.t += 1
-        success = self.t == self.success_at
-        return np.zeros(1, np.float32), -1.0, success, False, {"success": success}
+        success = self.t in self.success_at
+        return np.zeros(1, np.float32), -1.0, self.t == self.terminate_at, False, {"success": success}
 
 
 def test_an_episode_scores_one_only_if_it_ends_in_success() -> None:
-    def episode_return(success_at: int | None, limit: int = 5) -> float:
-        env = source.SuccessScore(_FakeEnv(success_at), limit)
-        env.reset()
+    """OGBench's own evaluation (impls/utils/evaluation.py, `evaluate`) adds the *last* step's `info` to its stats
+    after the episode loop, so an episode counts as a success when `info["success"]` holds at its end, not when it
+    held at some earlier step. A success that comes and goes (the cube placed, then knocked away) scores 0."""
+    def episode_return(env: _FakeEnv, limit: int = 5) -> float:
+        wrapped = source.SuccessScore(env, limit)
+        wrapped.reset()
         total, done = 0.0, False
         while not done:
-            _, reward, terminated, truncated, _ = env.step(np.zeros(1))
+            _, reward, terminated, truncated, _ = wrapped.step(np.zeros(1))
             total += reward
-            done = terminated or truncated or env._steps >= limit
+            done = terminated or truncated or wrapped._steps >= limit
         return total
 
-    assert episode_return(3) == 1.0 and episode_return(None) == 0.0
+    assert episode_return(_FakeEnv({3}, terminate_at=3)) == 1.0  # terminated on success
+    assert episode_return(_FakeEnv({4, 5})) == 1.0  # still a success at the step limit
+    assert episode_return(_FakeEnv({2, 3})) == 0.0  # transient: any-step scoring would give 1
+    assert episode_return(_FakeEnv(set())) == 0.0
 
 
 @pytest.mark.slow

@@ -159,20 +159,36 @@ def test_score_net_predicts_the_score_and_minus_h_as_noise() -> None:
 
 
 def test_agent_acts_in_the_box_and_counts_network_evaluations() -> None:
+    """The behavior model is the exact noise predictor of a Gaussian N(m(s), 0.1^2) per state, m inside [-0.5, 0.5]:
+    candidates land inside the action box, so no action clamps and the actions show the draws and the states. With
+    the observations held fixed, the same seed gives the same actions and another seed others; other observations
+    give other actions."""
     config = SfBCConfig(candidates=8, select_per_state=2, diffusion_steps=6)
     q_net = nn.Linear(5, 1)
+    sde, spread = VPSDE(), 0.1
+
+    def behavior_mean(states: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.tanh(states[:, :2])
 
     def noise_model(x: torch.Tensor, t: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        return -3.0 * torch.ones_like(x)  # pushes samples beyond +1, so the clamp shows
+        alpha, sigma = (value[:, None] for value in sde.alpha_sigma(t))
+        return sigma * (x - alpha * behavior_mean(states)) / (alpha**2 * spread**2 + sigma**2)
 
     agent = sfbc_agent(noise_model, nn.Sequential(q_net), 2, config, -1.0, 1.0, torch.device("cpu"))
     assert agent.network_evaluations == {"denoiser": 8 * dpm_solver_nfe(6, 3), "critic": 8}
-    agent.seed(3)
-    first = agent.act(torch.randn(4, 3))
-    agent.seed(3)
-    again = agent.act(torch.randn(4, 3))
-    assert first.shape == (4, 2) and first.abs().max() <= 1.0
-    torch.testing.assert_close(first, again)
+    observations = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+
+    def act(seed: int, states: torch.Tensor = observations) -> torch.Tensor:
+        agent.seed(seed)
+        with torch.inference_mode():
+            return agent.act(states)
+
+    first = act(3)
+    assert first.shape == (4, 2) and first.abs().max() < 1.0  # inside the box: nothing clamps
+    assert (first - behavior_mean(observations)).abs().max() < 3 * spread  # the mean of two candidates near m(s)
+    torch.testing.assert_close(act(3), first)
+    assert (act(4) - first).abs().min() > 0  # every action differs with the seed
+    assert not torch.allclose(act(3, observations + 1.0), first, atol=1e-3)
 
 
 def test_task_settings() -> None:
