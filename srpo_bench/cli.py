@@ -6,11 +6,12 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -32,15 +33,41 @@ from rich.markup import escape  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
 from srpo_bench import __version__  # noqa: E402
+from srpo_bench.profiles import PROFILE_NAMES  # noqa: E402  (help texts: names from the registries)
+from srpo_bench.protocols import protocol_names  # noqa: E402
+from srpo_bench.registry import available_methods  # noqa: E402
+from srpo_bench.vocabulary import (  # noqa: E402
+    COLLECTABLE_SUITES,
+    EXECUTORS,
+    EXPORT_FORMATS,
+    LEADERBOARD_FORMATS,
+    NFE_COLUMN,
+    PROFILE_PURPOSES,
+    RUNTIMES,
+    SUITES,
+    did_you_mean,
+    display_name,
+    listing,
+    plural,
+)
 
 signal.signal(signal.SIGINT, _previous_handler)
 
 if TYPE_CHECKING:
     import torch
 
+
+def _described(names: dict[str, str], sep: str = " | ") -> str:
+    """'eager: PyTorch | compiled: torch.compile | ...' for a help text."""
+    return sep.join(f"{name}: {what}" for name, what in names.items())
+
+
+_METHODS = available_methods()  # every registered method, as the entry points list them
+_PROFILES = {name: PROFILE_PURPOSES.get(name, "") for name in PROFILE_NAMES}
+
 app = typer.Typer(
-    help="Benchmark SRPO against diffusion-based offline RL (Diffusion-QL, IDQL, SfBC): "
-    "D4RL-normalized returns and actions per second, measured by one harness.",
+    help=f"Benchmark SRPO against offline RL baselines: normalized returns and actions per second, measured by one "
+    f"harness. Methods: {listing(_METHODS)}. Suites: {listing(SUITES)}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -159,10 +186,15 @@ def parse_device(name: str) -> torch.device:
 
 
 def check_profile(profile: str) -> None:
-    from srpo_bench.profiles import PROFILE_NAMES
-
     if profile not in PROFILE_NAMES:
-        raise UsageError(f"unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
+        raise UsageError(f"unknown profile '{profile}'{did_you_mean(profile, PROFILE_NAMES)} (choose "
+                         f"{', '.join(PROFILE_NAMES)})")
+
+
+def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    """An option with a fixed set of values: one line naming them, and the closest one."""
+    if value not in choices:
+        raise UsageError(f"unknown {option} '{value}'{did_you_mean(value, choices)} (choose {', '.join(choices)})")
 
 
 GRID_DEFAULTS = {"envs": "toy", "methods": "srpo", "seeds": "0,1,2", "profile": "quick"}
@@ -184,7 +216,7 @@ def grid_options(protocol: str | None, envs: str | None, methods: str | None, se
         raise UsageError(str(error)) from None
     own = {"envs": ",".join(chosen.tasks), "methods": ",".join(chosen.methods), "seeds": f"0-{chosen.seeds - 1}",
            "profile": chosen.profile}
-    refined = [f"--{key} {value} (protocol: {own[key] if key != 'envs' else f'{len(chosen.tasks)} tasks'})"
+    refined = [f"--{key} {value} (protocol: {own[key] if key != 'envs' else plural(len(chosen.tasks), 'task')})"
                for key, value in given.items() if value is not None and value != own[key]]
     if refined:
         err_console.print(f"protocol {chosen.name} refined by {'; '.join(refined)}: runs outside the protocol's "
@@ -201,17 +233,17 @@ Out = Annotated[Path, typer.Option(help="results folder (one sub-folder per run;
 @app.command()
 @friendly_errors
 def run(
-    envs: Annotated[str | None, typer.Option(help="suites (toy, locomotion-lite, locomotion, antmaze, ogbench) "
-                                             "and/or task names, comma separated [default: toy, or the protocol's]"
-                                             )] = None,
-    methods: Annotated[str | None, typer.Option(help="comma separated method names, or 'all' [default: srpo, or the "
-                                                "protocol's]")] = None,
-    seeds: Annotated[str | None, typer.Option(help="training seeds: '0,1,2' or '0-4' [default: 0,1,2, or the "
+    envs: Annotated[str | None, typer.Option(help=f"suites ({listing(SUITES)}) and/or task names (`srpo-bench "
+                                             "list`), comma separated \\[default: toy, or the protocol's]")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"comma separated methods ({listing(_METHODS)}), or 'all' "
+                                                "\\[default: srpo, or the protocol's]")] = None,
+    seeds: Annotated[str | None, typer.Option(help="training seeds: '0,1,2' or '0-4' \\[default: 0,1,2, or the "
                                               "protocol's 0..n-1]")] = None,
-    profile: Annotated[str | None, typer.Option(help="smoke: seconds, for tests | quick: a laptop | paper: official "
-                                                "step counts [default: quick, or the protocol's]")] = None,
-    protocol: Annotated[str | None, typer.Option(help="run a protocol's grid (`srpo-bench list` names them); "
-                                                 "--envs/--methods/--seeds/--profile refine it, visibly")] = None,
+    profile: Annotated[str | None, typer.Option(help=f"{_described(_PROFILES)} \\[default: quick, or the "
+                                                "protocol's]")] = None,
+    protocol: Annotated[str | None, typer.Option(help=f"run a protocol's grid ({listing(protocol_names())}; "
+                                                 "`srpo-bench list` describes them); --envs/--methods/--seeds/"
+                                                 "--profile refine it, visibly")] = None,
     device: Device = "auto",
     out: Out = Path("runs"),
     set_: Annotated[list[str], typer.Option("--set", help="override a setting: KEY=VALUE or METHOD.KEY=VALUE "
@@ -221,8 +253,7 @@ def run(
                                                "key a list of values (\\[srpo] beta = \\[0.01, 0.05])")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default; split over --jobs)")] = 0,
     jobs: Annotated[int, typer.Option(help="runs at once on this machine (local worker processes)")] = 1,
-    executor: Annotated[str, typer.Option(help="local (this machine, --jobs) or ray (pip install "
-                                          "'srpo-bench\\[ray]')")] = "local",
+    executor: Annotated[str, typer.Option(help=escape(_described(EXECUTORS)))] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster: auto or HOST:PORT (default: start a local "
                                                     "Ray)")] = None,
     cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs reserved per run")] = 1.0,
@@ -232,8 +263,8 @@ def run(
                                           "run's estimated compute; train nothing, write nothing")] = False,
     force: Annotated[bool, typer.Option(help="replace finished runs whose settings changed")] = False,
     retry_failed: Annotated[bool, typer.Option(help="rerun runs recorded as failed")] = False,
-    runtime: Annotated[str, typer.Option(help="how the final policy acts in the evaluation and timing: eager, "
-                                         "compiled (torch.compile) or onnx (ONNX Runtime)")] = "eager",
+    runtime: Annotated[str, typer.Option(help="how the final policy acts in the evaluation and timing: "
+                                         f"{_described(RUNTIMES)}")] = "eager",
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
 ) -> None:
     """Train, evaluate and time every (task, method, seed); write each run into the results folder.
@@ -241,11 +272,10 @@ def run(
     A run that diverges or fails is recorded as failed and the grid goes on; the command then exits with 1."""
     import torch
 
-    from srpo_bench.executors import EXECUTORS, ExecutorSettings, import_ray, run_specs, summary, threads_per_job
+    from srpo_bench.executors import ExecutorSettings, import_ray, run_specs, summary, threads_per_job
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import expand_methods
     from srpo_bench.runner import RunOptions, load_checked, refuse_changed, survey
-    from srpo_bench.runtimes import RUNTIMES
     from srpo_bench.store import MARKER, check_destination, open_store
     from srpo_bench.tasks import expand_tasks
 
@@ -256,10 +286,8 @@ def run(
     at_least("--max-retries", max_retries, 0)
     at_least("--cpus-per-run", cpus_per_run, 0.01)
     at_least("--gpus-per-run", gpus_per_run, 0)
-    if executor not in EXECUTORS:
-        raise UsageError(f"unknown --executor '{executor}' (choose {', '.join(EXECUTORS)})")
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown --runtime '{runtime}' (choose {', '.join(RUNTIMES)})")
+    check_choice("--executor", executor, list(EXECUTORS))
+    check_choice("--runtime", runtime, list(RUNTIMES))
     if executor == "ray" and not dry_run:
         import_ray()  # the one-line install hint, before anything else
     if threads > 0:
@@ -288,9 +316,10 @@ def run(
     settings = ExecutorSettings(executor, jobs, ray_address, cpus_per_run, gpus_per_run, max_retries)
     reporter = Reporter(console=err_console, quiet=quiet)
     err_console.print(
-        f"srpo-bench {__version__}: {len(task_names)} tasks x {len(method_names)} methods x {len(seed_list)} seeds, "
-        f"profile {profile}, device {torch_device}"
-        + (f", {jobs} jobs x {threads_per_job(jobs, threads)} threads" if jobs > 1 and executor == "local" else "")
+        f"srpo-bench {__version__}: {plural(len(task_names), 'task')} x {plural(len(method_names), 'method')} x "
+        f"{plural(len(seed_list), 'seed')}, profile {profile}, device {torch_device}"
+        + (f", {plural(jobs, 'job')} x {plural(threads_per_job(jobs, threads), 'thread')}"
+           if jobs > 1 and executor == "local" else "")
         + (f", Ray ({ray_address or 'local'})" if executor == "ray" else "")
     )
     open_store(out)
@@ -315,8 +344,7 @@ def run(
 @app.command()
 @friendly_errors
 def collect(
-    suite: Annotated[str, typer.Option(help="locomotion-lite (SAC behavior policies) or ogbench (OGBench's "
-                                       "scripted oracles)")] = "locomotion-lite",
+    suite: Annotated[str, typer.Option(help=_described(COLLECTABLE_SUITES))] = "locomotion-lite",
     envs: Annotated[str | None, typer.Option(help="locomotion-lite: subset of hopper,halfcheetah,walker2d; "
                                              "ogbench: subset of cube-single,cube-double,scene,puzzle-3x3 "
                                              "(default: all of the suite)")] = None,
@@ -327,6 +355,10 @@ def collect(
     workers: Annotated[str, typer.Option(help="parallel processes, one env each (locomotion-lite)")] = "2",
     force: Annotated[bool, typer.Option(help="recollect even if cached files match (ogbench: also replaces files "
                                         "not made here)")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="the data folder: locomotion-lite writes DIR/lite, ogbench "
+                                                  "writes DIR \\[default: $SRPO_BENCH_DATA_DIR or ~/.srpo-bench; "
+                                                  "$OGBENCH_DATA_DIR or ~/.ogbench/data]; `run` reads the same "
+                                                  "variables")] = None,
 ) -> None:
     """Make datasets offline: locomotion-lite (D4RL-format hdf5 from behavior policies trained here) or ogbench
     (OGBench's own .npz files from its plan oracles, in $OGBENCH_DATA_DIR or ~/.ogbench/data).
@@ -334,33 +366,21 @@ def collect(
     Every option is checked before anything is made; a bad one, an unwritable data folder or a failed job is one
     line (a worker's traceback goes to a file named in that line)."""
     from srpo_bench.collect.workers import CollectionError
-    from srpo_bench.progress import Reporter
 
-    if suite not in ("locomotion-lite", "ogbench"):
-        raise UsageError(f"cannot collect suite '{suite}': only 'locomotion-lite' and 'ogbench' are made locally "
-                         "(D4RL and Minari suites are downloaded)")
+    if suite not in COLLECTABLE_SUITES:
+        raise UsageError(f"cannot collect suite '{suite}'{did_you_mean(suite, COLLECTABLE_SUITES)}: only "
+                         f"{' and '.join(map(repr, COLLECTABLE_SUITES))} are made locally (the other suites are "
+                         "downloaded)")
     if size not in ("full", "small"):
         raise UsageError(f"--size must be full or small, got '{size}'")
     seed_value = parse_int("--seed", seed, 0, MAX_SEED)
     workers_value = parse_int("--workers", workers, 1, 1024)
+    if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir}: not a folder")
+    variable = "OGBENCH_DATA_DIR" if suite == "ogbench" else "SRPO_BENCH_DATA_DIR"
     try:
-        if suite == "ogbench":
-            from srpo_bench.collect.ogbench import check_envs
-            from srpo_bench.collect.ogbench import collect_suite as collect_ogbench
-            from srpo_bench.data.ogbench import OGBENCH_ENVS, ogbench_dir
-
-            env_list = check_envs([e.strip() for e in (envs or ",".join(OGBENCH_ENVS)).split(",") if e.strip()])
-            outcomes = collect_ogbench(env_list, size=size, seed=seed_value, reporter=Reporter(console=err_console),
-                                       force=force)
-            console.print(f"{len(outcomes)} OGBench datasets in {ogbench_dir()}")
-            return
-        from srpo_bench.collect.lite import collect_suite
-        from srpo_bench.data.lite import LITE_ENVS, lite_dir
-
-        env_list = [e.strip() for e in (envs or ",".join(LITE_ENVS)).split(",") if e.strip()]
-        paths = collect_suite(env_list, size=size, seed=seed_value, workers=workers_value,
-                              reporter=Reporter(console=err_console), force=force)
-        console.print(f"{len(paths)} dataset files in {lite_dir()}")
+        with environment(variable, None if data_dir is None else str(data_dir.expanduser().absolute())):
+            _collect(suite, envs, size, seed_value, workers_value, force)
     except CollectionError as error:  # a job failed in a worker: one line, its traceback kept in a file
         note = ""
         if error.details:
@@ -374,6 +394,47 @@ def collect(
     except OSError as error:  # the data folder cannot be made or written (permissions, disk full)
         where = f"{error.filename}: " if error.filename else ""
         raise UsageError(f"{where}cannot write the dataset ({error.strerror or error})") from None
+
+
+def _collect(suite: str, envs: str | None, size: str, seed: int, workers: int, force: bool) -> None:
+    """`collect` once its options are checked and its data folder set."""
+    from srpo_bench.progress import Reporter
+
+    if suite == "ogbench":
+        from srpo_bench.collect.ogbench import check_envs
+        from srpo_bench.collect.ogbench import collect_suite as collect_ogbench
+        from srpo_bench.data.ogbench import OGBENCH_ENVS, ogbench_dir
+
+        env_list = check_envs([e.strip() for e in (envs or ",".join(OGBENCH_ENVS)).split(",") if e.strip()])
+        outcomes = collect_ogbench(env_list, size=size, seed=seed, reporter=Reporter(console=err_console),
+                                   force=force)
+        console.print(f"{plural(len(outcomes), 'OGBench dataset')} in {ogbench_dir()}", highlight=False)
+        return
+    from srpo_bench.collect.lite import collect_suite
+    from srpo_bench.data.lite import LITE_ENVS, lite_dir
+
+    env_list = [e.strip() for e in (envs or ",".join(LITE_ENVS)).split(",") if e.strip()]
+    paths = collect_suite(env_list, size=size, seed=seed, workers=workers, reporter=Reporter(console=err_console),
+                          force=force)
+    console.print(f"{plural(len(paths), 'dataset file')} in {lite_dir()}", highlight=False)
+
+
+@contextlib.contextmanager
+def environment(variable: str, value: str | None) -> Iterator[None]:
+    """`variable` set to `value` for the block (None: left as it is), then restored: worker processes started
+    inside inherit it, and a test that calls the CLI in-process leaves no trace."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(variable)
+    os.environ[variable] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
 
 
 def parse_int(name: str, text: str, low: int, high: int) -> int:
@@ -390,13 +451,17 @@ def parse_int(name: str, text: str, low: int, high: int) -> int:
 @app.command()
 @friendly_errors
 def report(
-    out: Annotated[list[Path], typer.Option(help="results folder; repeat to merge several (the same run found "
-                                            "twice counts once)")] = [Path("runs")],  # noqa: B006
-    profile: Annotated[str | None, typer.Option(help="only runs of this profile")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="leaderboard formats, comma separated: md,html,csv,json")
-                   ] = "md,html,csv,json",
+    results: Annotated[list[Path] | None, typer.Argument(help="results folders (`run --out`); several merge (the "
+                                                         "same run found twice counts once) \\[default: runs]",
+                                                         show_default=False, metavar="RESULTS")] = None,
+    out: Annotated[list[Path] | None, typer.Option(help="deprecated: pass the results folders as arguments "
+                                                   "(`srpo-bench report RESULTS...`)")] = None,
+    profile: Annotated[str | None, typer.Option(help=f"only runs of this profile ({listing(PROFILE_NAMES)})")
+                       ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="leaderboard formats, comma separated: "
+                                     f"{','.join(LEADERBOARD_FORMATS)}")] = ",".join(LEADERBOARD_FORMATS),
     leaderboard: Annotated[Path | None, typer.Option(help="where the leaderboard goes (default: "
-                                                     "<first --out>/leaderboard)")] = None,
+                                                     "<first RESULTS>/leaderboard)")] = None,
     reps: Annotated[int, typer.Option(help="bootstrap replications (rliable); 50000 for numbers to publish")] = 2000,
     seed: Annotated[int, typer.Option(help="bootstrap seed: the same runs, reps and seed print the same numbers")] = 0,
 ) -> None:
@@ -415,7 +480,9 @@ def report(
     if reps < 1:
         err_console.print(f"[red]error:[/red] --reps must be at least 1, got {reps}")
         raise typer.Exit(EXIT_USAGE)
-    result = build_report(list(out), profile=profile, reps=reps, seed=seed)
+    deprecated = REPORT_OUT_DEPRECATED if out else ""
+    out = [*(results or []), *(out or [])] or [Path("runs")]
+    result = build_report(out, profile=profile, reps=reps, seed=seed)
     if not result.runs.stores:  # nothing readable: the reasons, in one line
         reasons = [w.removeprefix("skipped store ") for w in result.warnings if w.startswith("skipped store ")]
         err_console.print(f"[red]error:[/red] {'; '.join(reasons)}", highlight=False)
@@ -427,7 +494,7 @@ def report(
         if not result.runs.failed.empty:  # a colleague's crashed grid: which runs failed, and why
             print_table(tables.failed(result.runs.failed, "failed"))
             err_console.print(f"[red]error:[/red] no finished runs in {where}: "
-                              f"{count_of(len(result.runs.failed), 'run')} did not finish (above)", highlight=False)
+                              f"{plural(len(result.runs.failed), 'run')} did not finish (above)", highlight=False)
         else:
             err_console.print(f"[red]error:[/red] no finished runs or timings in {where}", highlight=False)
         raise typer.Exit(1)
@@ -450,10 +517,16 @@ def report(
             raise typer.Exit(1) from None
         err_console.print(f"[yellow]warning:[/yellow] {error}: the leaderboard files were not written (the report "
                           "above is complete); pass --leaderboard DIR to write them elsewhere", highlight=False)
-        return
-    main = [p for p in written if p.suffix in (".md", ".html", ".json")]
-    console.print(f"\nleaderboard: {len(written)} files in {folder} ({', '.join(p.name for p in main)})",
-                  highlight=False)
+    else:
+        main = [p for p in written if p.suffix in (".md", ".html", ".json")]
+        console.print(f"\nleaderboard: {plural(len(written), 'file')} in {folder} ({', '.join(p.name for p in main)})",
+                      highlight=False)
+    if deprecated:  # last, on stderr: the tables above stay as they are, and a failing command stays one line
+        err_console.print(f"[yellow]warning:[/yellow] {deprecated}", highlight=False)
+
+
+REPORT_OUT_DEPRECATED = ("`report --out DIR` is deprecated and goes in the next release: pass results folders as "
+                         "arguments (`srpo-bench report DIR...`)")
 
 
 def print_table(table: Any) -> None:
@@ -498,7 +571,7 @@ def stamped(speed: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 @friendly_errors
 def speed(
-    methods: Annotated[str, typer.Option(help="comma separated, or 'all'")] = "all",
+    methods: Annotated[str, typer.Option(help=f"comma separated methods ({listing(_METHODS)}), or 'all'")] = "all",
     task: Annotated[str, typer.Option(help="task whose shapes and states are used")] = "toy-two-moons",
     profile: Annotated[str, typer.Option(help="profile of the weights timed (timing does not depend on "
                                          "training length; stages are cached in --out)")] = "smoke",
@@ -508,8 +581,8 @@ def speed(
     repeats: int = 30,
     max_seconds: Annotated[float, typer.Option(help="time cap per method and batch size")] = 20.0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
-    runtime: Annotated[str, typer.Option(help="comma separated runtimes timed side by side: eager (PyTorch), "
-                                         "compiled (torch.compile), onnx (ONNX Runtime)")] = "eager",
+    runtime: Annotated[str, typer.Option(help="comma separated runtimes timed side by side: "
+                                         f"{_described(RUNTIMES)}")] = "eager",
 ) -> None:
     """Actions/s at batch 1 and 256, network evaluations per action, and SRPO's speedup (per runtime), all in one
     process."""
@@ -527,7 +600,8 @@ def speed(
     try:
         runtimes = check_runtimes(runtime)
     except ValueError as error:
-        raise UsageError(f"--runtime: {error}") from None
+        unknown = [name.strip() for name in runtime.split(",") if name.strip() and name.strip() not in RUNTIMES]
+        raise UsageError(f"--runtime: {error}{did_you_mean(unknown[0], RUNTIMES) if unknown else ''}") from None
     sizes = parse_batch_sizes(batch_sizes)
     at_least("--repeats", repeats, MIN_REPEATS)
     at_least("--threads", threads, 0)
@@ -559,14 +633,11 @@ def speed(
             timings[runtime_name][name] = measure_speed(
                 acting, dataset.obs_dim, batch_sizes=sizes, repeats=repeats, max_seconds=max_seconds,
                 observations=dataset.observations, context="alone")
-    from srpo_bench.report.tables import count, rate, ratio
-
     safe_task = task.replace("/", "_").replace(":", "_")
     if runtimes != ["eager"]:
         table = runtime_table(timings, reference="srpo" if "srpo" in method_names else method_names[0])
-        typer.echo(tabulate([{key: (ratio(value) if "speedup" in key else count(value) if key == "nfe_per_action"
-                                    else rate(value) if "/" in key else value) for key, value in row.items()}
-                             for row in table], headers="keys", disable_numparse=True, missingval="-"))
+        typer.echo(tabulate([speed_row(row, reference=None) for row in table], headers="keys",
+                            disable_numparse=True, missingval="-"))
         report_path = out / "speed" / "runtimes" / f"{safe_task}-{torch_device.type}.json"
         merged = previous_speed_results(report_path)  # earlier calls' methods stay; this call's replace theirs
         for runtime_name, by_method in timings.items():
@@ -584,33 +655,55 @@ def speed(
     rows = []
     for name, result in results.items():
         info = result.to_dict()
-        row = {"method": name, "NFE/action": count(info["nfe_per_action"])}
+        row = {"method": name, "nfe_per_action": info["nfe_per_action"]}
         for size in sizes:
-            row[f"actions/s b{size}"] = rate(info["batches"][str(size)]["actions_per_second"])
-            row[f"ms/call b{size}"] = rate(info["batches"][str(size)]["ms_per_call"])
-        rows.append(row)
+            row[f"actions_per_second_b{size}"] = info["batches"][str(size)]["actions_per_second"]
+            row[f"ms_per_call_b{size}"] = info["batches"][str(size)]["ms_per_call"]
+        rows.append(speed_row(row, reference=None))
     typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
     reference = "srpo" if "srpo" in results else method_names[0]
     speedups = speedup_table(results, reference=reference)
     if len(results) > 1:
         console.print(f"\nspeedup of {reference} (its actions/s over each method's, same process; "
                       "`srpo-bench report` adds 95% intervals):")
-        shown = [{key: (ratio(value) if key.startswith("speedup") else count(value) if key == "nfe_per_action"
-                        else value) for key, value in row.items()} for row in speedups]
-        typer.echo(tabulate(shown, headers="keys", disable_numparse=True))
+        typer.echo(tabulate([speed_row(row, reference) for row in speedups], headers="keys",
+                            disable_numparse=True))
     report_path = out / "speed" / f"{safe_task}-{torch_device.type}.json"
     earlier = previous_speed_results(report_path).get("eager", {})
     fresh = {k: stamped(v.to_dict()) for k, v in results.items()}
+    # in the file, field names ("speedup_b1", as the leaderboard's speed CSV and JSON name them)
+    speedups = [{key.replace(" ", "_"): value for key, value in row.items()} for row in speedups]
     atomic_write_json(report_path, {"created": now(), "task": task, "device": str(torch_device), "profile": profile,
                                     **provenance(), "results": {**earlier, **fresh}, "speedups": speedups})
     console.print(f"written {report_path}")
+
+
+def speed_row(row: dict[str, Any], reference: str | None) -> dict[str, Any]:
+    """A row of `speed`'s tables for people: display names (vocabulary.display_name: 'NFE/action', 'actions/s b1',
+    '<reference> speedup b1', as the report's speed table names them) and numbers formatted to read."""
+    from srpo_bench.report.tables import count, rate, ratio
+
+    shown: dict[str, Any] = {}
+    for key, value in row.items():
+        name = display_name(key.replace(" ", "_") if key.startswith("speedup ") else key)
+        if reference is not None and name.startswith("speedup "):
+            name = f"{reference} {name}"
+        is_number = value is None or isinstance(value, int | float) and not isinstance(value, bool)  # None: "—"
+        if is_number and "speedup" in name:
+            value = ratio(value)
+        elif is_number and name == NFE_COLUMN:
+            value = count(value)
+        elif is_number and "/" in name:
+            value = rate(value)
+        shown[name] = value
+    return shown
 
 
 @app.command("export")
 @friendly_errors
 def export_policy(
     run_dir: Annotated[Path, typer.Argument(help="a finished run: <out>/runs/<profile>/<task>/<method>/seed<k>")],
-    format: Annotated[str, typer.Option("--format", help="onnx (runs with onnxruntime alone) or torchscript")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help=_described(EXPORT_FORMATS))] = "onnx",
     output: Annotated[Path | None, typer.Option(help="policy file (default: RUN_DIR/export/policy.onnx|.pt)")] = None,
 ) -> None:
     """Write a finished run's policy (its whole act, noise as inputs) as one self-contained file with observation
@@ -644,11 +737,11 @@ def results_add(
     from srpo_bench.records import add
 
     addition = add(folder, to, exploratory=exploratory)
-    left = (f"; {count_of(addition.not_finished, 'run')} that did not finish left out" if addition.not_finished
+    left = (f"; {plural(addition.not_finished, 'run')} that did not finish left out" if addition.not_finished
             else "")
     marked = f" ({addition.exploratory} exploratory)" if addition.exploratory else ""
-    console.print(f"added {count_of(len(addition.records), 'run record')}{marked} and "
-                  f"{count_of(len(addition.timings), 'timing file')} to {to}{left}; rebuild the leaderboard with "
+    console.print(f"added {plural(len(addition.records), 'run record')}{marked} and "
+                  f"{plural(len(addition.timings), 'timing file')} to {to}{left}; rebuild the leaderboard with "
                   "`srpo-bench results build`", highlight=False, soft_wrap=True)
 
 
@@ -672,17 +765,12 @@ def results_build(
 
     if check:
         compared = check_published(records, folder, readme, warn)
-        console.print(f"{folder}: the same as a rebuild from {records} ({count_of(compared, 'file')} compared)",
+        console.print(f"{folder}: the same as a rebuild from {records} ({plural(compared, 'file')} compared)",
                       highlight=False, soft_wrap=True)
         return
     written = publish(records, folder, readme, warn)
-    console.print(f"rebuilt {count_of(len(written), 'file')} from {records} into {folder}"
+    console.print(f"rebuilt {plural(len(written), 'file')} from {records} into {folder}"
                   + (f" and {readme}" if readme in written else ""), highlight=False, soft_wrap=True)
-
-
-def count_of(n: int, noun: str) -> str:
-    """'1 file', '3 files'."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @app.command("list")
@@ -704,8 +792,9 @@ def list_things() -> None:
 
     console.print("[bold]protocols[/bold] (`srpo-bench run --protocol NAME`):")
     for protocol in all_protocols():
-        console.print(f"  {protocol.name}: {protocol.title} ({len(protocol.tasks)} tasks x {len(protocol.methods)} "
-                      f"methods x {protocol.seeds} seeds, {protocol.profile} profile)", highlight=False)
+        console.print(f"  {protocol.name}: {protocol.title} ({plural(len(protocol.tasks), 'task')} x "
+                      f"{plural(len(protocol.methods), 'method')} x {plural(protocol.seeds, 'seed')}, "
+                      f"{protocol.profile} profile)", highlight=False)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from srpo_bench.core.stages import PlanContext, Stage
 from srpo_bench.profiles import PROFILE_NAMES
 from srpo_bench.registry import get_method
 from srpo_bench.tasks import Task
+from srpo_bench.vocabulary import did_you_mean
 
 if typing.TYPE_CHECKING:
     from srpo_bench.core.method import Method
@@ -53,7 +54,7 @@ def parse_setting(method: str, key: str, raw: Any, kind: Any) -> Any:
         for choice in typing.get_args(kind):
             if str(choice) == raw:
                 return choice
-        raise ConfigError(problem)
+        raise ConfigError(problem + did_you_mean(raw, [str(choice) for choice in typing.get_args(kind)]))
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
         if raw.lower() == "none" and len(options) < len(typing.get_args(kind)):
@@ -84,14 +85,16 @@ def parse_setting(method: str, key: str, raw: Any, kind: Any) -> Any:
 def resolve_config(method: type[Method], task: Task, profile: str, overrides: Mapping[str, Any] | None = None) -> Any:
     """Official defaults <- per-task official settings <- profile schedule <- user overrides, validated."""
     if profile not in PROFILE_NAMES:
-        raise ConfigError(f"unknown profile '{profile}' (choose {', '.join(PROFILE_NAMES)})")
+        raise ConfigError(f"unknown profile '{profile}'{did_you_mean(profile, PROFILE_NAMES)} (choose "
+                          f"{', '.join(PROFILE_NAMES)})")
     kinds = field_types(method.Config)
     values: dict[str, Any] = {}
     values.update(method.task_settings(task))
     values.update(method.profiles.get(profile, {}).get(task.family, {}))
     for key, raw in (overrides or {}).items():
         if key not in kinds:
-            raise ConfigError(f"{method.name} has no setting '{key}'; its settings: {', '.join(sorted(kinds))}")
+            raise ConfigError(f"{method.name} has no setting '{key}'{did_you_mean(key, kinds)}; its settings: "
+                              f"{', '.join(sorted(kinds))}")
         values[key] = parse_setting(method.name, key, raw, kinds[key])
     for key, value in values.items():
         check_choice(method.name, key, value, kinds[key])
@@ -123,12 +126,14 @@ def parse_overrides(items: Sequence[str], methods: Sequence[str]) -> dict[str, d
             method, key = key.split(".", 1)
             if method not in overrides:
                 raise ConfigError(f"--set {item}: '{method}' is not a method of this run "
-                                  f"(methods: {', '.join(methods)})")
+                                  f"(methods: {', '.join(methods)}){did_you_mean(method, methods)}")
             overrides[method][key] = value  # unknown keys are named by resolve_config with the method's settings
             continue
         targets = [name for name in methods if key in settings[name]]
         if not targets:
-            raise ConfigError(f"--set {item}: no method of this run ({', '.join(methods)}) has a setting '{key}'")
+            known = sorted(set().union(*settings.values()))
+            raise ConfigError(f"--set {item}: no method of this run ({', '.join(methods)}) has a setting '{key}'"
+                              f"{did_you_mean(key, known)}")
         for name in targets:
             overrides[name][key] = value
     return overrides

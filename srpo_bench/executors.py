@@ -30,13 +30,14 @@ from pathlib import Path
 
 from rich.markup import escape  # a sweep run's label (`srpo[beta=0.1]`) is text, not a rich tag
 
-from srpo_bench import store
+from srpo_bench import store, vocabulary
 from srpo_bench.atomic import atomic_write
 from srpo_bench.locks import live_holder
 from srpo_bench.progress import Reporter
 from srpo_bench.runner import RunOptions, RunOutcome, RunSpec, execute, load_checked, plan_grid
+from srpo_bench.vocabulary import plural
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = tuple(vocabulary.EXECUTORS)  # local, ray
 HELD_POLL_SECONDS = 2.0
 
 
@@ -95,7 +96,8 @@ def _wait_for_held(outcomes: list[RunOutcome], options: RunOptions, reporter: Re
     take them over if it died. Runs in this process, one at a time."""
     held = [o for o in outcomes if o.status == "held"]
     if held:
-        reporter.print(f"[dim]{len(held)} runs are being trained by other runners; waiting for them[/dim]")
+        reporter.print(f"[dim]{plural(len(held), 'run')} {'is' if len(held) == 1 else 'are'} being trained by "
+                       "other runners; waiting for them[/dim]")
     while held:
         waiting = []
         for outcome in held:
@@ -118,7 +120,8 @@ def timing_phase(outcomes: list[RunOutcome], options: RunOptions, reporter: Repo
     pending = [o for o in outcomes if o.status == "evaluated"]
     if not pending:
         return outcomes
-    reporter.print(f"timing {len(pending)} runs, one at a time (nothing else of this grid runs meanwhile)")
+    reporter.print(f"timing {plural(len(pending), 'run')}, one at a time (nothing else of this grid runs "
+                   "meanwhile)")
     timed = replace(options, time_inline=True)
     by_path = {o.path: execute(o.spec, timed, reporter) for o in pending}
     return [by_path.get(o.path, o) for o in outcomes]

@@ -35,8 +35,9 @@ from srpo_bench.registry import get_method
 from srpo_bench.runner import fit_context
 from srpo_bench.runtimes import PureAct, frozen, modules_of, onnx_model, record_draws
 from srpo_bench.tasks import get_task
+from srpo_bench.vocabulary import EXPORT_FORMATS, did_you_mean
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = tuple(EXPORT_FORMATS)  # onnx, torchscript
 EXAMPLE = Path(__file__).with_name("deploy_example.py")
 
 
@@ -121,7 +122,8 @@ def metadata(rebuilt: RebuiltRun, noise: list[dict[str, Any]], policy_format: st
 def export_run(run_dir: Path, policy_format: str, output: Path | None = None) -> list[Path]:
     """Write the policy file (and, for onnx, `run_policy.py`); returns the paths written."""
     if policy_format not in FORMATS:
-        raise ExportError(f"unknown format '{policy_format}' (choices: {', '.join(FORMATS)})")
+        raise ExportError(f"unknown format '{policy_format}'{did_you_mean(policy_format, FORMATS)} (choices: "
+                          f"{', '.join(FORMATS)})")
     if policy_format == "onnx":
         try:  # before rebuilding the run: the exporter writes through the onnx package
             import onnx  # noqa: F401

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from srpo_bench.vocabulary import did_you_mean
+
 if TYPE_CHECKING:
     from srpo_bench.core.method import Method
 
@@ -62,7 +64,8 @@ def get_method(name: str) -> type[Method]:
     """The registered method `name`, importing only its own module."""
     targets = _targets()
     if name not in targets:
-        raise UnknownMethodError(f"unknown method '{name}'; registered: {', '.join(targets) or 'none'}")
+        raise UnknownMethodError(f"unknown method '{name}'{did_you_mean(name, targets)}; registered: "
+                                 f"{', '.join(targets) or 'none'}")
     try:
         return _load(targets[name])
     except Exception as exc:  # noqa: BLE001 - any failure to import is one line naming the method

@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from srpo_bench import vocabulary
 from srpo_bench.core.agents import Agent
 from srpo_bench.core.noise import Noise, NoiseDraw, draw_all
 
-RUNTIMES = ("eager", "compiled", "onnx")
+RUNTIMES = tuple(vocabulary.RUNTIMES)  # eager, compiled, onnx: the names every help text and table uses
 ONNX_OPSET = 17
 RECOMPILE_LIMIT = 1024
 

@@ -28,6 +28,7 @@ from srpo_bench.data.ogbench import OGBENCH_ENVS
 from srpo_bench.data.ogbench import parse_task as parse_ogbench_task
 from srpo_bench.data.ogbench import task_names as ogbench_task_names
 from srpo_bench.envs import make_env
+from srpo_bench.vocabulary import did_you_mean, plural
 
 
 class UnknownTaskError(KeyError):
@@ -65,8 +66,8 @@ class Task:
         for key, width in widths.items():
             found = getattr(dataset, key).shape[1]
             if width != found:
-                raise DatasetError(dataset.source, f"'{key}' have {found} columns but {self.name}'s environment "
-                                   f"({env_id}) has {width}: the data does not belong to this task")
+                raise DatasetError(dataset.source, f"'{key}' have {plural(found, 'column')} but {self.name}'s "
+                                   f"environment ({env_id}) has {width}: the data does not belong to this task")
 
     def reference_scores(self, dataset: OfflineDataset | None = None) -> tuple[float, float]:
         if self.ref_min_score is not None and self.ref_max_score is not None:
@@ -188,6 +189,7 @@ def _ogbench_task(name: str) -> Task:
     )
 
 
+#: suite -> its tasks, under the names of `vocabulary.SUITES` (tests/test_cli_words.py checks they agree)
 SUITES: dict[str, list[str]] = {
     "toy": TOY_SUITE,
     "locomotion-lite": LITE_SUITE,
@@ -218,7 +220,8 @@ def get_task(name: str) -> Task:
     if name.startswith("minari:"):
         return _minari_task(name, suite="antmaze" if name in ANTMAZE_MINARI else "minari")
     raise UnknownTaskError(
-        f"unknown task '{name}'; suites: {', '.join(SUITES)}; run `srpo-bench list` for every task name"
+        f"unknown task '{name}'{did_you_mean(name, [*SUITES, *all_task_names()])}; suites: {', '.join(SUITES)}; "
+        "run `srpo-bench list` for every task name"
     )
 
 

@@ -65,7 +65,7 @@ def test_smoke_run_writes_a_complete_run_folder_and_a_rerun_skips(tmp_path: Path
                    "--out", str(out), "--device", "cpu", "--quiet")
     assert again.exit_code == 0 and "0 finished, 0 failed, 2 already finished" in again.output
 
-    report = invoke("report", "--out", str(out))
+    report = invoke("report", str(out))
     assert report.exit_code == 0 and "toy-two-moons" in report.output and "srpo" in report.output
 
     speed = invoke("speed", "--methods", "srpo,bc", "--task", "toy-two-moons", "--out", str(out), "--device", "cpu",
@@ -178,7 +178,7 @@ def test_results_written_by_a_newer_version_are_refused(tmp_path: Path) -> None:
     line = one_line_error(invoke("run", "--envs", "toy-two-moons", "--seeds", "0", "--profile", "smoke",
                                  "--out", str(out)))
     assert "newer srpo-bench" in line and str(out) in line
-    line = one_line_error(invoke("report", "--out", str(out)))
+    line = one_line_error(invoke("report", str(out)))
     assert "newer srpo-bench" in line
 
 

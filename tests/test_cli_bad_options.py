@@ -21,6 +21,7 @@ def bad_values(tmp: Path) -> dict[str, dict[str, list[list[str]]]]:
     a_file = tmp / "a-file.txt"
     a_file.write_text("not a folder")
     out = ["--out", str(tmp / "results")]
+    results = [str(tmp / "results")]  # `report RESULTS...`
     run_out = ["--out", str(tmp / "run-results")]  # never the default ./results
     return {
         "run": {option: [[*values, *run_out] if option != "--out" else values for values in lists]
@@ -33,6 +34,7 @@ def bad_values(tmp: Path) -> dict[str, dict[str, list[list[str]]]]:
             "--device": [["--device", "bogus"]],
             "--out": [["--out", str(a_file)]],
             "--set": [["--set", "bogus"], ["--set", "srpo.bogus=1"]],
+            "--sweep": [["--sweep", str(tmp / "missing.toml")], ["--sweep", str(a_file)]],
             "--threads": [["--threads", "-1"]],
             "--jobs": [["--jobs", "0"]],
             "--executor": [["--executor", "bogus"]],
@@ -50,14 +52,16 @@ def bad_values(tmp: Path) -> dict[str, dict[str, list[list[str]]]]:
             "--seed": [["--seed", "abc"], ["--seed", "-1"], ["--seed", str(2**31)],
                        ["--suite", "ogbench", "--seed", "-1"]],
             "--workers": [["--workers", "0"], ["--workers", "two"]],
+            "--data-dir": [["--envs", "hopper", "--size", "small", "--data-dir", str(a_file)]],
         },
         "report": {
-            "--out": [["--out", str(tmp / "missing")]],
-            "--profile": [[*out, "--profile", "bogus"]],
-            "--format": [[*out, "--format", "bogus"]],
-            "--leaderboard": [[*out, "--leaderboard", str(a_file)]],
-            "--reps": [[*out, "--reps", "0"]],
-            "--seed": [[*out, "--seed", "-1"]],
+            "results": [[str(tmp / "missing")]],
+            "--out": [["--out", str(tmp / "missing")]],  # deprecated; a failing command still prints one line
+            "--profile": [[*results, "--profile", "bogus"]],
+            "--format": [[*results, "--format", "bogus"]],
+            "--leaderboard": [[*results, "--leaderboard", str(a_file)]],
+            "--reps": [[*results, "--reps", "0"]],
+            "--seed": [[*results, "--seed", "-1"]],
         },
         "speed": {
             "--methods": [["--methods", "bogus", *out]],

@@ -31,7 +31,7 @@ def test_a_folder_of_only_failed_runs_lists_them_and_fails(tmp_path: Path) -> No
     write_run(out, "toy-two-moons", "idql", 1, [0.0], status="failed",
               failure={"stage": "behavior", "step": 3, "reason": "RuntimeError: out of memory"})
     before = listing(out)
-    result = cli.invoke(app, ["report", "--out", str(out)])
+    result = cli.invoke(app, ["report", str(out)])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any("runs that did not finish" in line for line in lines)
@@ -46,20 +46,20 @@ def test_a_read_only_results_folder_is_reported_and_nothing_is_written(tmp_path:
     source = good_store(tmp_path / "runs")
     before = listing(source)
     view = read_only(source)
-    result = subprocess.run([SRPO_BENCH, "report", "--out", str(view), "--reps", "50"], capture_output=True,
+    result = subprocess.run([SRPO_BENCH, "report", str(view), "--reps", "50"], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr  # no leaderboard folder was asked for
     assert "per-task scores" in result.stdout and "aggregates" in result.stdout  # the terminal report, whole
     (line,) = [line for line in result.stderr.splitlines() if "leaderboard" in line]
     assert line.startswith(f"warning: {view / 'leaderboard'}: cannot write (") and "--leaderboard DIR" in line
     assert ".png" not in line
-    asked = subprocess.run([SRPO_BENCH, "report", "--out", str(view), "--reps", "50", "--leaderboard",
+    asked = subprocess.run([SRPO_BENCH, "report", str(view), "--reps", "50", "--leaderboard",
                             str(view / "board")], capture_output=True, text=True, timeout=300)
     cause = "read-only file system" if os.geteuid() == 0 else "permission denied"
     assert asked.returncode == 1 and asked.stderr.strip().splitlines() == [f"error: {view / 'board'}: cannot write "
                                                                            f"({cause})"]
     elsewhere = tmp_path / "board"
-    fine = subprocess.run([SRPO_BENCH, "report", "--out", str(view), "--reps", "50", "--leaderboard", str(elsewhere),
+    fine = subprocess.run([SRPO_BENCH, "report", str(view), "--reps", "50", "--leaderboard", str(elsewhere),
                            "--format", "json"], capture_output=True, text=True, timeout=300)
     assert fine.returncode == 0 and (elsewhere / "leaderboard.json").exists(), fine.stderr
     assert listing(source) == before

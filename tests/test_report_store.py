@@ -57,7 +57,7 @@ def damage(out: Path) -> dict[str, Path]:
 def test_damaged_run_folders_are_skipped_with_one_warning_each_and_the_report_goes_on(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
     paths = damage(out)
-    result = report("--out", str(out))
+    result = report(str(out))
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
@@ -100,7 +100,7 @@ def test_failed_runs_are_listed_apart_with_their_reason(tmp_path: Path) -> None:
     write_run(out, "toy-two-moons", "sfbc", 0, [0.0], status="failed",
               failure={"stage": "behavior", "step": 120, "reason": "loss became NaN", "last_metrics": {"loss": 1e9}})
     write_run(out, "toy-two-moons", "sfbc", 1, [0.0], status="running")
-    result = report("--out", str(out), "--format", "json,csv,md")
+    result = report(str(out), "--format", "json,csv,md")
     assert result.exit_code == 0, result.output
     board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
     failed = {row["seed"]: row for row in board["failed_runs"]}
@@ -120,7 +120,7 @@ def test_missing_cells_show_as_missing_never_zero(tmp_path: Path) -> None:
     assert group.aggregate_tasks == ["toy-two-moons"]  # the only task every method ran
     assert any("leave out toy-checkerboard" in note for note in group.notes)
     assert any("unequal seed counts between methods (srpo 3, bc 4, idql 3)" in note for note in group.notes)
-    result = report("--out", str(out), "--format", "md,json,csv")
+    result = report(str(out), "--format", "md,json,csv")
     assert result.exit_code == 0, result.output
     markdown = (out / "leaderboard" / "leaderboard.md").read_text()
     checkerboard = next(line for line in markdown.splitlines() if line.startswith("| toy-checkerboard"))
@@ -183,7 +183,7 @@ def test_speedups_are_taken_within_one_runtime_never_across(tmp_path: Path) -> N
     speedups = result.speedups.set_index(["runtime", "task", "method"])
     assert speedups.loc[("onnx", "toy-two-moons", "idql"), "speedup_b1"] == pytest.approx(1600.0)  # 8000 / 5
     assert speedups.loc[("eager", "toy-two-moons", "idql"), "speedup_b1"] == pytest.approx(500.0)  # 2000 / 4
-    assert report("--out", str(out), "--format", "md,csv", "--reps", "200").exit_code == 0
+    assert report(str(out), "--format", "md,csv", "--reps", "200").exit_code == 0
     markdown = (out / "leaderboard" / "leaderboard.md").read_text()
     assert "| onnx | toy-two-moons | idql |" in markdown and "1,600x" in markdown
 
@@ -196,7 +196,7 @@ def test_timings_alone_make_a_speed_report(tmp_path: Path) -> None:
         "created": "2026-12-01T00:00:00+00:00", "task": "toy-two-moons", "device": "cpu",
         "results": {"srpo": speed_record([2000.0] * 3, [1e5] * 3, context="alone"),
                     "sfbc": speed_record([2.0] * 3, [8.0] * 3, nfe=512, context="alone")}}))
-    result = report("--out", str(out), "--format", "md", "--reps", "200")
+    result = report(str(out), "--format", "md", "--reps", "200")
     assert result.exit_code == 0, result.output
     markdown = (out / "leaderboard" / "leaderboard.md").read_text()
     assert "| eager | toy-two-moons | sfbc |" in markdown and "1,000x" in markdown
@@ -204,8 +204,8 @@ def test_timings_alone_make_a_speed_report(tmp_path: Path) -> None:
 
 def test_two_reports_of_the_same_runs_print_the_same_numbers(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
-    first = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "one"))
-    second = report("--out", str(out), "--format", "json", "--leaderboard", str(tmp_path / "two"))
+    first = report(str(out), "--format", "json", "--leaderboard", str(tmp_path / "one"))
+    second = report(str(out), "--format", "json", "--leaderboard", str(tmp_path / "two"))
     assert first.exit_code == second.exit_code == 0
     one = json.loads((tmp_path / "one" / "leaderboard.json").read_text())
     two = json.loads((tmp_path / "two" / "leaderboard.json").read_text())
@@ -222,18 +222,18 @@ def one_line_error(result, code: int) -> str:
 
 def test_bad_input_ends_in_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     out = good_store(tmp_path / "results")
-    assert "unknown --format 'pdf'" in one_line_error(report("--out", str(out), "--format", "md,pdf"), 2)
+    assert "unknown --format 'pdf'" in one_line_error(report(str(out), "--format", "md,pdf"), 2)
     assert f"{tmp_path / 'nowhere'}: no results folder here" in one_line_error(
-        report("--out", str(tmp_path / "nowhere")), 2)
+        report(str(tmp_path / "nowhere")), 2)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    line = one_line_error(report("--out", str(out), "--leaderboard", str(blocker / "board"), "--format", "json"), 1)
+    line = one_line_error(report(str(out), "--leaderboard", str(blocker / "board"), "--format", "json"), 1)
     assert str(blocker / "board") in line and "cannot write" in line
     empty = make_store(tmp_path / "empty")
-    assert "no finished runs" in one_line_error(report("--out", str(empty)), 1)
+    assert "no finished runs" in one_line_error(report(str(empty)), 1)
     newer = make_store(tmp_path / "newer")
     (newer / "srpo-bench.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
-    result = report("--out", str(newer), "--out", str(out), "--format", "json")
+    result = report(str(newer), str(out), "--format", "json")
     assert result.exit_code == 0 and "newer srpo-bench" in result.output  # the other store still reports
 
 
@@ -242,7 +242,7 @@ def test_a_read_only_leaderboard_folder_is_one_line(tmp_path: Path, read_only) -
     locked = tmp_path / "locked"
     locked.mkdir()
     view = read_only(locked)  # a read-only bind mount as root, so the test holds in CI too
-    line = one_line_error(report("--out", str(out), "--leaderboard", str(view), "--format", "json"), 1)
+    line = one_line_error(report(str(out), "--leaderboard", str(view), "--format", "json"), 1)
     assert str(view) in line and "cannot write" in line
 
 

@@ -31,6 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from srpo_bench.vocabulary import did_you_mean, plural
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -90,7 +92,8 @@ def protocol_names() -> list[str]:
 def load_protocol(name: str) -> Protocol:
     path = PROTOCOL_DIR / f"{name}.toml"
     if not path.is_file():
-        raise ProtocolError(f"unknown protocol '{name}' (choose {', '.join(protocol_names())})")
+        raise ProtocolError(f"unknown protocol '{name}'{did_you_mean(name, protocol_names())} (choose "
+                            f"{', '.join(protocol_names())})")
     return parse_protocol(path)
 
 
@@ -192,11 +195,12 @@ def deviations(protocol: Protocol, run: Mapping[str, Any]) -> list[str]:
     harness = run.get("harness") if isinstance(run.get("harness"), Mapping) else {}
     episodes = harness.get("eval_episodes")
     if episodes != protocol.episodes:
-        found.append(f"{_count(episodes)} evaluation episodes (protocol: {protocol.episodes})")
+        found.append(f"{_count(episodes)} evaluation episode{'' if episodes == 1 else 's'} (protocol: "
+                     f"{protocol.episodes})")
     during = harness.get("evaluations_during_training")
     if during != protocol.evaluations_during_training and protocol.checkpoint != "final":
-        found.append(f"{during} evaluations during training (protocol: {protocol.evaluations_during_training}, "
-                     f"for its {protocol.checkpoint} checkpoint)")
+        found.append(f"{_count(during)} evaluation{'' if during == 1 else 's'} during training (protocol: "
+                     f"{protocol.evaluations_during_training}, for its {protocol.checkpoint} checkpoint)")
     dataset = run.get("dataset") if isinstance(run.get("dataset"), Mapping) else {}
     transitions = dataset.get("transitions")
     if not isinstance(transitions, int) or transitions < protocol.data.min_transitions:
@@ -231,4 +235,4 @@ def group_deviations(protocol: Protocol, seeds: Mapping[tuple[str, str], int]) -
         return []
     n, task, method = short[0]
     more = f" and {len(short) - 1} more" if len(short) > 1 else ""
-    return [f"{n} seed{'s' if n != 1 else ''} for {task} {method}{more} (protocol: at least {protocol.seeds})"]
+    return [f"{plural(n, 'seed')} for {task} {method}{more} (protocol: at least {protocol.seeds})"]

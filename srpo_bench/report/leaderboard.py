@@ -75,6 +75,7 @@ from srpo_bench.report import plots, tables, tuning
 from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
 from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
 from srpo_bench.report.frame import Damaged, read_object
+from srpo_bench.vocabulary import LEADERBOARD_FORMATS
 
 SCHEMA = "srpo-bench-leaderboard"
 # 2: groups carry their protocol and compliance; per-task `last` became `final` (summaries as the runner writes
@@ -83,7 +84,7 @@ SCHEMA_VERSION = 2
 WRAP_AT = 48  # characters: a longer cell (a citation, a reason) wraps inside its column instead of widening it
 EXPLORATORY_BANNER = ("Some results below are EXPLORATORY: they comply with no protocol (srpo_bench/protocols/), so "
                       "they are not paired with published numbers and are not a benchmark result.")
-FORMATS = ("md", "html", "csv", "json")
+FORMATS = LEADERBOARD_FORMATS  # md, html, csv, json (vocabulary: the names `report --help` lists)
 
 
 class OutputError(RuntimeError):

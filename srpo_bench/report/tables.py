@@ -18,6 +18,7 @@ import pandas as pd
 
 from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
 from srpo_bench.report.frame import load_runs, training_seconds  # noqa: F401  (training_seconds: re-exported)
+from srpo_bench.vocabulary import NFE_COLUMN, NFE_FIELD, display_name
 
 MISSING = "—"
 
@@ -161,9 +162,10 @@ def improvement(estimates: dict[str, Estimate], reference: str, title: str, key:
 
 
 def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference: str, key: str) -> Table:
-    table = Table(f"speed on {device}", ["runtime", "task", "method", "timing", "load", "NFE/action",
-                                         "actions/s b1", "actions/s b256", f"{reference} speedup b1",
-                                         f"{reference} speedup b256"], [], key=key)
+    table = Table(f"speed on {device}", ["runtime", "task", "method", "timing", "load", NFE_COLUMN,
+                                         *(display_name(f"actions_per_second_b{b}") for b in ("1", "256")),
+                                         *(f"{reference} {display_name(f'speedup_b{b}')}" for b in ("1", "256"))],
+                  [], key=key)
     mine = timings[timings["device"] == device]
     ratios = (speedups[speedups["device"] == device].set_index(["runtime", "task", "method"])
               if not speedups.empty else None)
@@ -339,9 +341,8 @@ def task_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 DISPLAY_NAMES = {
-    "score_mean": "score", "score_std": "std", "dataset_score": "data score",
-    "actions_per_second_b1": "actions/s b1", "actions_per_second_b256": "actions/s b256",
-    "nfe_per_action": "NFE/action", "fit_minutes": "fit min",
+    "score_mean": "score", "score_std": "std", "dataset_score": "data score", "fit_minutes": "fit min",
+    **{name: display_name(name) for name in ("actions_per_second_b1", "actions_per_second_b256", NFE_FIELD)},
 }
 
 

@@ -1,0 +1,246 @@
+"""One vocabulary across the CLI (issue 26): help texts drawn from the registries, the same column names in every
+table and file, `report RESULTS...` and `collect --data-dir`, progress people can read, counts pluralised, named
+ONNX axes, and "did you mean" for every kind of name."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from report_store import good_store
+from typer.testing import CliRunner
+
+import srpo_bench
+from srpo_bench import vocabulary
+from srpo_bench.profiles import PROFILE_NAMES
+from srpo_bench.protocols import protocol_names
+from srpo_bench.registry import available_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}  # a help line never wraps inside a name
+
+
+def words(text: str) -> str:
+    """Help text without rich's box drawing, its lines joined: what a reader sees, as one string."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def cli_app():  # noqa: ANN201 - the typer app, as imported now
+    from srpo_bench.cli import app
+
+    return app
+
+
+def help_of(*command: str) -> str:
+    result = CliRunner(env=WIDE).invoke(cli_app(), [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    return words(result.output)
+
+
+# --- help from the registries -----------------------------------------------------------------------------------
+def test_the_suites_of_the_vocabulary_are_the_task_registrys() -> None:
+    from srpo_bench.executors import EXECUTORS
+    from srpo_bench.export import FORMATS as EXPORT_FORMATS
+    from srpo_bench.report.leaderboard import FORMATS
+    from srpo_bench.runtimes import RUNTIMES
+    from srpo_bench.tasks import SUITES
+
+    assert list(SUITES) == list(vocabulary.SUITES)
+    assert list(RUNTIMES) == list(vocabulary.RUNTIMES) and list(EXECUTORS) == list(vocabulary.EXECUTORS)
+    assert list(FORMATS) == list(vocabulary.LEADERBOARD_FORMATS)
+    assert list(EXPORT_FORMATS) == list(vocabulary.EXPORT_FORMATS)
+    assert set(vocabulary.COLLECTABLE_SUITES) <= set(SUITES)
+
+
+def test_every_registered_method_and_suite_is_in_the_help() -> None:
+    from srpo_bench.tasks import SUITES
+
+    main, run, speed = (help_of(*command).replace("srpo-bench", "") for command in ([], ["run"], ["speed"]))
+    for method in available_methods():
+        assert re.search(rf"\b{re.escape(method)}\b", main), f"srpo-bench --help omits {method}"
+        assert re.search(rf"\b{re.escape(method)}\b", run), f"run --help omits {method}"
+        assert re.search(rf"\b{re.escape(method)}\b", speed), f"speed --help omits {method}"
+    for suite in SUITES:
+        assert re.search(rf"\b{re.escape(suite)}\b", main), f"srpo-bench --help omits {suite}"
+        assert re.search(rf"\b{re.escape(suite)}\b", run), f"run --help omits {suite}"
+
+
+def test_protocols_profiles_runtimes_executors_and_formats_are_in_their_help() -> None:
+    run = help_of("run")
+    for name in [*protocol_names(), *PROFILE_NAMES, *vocabulary.RUNTIMES, *vocabulary.EXECUTORS]:
+        assert name in run, f"run --help omits {name}"
+    assert "srpo-bench[ray]" in run  # rich markup did not eat the extra's brackets
+    assert "[default: toy, or the protocol's]" in run
+    speed = help_of("speed")
+    assert all(name in speed for name in vocabulary.RUNTIMES)
+    report = help_of("report")
+    assert all(name in report for name in vocabulary.LEADERBOARD_FORMATS)
+    assert all(name in help_of("export") for name in vocabulary.EXPORT_FORMATS)
+    assert all(name in help_of("collect") for name in vocabulary.COLLECTABLE_SUITES)
+
+
+def test_a_newly_registered_method_appears_in_the_help_without_editing_it() -> None:
+    """In a fresh interpreter (the help is built when the CLI module is imported) whose registry has one more
+    entry point."""
+    script = ("import srpo_bench.registry as r; t = r._targets(); "
+              "r._targets = lambda: {**t, 'my-method': 'my_package:MyMethod'}; "
+              "from srpo_bench.cli import app; import sys; sys.argv = ['srpo-bench', *sys.argv[1:]]; app()")
+    for command in ([], ["run"]):
+        shown = subprocess.run([sys.executable, "-c", script, *command, "--help"], capture_output=True, text=True,
+                               env={**os.environ, **WIDE}, timeout=120)
+        assert shown.returncode == 0, shown.stderr
+        assert "my-method" in words(shown.stdout), command
+
+
+# --- one column name per quantity and kind of output ----------------------------------------------------------
+def test_display_and_file_names_map_one_to_one() -> None:
+    from srpo_bench.report import tables
+
+    assert vocabulary.display_name(vocabulary.NFE_FIELD) == vocabulary.NFE_COLUMN == "NFE/action"
+    assert vocabulary.display_name("actions_per_second_b256") == "actions/s b256"
+    assert vocabulary.display_name("srpo_speedup_b1") == "srpo speedup b1"
+    assert vocabulary.display_name("method") == "method"
+    # the summary `run` prints and the report's speed table use the same display names
+    assert tables.DISPLAY_NAMES[vocabulary.NFE_FIELD] == vocabulary.NFE_COLUMN
+    assert tables.DISPLAY_NAMES["actions_per_second_b1"] == vocabulary.display_name("actions_per_second_b1")
+
+
+def test_speed_tables_show_display_names_and_files_keep_field_names(tmp_path: Path) -> None:
+    """`srpo-bench speed`: both of its tables head the column NFE/action (never nfe_per_action), the speedups
+    '<reference> speedup b1' as the report does; its file names every column by its field name."""
+    out = tmp_path / "results"
+    result = CliRunner().invoke(cli_app(), ["speed", "--methods", "srpo,bc", "--task", "toy-two-moons", "--out",
+                                            str(out), "--device", "cpu", "--repeats", "3", "--max-seconds", "0.2"])
+    assert result.exit_code == 0, result.output
+    headers = [line for line in result.stdout.splitlines() if line.startswith("method")]
+    assert len(headers) == 2, result.stdout  # the timings and the speedups
+    for header in headers:
+        assert vocabulary.NFE_COLUMN in header and vocabulary.NFE_FIELD not in header, header
+    assert "srpo speedup b1" in headers[1] and "actions/s b1" in headers[0]
+    saved = json.loads((out / "speed" / "toy-two-moons-cpu.json").read_text())
+    (row,) = saved["speedups"]
+    assert set(row) == {"method", vocabulary.NFE_FIELD, "speedup_b1", "speedup_b256"}
+    assert saved["results"]["bc"][vocabulary.NFE_FIELD] == 1
+
+
+def test_the_report_speed_table_and_its_csv_name_nfe_the_same_way(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    result = CliRunner().invoke(cli_app(), ["report", str(out), "--reps", "50", "--format", "csv,md"])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.startswith("| runtime"))
+    assert vocabulary.NFE_COLUMN in [cell.strip() for cell in header.split("|")]
+    assert vocabulary.NFE_FIELD not in result.stdout
+    lines = (out / "leaderboard" / "leaderboard-speed.csv").read_text().splitlines()
+    csv_header = next(line for line in lines if not line.startswith("#")).split(",")  # after the stamp
+    assert vocabulary.NFE_FIELD in csv_header and vocabulary.NFE_COLUMN not in csv_header
+
+
+# --- report RESULTS... and collect --data-dir ------------------------------------------------------------------
+def test_report_reads_results_folders_given_as_arguments(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    positional = CliRunner().invoke(cli_app(), ["report", str(out), "--reps", "50", "--format", "json"])
+    assert positional.exit_code == 0, positional.output
+    assert "deprecated" not in positional.output and "per-task scores" in positional.stdout
+
+
+def test_report_out_still_works_with_one_deprecation_line_on_stderr(tmp_path: Path) -> None:
+    out = good_store(tmp_path / "results")
+    new = CliRunner().invoke(cli_app(), ["report", str(out), "--reps", "50", "--format", "json"])
+    old = CliRunner().invoke(cli_app(), ["report", "--out", str(out), "--reps", "50", "--format", "json"])
+    assert old.exit_code == 0, old.output
+    assert old.stdout == new.stdout  # the tables are the same, untouched
+    deprecations = [line for line in old.stderr.splitlines() if "deprecated" in line]
+    assert len(deprecations) == 1 and old.stderr.strip().splitlines()[-1] == deprecations[0]
+    assert deprecations[0].startswith("warning: `report --out DIR` is deprecated")
+
+
+def test_collect_writes_into_data_dir_and_leaves_the_environment_as_it_was(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from srpo_bench.collect import lite, ogbench
+    from srpo_bench.data.lite import lite_dir
+    from srpo_bench.data.ogbench import ogbench_dir
+
+    seen: dict[str, Path] = {}
+
+    def collect_lite(*args: object, **kwargs: object) -> list[Path]:
+        seen["lite"] = lite_dir()  # where the collection would write, read as the collectors read it
+        return []
+
+    def collect_ogbench(*args: object, **kwargs: object) -> list[object]:
+        seen["ogbench"] = ogbench_dir()
+        return []
+
+    monkeypatch.setattr(lite, "collect_suite", collect_lite)
+    monkeypatch.setattr(ogbench, "collect_suite", collect_ogbench)
+    monkeypatch.setenv("SRPO_BENCH_DATA_DIR", str(tmp_path / "from-variable"))
+    monkeypatch.delenv("OGBENCH_DATA_DIR", raising=False)
+    chosen = tmp_path / "chosen"
+    done = CliRunner().invoke(cli_app(), ["collect", "--envs", "hopper", "--size", "small", "--data-dir", str(chosen)])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(cli_app(), ["collect", "--suite", "ogbench", "--envs", "cube-single", "--size", "small",
+                                          "--data-dir", str(chosen / "og")])
+    assert done.exit_code == 0, done.output
+    assert seen == {"lite": chosen / "lite", "ogbench": chosen / "og"}
+    assert lite_dir() == tmp_path / "from-variable" / "lite"  # the variable is the default again
+    seen.clear()
+    assert CliRunner().invoke(cli_app(), ["collect", "--envs", "hopper", "--size", "small"]).exit_code == 0
+    assert seen == {"lite": tmp_path / "from-variable" / "lite"}
+
+
+# --- did you mean ------------------------------------------------------------------------------------------------
+def test_did_you_mean() -> None:
+    assert vocabulary.did_you_mean("srpoo", ["srpo", "idql"]) == "; did you mean 'srpo'?"
+    assert vocabulary.did_you_mean("SRPO", ["srpo"]) == "; did you mean 'srpo'?"
+    assert vocabulary.did_you_mean("zzzz", ["srpo", "idql"]) == ""
+    assert vocabulary.did_you_mean("toy-two-moon", ["toy-two-moons", "toy-checkerboard", "toy-eight-gaussians"]) \
+        == "; did you mean 'toy-two-moons'?"
+
+
+def one_error(*arguments: str) -> str:
+    result = CliRunner().invoke(cli_app(), list(arguments))
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(("arguments", "best"), [
+    (["run", "--methods", "srpoo", "--out", "OUT"], "srpo"),
+    (["run", "--envs", "toy-two-moon", "--out", "OUT"], "toy-two-moons"),
+    (["run", "--envs", "locomotion-lit", "--out", "OUT"], "locomotion-lite"),
+    (["run", "--profile", "quik", "--out", "OUT"], "quick"),
+    (["run", "--protocol", "ogbench-fq", "--out", "OUT"], "ogbench-fql"),
+    (["run", "--envs", "toy", "--set", "srpo.betta=1", "--out", "OUT"], "beta"),
+    (["run", "--envs", "toy", "--methods", "srpo,idql", "--set", "betta=1", "--out", "OUT"], "beta"),
+    (["run", "--envs", "toy", "--methods", "srpo,idql", "--set", "srop.beta=1", "--out", "OUT"], "srpo"),
+    (["run", "--envs", "toy", "--set", "srpo.q_head=mena", "--out", "OUT"], "mean"),
+    (["run", "--executor", "rey", "--out", "OUT"], "ray"),
+    (["run", "--runtime", "onxx", "--out", "OUT"], "onnx"),
+    (["speed", "--runtime", "eager,compild", "--out", "OUT"], "compiled"),
+    (["speed", "--task", "toy-checkerbord", "--out", "OUT"], "toy-checkerboard"),
+    (["collect", "--suite", "ogbnch"], "ogbench"),
+    (["export", "OUT", "--format", "onxx"], "onnx"),
+])
+def test_an_unknown_name_suggests_the_closest(tmp_path: Path, arguments: list[str], best: str) -> None:
+    out = tmp_path / "r"
+    line = one_error(*(str(out) if argument == "OUT" else argument for argument in arguments))
+    assert f"did you mean '{best}'" in line, line
+    assert not out.exists()
+
+
+def test_a_name_close_to_nothing_suggests_nothing(tmp_path: Path) -> None:
+    line = one_error("run", "--methods", "td3", "--out", str(tmp_path / "r"))
+    assert "unknown method 'td3'" in line and "did you mean" not in line
+
+
+def test_srpo_bench_package_has_no_vocabulary_of_its_own() -> None:
+    """vocabulary.py imports nothing of srpo_bench: the registries import it, so it cannot import them back."""
+    tree = ast.parse((Path(srpo_bench.__file__).parent / "vocabulary.py").read_text())
+    imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] + [
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name and name.startswith("srpo_bench")]
