@@ -1,49 +1,74 @@
 """The GPU check: one command that proves the CUDA path in a few minutes of GPU time, and its CPU rehearsal.
 
-    python benchmarks/gpu_check.py --out gpu-check            # on a GPU machine: at most ~8 minutes
+    python benchmarks/gpu_check.py --out gpu-check            # on a GPU machine: at most 8 minutes
     python benchmarks/gpu_check.py --cpu-rehearsal --out DIR   # the same parts on the CPU at tiny sizes (< 2 min)
     nox -s gpu-check [-- --cpu-rehearsal]
+    options: --parts device,smoke,... (a subset, in this order)  --methods bc,srpo (default: every registered method)
+             --cap-scale 2 (every cap doubled: a slower or busy machine)
 
-Parts, in order, each in its own process with its own time cap (a part that fails or runs out of time is recorded
-as such and the others go on; the exit code is 1 when any part failed):
+Parts, in order, each in its own process (and process group) with its own time cap (`CAPS`). A part that fails or
+runs out of time is recorded as such and the others go on; on its cap the part's whole process group is killed
+(`os.killpg`: a packed grid's workers with it), and after every part whatever it left running. The exit code is 0
+only when every part passed.
 
 1. `device`    device, driver, torch and CUDA versions, free memory.
-2. `smoke`     every registered method at the smoke profile on `toy-two-moons` (real data) and on an OGBench-shaped
-               task (`cube-single-play-singletask-task1-v0`: synthetic transitions of its shapes, evaluated in its
-               environment), through the runner: a normal results folder (`OUT/results`).
-3. `acting`    `srpo-bench speed` for every method under every runtime there is: eager, compiled (CUDA graphs on a
-               GPU), onnx when ONNX Runtime can run on the device (`onnxruntime-gpu` on CUDA), batches 1 and 256;
-               the records land in `OUT/results/speed/`, where `srpo-bench report` reads them.
-4. `training`  training steps/s per stage of every method at the paper batch sizes: eager, then with the captured-step
-               lever (`srpo_bench.core.stages.CAPTURE_STEPS`); TF32 off and on, with the drift of one stage's loss
-               (SRPO's IQL critic) after N steps. Also the host syncs of those steps as CUDA counts them
-               (`torch.cuda.set_sync_debug_mode("warn")`; CPU: not available). -> `OUT/gpu-check/training.json`.
-5. `packing`   the same 4 smoke runs packed with `--jobs 4` and one after another; the throughput ratio.
+2. `smoke`     every method at the smoke profile on `toy-two-moons` (real data) and on an OGBench-shaped task
+               (`cube-single-play-singletask-task1-v0`: synthetic transitions of its shapes, evaluated in its
+               environment), through the runner, each run trained, evaluated and timed (batches 1 and 256).
+3. `acting`    every method's act under every runtime there is: eager, compiled (CUDA graphs on a GPU), onnx when
+               ONNX Runtime can run on the device (`onnxruntime-gpu` on CUDA), batches 1 and 256, in this process
+               (`runtimes.prepare` + `speed.measure_speed`, what `srpo-bench speed --runtime` runs) on the smoke
+               part's weights (its stage cache; trained here if absent).
+4. `training`  training steps/s per stage of every method at the paper batch sizes: eager, then with the
+               captured-step lever (`srpo_bench.core.stages.CAPTURE_STEPS`); TF32 off and on, with the drift of one
+               stage's loss (SRPO's IQL critic) after N steps; the host syncs of those steps as CUDA counts them
+               (`torch.cuda.set_sync_debug_mode("warn")`; not on a CPU).
+5. `packing`   the same 4 smoke runs one after another (`--jobs 1`) and packed (`--jobs 4`); the throughput ratio.
 
-Every part writes `OUT/gpu-check/<part>.json`; `OUT/gpu-check/summary.json` holds each part's status and wall time.
-The runs of parts 2, 3 and 5 are ordinary results folders (`srpo-bench report --out OUT/results`). The rehearsal runs
-every part on the CPU with tiny step counts and the smoke profile's sizes, short timings, the capture lever through the
-`aot_eager` backend (inductor's C++ compile of every stage does not fit two minutes of two cores), the compiled runtime
-for SRPO and BC only, and the smoke runs untimed.
-What only a GPU shows: CUDA graphs (compiled acting and captured steps), onnxruntime-gpu, TF32 drift (TF32 does not
-exist on a CPU, so the rehearsal's drift is 0 by construction), the CUDA sync counts, and every figure.
+Where each figure lands (OUT is --out):
+- OUT/results is an ordinary results folder: `srpo-bench report OUT/results` (older CLIs: `report --out
+  OUT/results`) shows the smoke runs (scores, in-run timings: `runs/smoke/<task>/<method>/seed0/`) and the acting
+  timings under every runtime (`speed/<task>-<device>.json`, eager; `speed/runtimes/<task>-<device>.json`, every
+  runtime); from a clean checkout, `srpo-bench results add OUT/results --exploratory` contributes both like any
+  other runs (smoke runs comply with no protocol: exploratory).
+- OUT/gpu-check/<part>.json: each part's record (the profile it ran at, its figures, errors); training steps/s per
+  method, stage and lever, the TF32 drift and the CUDA sync warnings in `training.json`; the packing walls and
+  `throughput_ratio_packed_over_serial` in `packing.json`; the device in `device.json`.
+- OUT/gpu-check/summary.json (machine) and summary.md (human): each part's status, seconds and cap, and the
+  headline figures of every part in one page.
+
+The rehearsal (`--cpu-rehearsal`) runs the same functions on the CPU at the `REHEARSAL` profile, and says so in every
+record: every training stage cut to a few steps; cheap sampler settings for the diffusion and flow methods (fewer
+denoising steps and candidates, in each run's `overrides`); OGBench evaluation episodes cut to a few steps (in each
+such run's `task_note`); acting timed with a few repetitions; the compiled runtime and the captured steps traced
+through torch.compile's `aot_eager` backend (Dynamo's capture and AOT autograd without inductor's C++ code
+generation, which takes seconds per graph on a CPU); two packed runs at `--jobs 2`; no untimed warm-up fit; one torch
+thread per process.
+What only a GPU shows: CUDA graphs (compiled acting and captured steps), inductor's code, onnxruntime-gpu, TF32 drift
+(TF32 does not exist on a CPU, so the rehearsal's drift is 0 by construction), the CUDA sync counts, and every
+figure worth reading.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +76,90 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("device", "smoke", "acting", "training", "packing")
-# seconds per part: the GPU caps add up to 8 minutes; the rehearsal's to under 2
-CAPS = {"gpu": {"device": 30, "smoke": 120, "acting": 120, "training": 150, "packing": 60},
-        "cpu": {"device": 10, "smoke": 30, "acting": 25, "training": 35, "packing": 20}}
+# Time caps per part, in seconds. The GPU column adds up to 8 minutes (the issue's budget of one GPU slot), the
+# rehearsal's to under 2 minutes, so neither run can outlast its budget whatever a part does.
+#        part          GPU  rehearsal
+CAPS: dict[str, tuple[int, int]] = {
+    "device":      (30,   10),
+    "smoke":       (120,  40),
+    "acting":      (120,  25),
+    "training":    (150,  25),
+    "packing":     (60,   15),
+}
 TOY_TASK = "toy-two-moons"
 SHAPED_TASK = "cube-single-play-singletask-task1-v0"  # OGBench's shapes (28-d observations, 5-d actions)
+BATCH_SIZES = (1, 256)
+
+
+@dataclass(frozen=True)
+class CheckProfile:
+    """The sizes the check runs at; every part's record carries the one it ran at."""
+
+    name: str
+    rows: int  # synthetic transitions of the OGBench-shaped task
+    run_steps: int | None  # every stage of a run cut to this many steps (None: the smoke profile's own schedule)
+    episode_steps: int | None  # OGBench evaluation episodes cut to this many steps (None: the task's limit)
+    sampler: dict[str, dict[str, str]]  # per method: sampler settings for a cheap act (empty: the official ones)
+    timing: dict[str, Any]  # measure_speed's repeats, max_seconds (per batch size) and warmup calls
+    compile_backend: str  # torch.compile's backend for the compiled runtime and the captured steps
+    training_profile: str  # the profile whose batch sizes the training part times
+    training_steps: int
+    warmup_fit: bool  # an untimed fit before the timed one (compiles the captured steps, warms the allocator)
+    drift_steps: int
+    packing_method: str
+    packing_seeds: str
+    packing_jobs: int
+    notes: list[str] = field(default_factory=list)
+
+
+GPU = CheckProfile(
+    name="gpu", rows=20_000, run_steps=None, episode_steps=None, sampler={},
+    timing={"repeats": 10, "max_seconds": 2.0, "warmup": 10, "min_seconds": 0.02}, compile_backend="inductor",
+    training_profile="paper", training_steps=30, warmup_fit=True, drift_steps=200, packing_method="srpo",
+    packing_seeds="0-3", packing_jobs=4)
+REHEARSAL = CheckProfile(
+    name="cpu-rehearsal", rows=2_000, run_steps=3, episode_steps=10,
+    # a few denoising steps and candidates: the same sampler code (SfBC's 3 DPM-Solver steps take a second- and a
+    # first-order segment), a fraction of the work of the official 5 x 50, 5 x 64, 15 x 32 and FQL's 10 Euler steps
+    sampler={"diffusion-ql": {"diffusion_steps": "2", "action_candidates": "2"},
+             "idql": {"diffusion_steps": "2", "num_candidates": "2"},
+             "sfbc": {"diffusion_steps": "3", "candidates": "2", "select_per_state": "1", "planning_samples": "2",
+                      "planning_states": "16"},
+             "fql": {"flow_steps": "2"}},
+    timing={"repeats": 3, "max_seconds": 0.05, "warmup": 1, "min_seconds": 0.002}, compile_backend="aot_eager",
+    training_profile="smoke", training_steps=2, warmup_fit=False, drift_steps=3, packing_method="bc",
+    packing_seeds="0-1", packing_jobs=2,
+    notes=["CPU rehearsal: tiny sizes and cheap sampler settings; no figure here stands for a GPU's"])
+
+
+@dataclass
+class Part:
+    """What a part function gets: where it runs, at which sizes, for which methods, and until when."""
+
+    device: torch.device
+    out: Path
+    profile: CheckProfile
+    methods: list[str]
+    deadline: float  # time.monotonic() by which the part must be done (its cap)
+    record: dict[str, Any] = field(default_factory=dict)  # what every write of the part's record starts with
+
+    @property
+    def results(self) -> Path:
+        return self.out / "results"
+
+    def left(self) -> float:
+        """Seconds to the part's cap, less a margin for writing its record."""
+        return max(1.0, self.deadline - time.monotonic() - 1.0)
+
+    def checkpoint(self, name: str, **figures: Any) -> None:
+        """The figures so far in OUT/gpu-check/<name>.json, marked partial: a part killed on its cap (a GPU slot
+        runs out) still leaves what it measured. The part's end writes the whole record over it."""
+        write_json(self.out / "gpu-check" / f"{name}.json", {**self.record, **figures, "partial": True})
+
+    def overrides(self, method: str) -> dict[str, str]:
+        """A run's settings for `method` at this profile: stages cut to `run_steps`, the cheap sampler."""
+        settings = tiny_steps(method, self.profile.run_steps) if self.profile.run_steps else {}
+        return {**settings, **self.profile.sampler.get(method, {})}
 
 
 def device_of(rehearsal: bool) -> torch.device:
@@ -72,17 +176,75 @@ def cli(*args: str) -> list[str]:
 
 
 def run_cli(args: list[str], timeout: float) -> dict[str, Any]:
+    """A srpo-bench command, at most `timeout` seconds. Its output goes to a file, not a pipe: a pipe held open by
+    the worker processes of a killed grid would keep this waiting; those workers stay in the part's process group,
+    which the driver kills when the part ends."""
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    return {"command": "srpo-bench " + " ".join(args[3:]), "returncode": done.returncode,
-            "seconds": time.perf_counter() - started, "output_tail": (done.stdout + done.stderr)[-2000:]}
+    with tempfile.TemporaryFile("w+") as output:
+        try:
+            code: int | None = subprocess.run(args, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                              timeout=timeout, cwd=ROOT).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+        output.seek(0)
+        tail = output.read()[-2000:] + ("" if code is not None else f"\n(timed out after {timeout:.0f} s)")
+    return {"command": "srpo-bench " + " ".join(args[3:]), "returncode": code,
+            "seconds": time.perf_counter() - started, "output_tail": tail}
+
+
+@contextlib.contextmanager
+def compile_backend(backend: str) -> Iterator[None]:
+    """torch.compile calls made inside use `backend` ("inductor": left alone). The rehearsal's "aot_eager" runs
+    Dynamo's capture and AOT autograd of the same code, without inductor's code generation (modes are inductor's
+    and are dropped with it)."""
+    if backend == "inductor":
+        yield
+        return
+    original = torch.compile
+
+    def compile_with(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("mode", None)
+        kwargs.pop("options", None)
+        return original(*args, **{**kwargs, "backend": backend})
+
+    torch.compile = compile_with  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.compile = original
+
+
+@contextlib.contextmanager
+def short_episodes(steps: int | None) -> Iterator[None]:
+    """The runner's tasks with evaluation episodes cut to `steps` steps, said in each run's `task_note`."""
+    from srpo_bench import runner
+
+    if steps is None:
+        yield
+        return
+    original = runner.get_task
+
+    def cut(name: str) -> Any:
+        task = original(name)
+        if task.max_episode_steps <= steps:
+            return task
+        return dataclasses.replace(task, max_episode_steps=steps, note=f"{task.note} [gpu_check --cpu-rehearsal: "
+                                   f"evaluation episodes cut to {steps} of {task.max_episode_steps} steps]")
+
+    runner.get_task = cut
+    try:
+        yield
+    finally:
+        runner.get_task = original
 
 
 # --- 1. device -------------------------------------------------------------------------------------------------------
-def part_device(device: torch.device, out: Path, rehearsal: bool) -> dict[str, Any]:
+def part_device(part: Part) -> dict[str, Any]:
+    device = part.device
     info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "cuda": torch.version.cuda,
                             "python": platform.python_version(), "host": platform.node(),
-                            "cpu_threads": torch.get_num_threads(), "machine": platform.machine()}
+                            "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
+                            "load_average": load_average()}
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         properties = torch.cuda.get_device_properties(device)
@@ -108,44 +270,52 @@ def part_device(device: torch.device, out: Path, rehearsal: bool) -> dict[str, A
 
 
 # --- 2. smoke runs ---------------------------------------------------------------------------------------------------
-def part_smoke(device: torch.device, out: Path, rehearsal: bool) -> dict[str, Any]:
+def part_smoke(part: Part) -> dict[str, Any]:
     from srpo_bench import runner, store
     from srpo_bench.estimate import synthetic_dataset
     from srpo_bench.progress import Reporter
-    from srpo_bench.registry import expand_methods
     from srpo_bench.tasks import get_task
 
-    results = out / "results"
-    store.open_store(results)
-    methods = expand_methods("all")
-    shaped = get_task(SHAPED_TASK)
-    runner._DATASETS[SHAPED_TASK] = synthetic_dataset(shaped, rows=2_000 if rehearsal else 20_000)
+    store.open_store(part.results)
     outcomes: dict[str, dict[str, Any]] = {}
-    for task in (TOY_TASK, SHAPED_TASK):
-        # the rehearsal's smoke runs go through the same runner with every stage cut to a few steps
-        overrides = {method: tiny_steps(method) for method in methods} if rehearsal else {}
-        for method in methods:
-            started = time.perf_counter()
-            spec = runner.RunSpec(task, method, 0, "smoke", overrides)
-            try:
-                # the rehearsal leaves the timing out (a sampler's batch-256 act takes seconds on a CPU): its runs
-                # end "evaluated"; on a GPU every run is timed and "finished"
-                options = runner.RunOptions(out=results, device=str(device), quiet=True, time_inline=not rehearsal)
-                outcome = runner.execute(spec, options, Reporter(quiet=True))
-                outcomes[f"{task} {method}"] = {"status": outcome.status, "normalized": outcome.normalized,
-                                                "reason": outcome.reason, "seconds": time.perf_counter() - started}
-            except Exception as error:  # noqa: BLE001 - one method's failure is reported, the others go on
-                outcomes[f"{task} {method}"] = {"status": "error", "reason": f"{type(error).__name__}: {error}"}
-            print(f"  {task} {method}: {outcomes[f'{task} {method}']['status']}", flush=True)
-    good = ("finished", "skipped", "evaluated") if rehearsal else ("finished", "skipped")
-    failed = [name for name, outcome in outcomes.items() if outcome["status"] not in good]
-    return {"results": str(results), "runs": outcomes, "failed": failed, "ok": not failed}
+    # the OGBench-shaped task trains on synthetic transitions of its shapes (no OGBench download needed)
+    previous = runner._DATASETS.get(SHAPED_TASK)
+    runner._DATASETS[SHAPED_TASK] = synthetic_dataset(get_task(SHAPED_TASK), rows=part.profile.rows)
+    try:
+        with short_episodes(part.profile.episode_steps):
+            for task in (TOY_TASK, SHAPED_TASK):
+                for method in part.methods:
+                    outcomes[f"{task} {method}"] = smoke_run(part, task, method, runner, Reporter(quiet=True))
+                    print(f"  {task} {method}: {outcomes[f'{task} {method}']['status']}", flush=True)
+                    part.checkpoint("smoke", runs=outcomes)
+    finally:
+        if previous is None:
+            runner._DATASETS.pop(SHAPED_TASK, None)
+        else:
+            runner._DATASETS[SHAPED_TASK] = previous
+    failed = [name for name, outcome in outcomes.items() if outcome["status"] not in ("finished", "skipped")]
+    return {"results": str(part.results), "runs": outcomes, "failed": failed, "ok": not failed}
 
 
-def tiny_steps(method: str) -> dict[str, str]:
-    """Every stage of `method` at 3 steps (the rehearsal): the step settings of benchmarks/train_steps.py."""
-    overrides = train_steps_module().step_overrides(method, 3)
-    overrides.update({"eval_every": "3", "eval_episodes": "1"} if method == "diffusion-ql" else {})
+def smoke_run(part: Part, task: str, method: str, runner: Any, reporter: Any) -> dict[str, Any]:
+    """One run through the runner (trained, evaluated, timed): its status, score and wall time."""
+    started = time.perf_counter()
+    spec = runner.RunSpec(task, method, 0, "smoke", {method: part.overrides(method)})
+    try:
+        options = runner.RunOptions(out=part.results, device=str(part.device), quiet=True)
+        outcome = runner.execute(spec, options, reporter)
+        return {"status": outcome.status, "normalized": outcome.normalized, "reason": outcome.reason,
+                "seconds": time.perf_counter() - started}
+    except Exception as error:  # noqa: BLE001 - one method's failure is reported, the others go on
+        traceback.print_exc()
+        return {"status": "error", "reason": f"{type(error).__name__}: {error}",
+                "seconds": time.perf_counter() - started}
+
+
+def tiny_steps(method: str, steps: int) -> dict[str, str]:
+    """Every stage of `method` at `steps` steps (the step settings of benchmarks/train_steps.py)."""
+    overrides = train_steps_module().step_overrides(method, steps)
+    overrides.update({"eval_every": str(steps), "eval_episodes": "1"} if method == "diffusion-ql" else {})
     return overrides
 
 
@@ -158,24 +328,111 @@ def train_steps_module() -> Any:
 
 
 # --- 3. acting under every runtime -------------------------------------------------------------------------------
-def part_acting(device: torch.device, out: Path, rehearsal: bool) -> dict[str, Any]:
+def part_acting(part: Part) -> dict[str, Any]:
+    from srpo_bench import store
+    from srpo_bench.progress import Reporter
+    from srpo_bench.registry import get_method
+    from srpo_bench.report.frame import method_label
+    from srpo_bench.runner import fit_context
+    from srpo_bench.runtimes import RuntimeUnavailable, prepare
+    from srpo_bench.speed import SpeedResult, measure_speed
+    from srpo_bench.tasks import get_task
+
     runtimes = ["eager", "compiled"]
-    onnx_note = onnx_available(device)
+    onnx_note = onnx_available(part.device)
     if onnx_note is None:
         runtimes.append("onnx")
-    timings = "--repeats 3 --max-seconds 0.3" if rehearsal else "--repeats 10 --max-seconds 2"
-    # the rehearsal compiles the one-pass policies only: compiling the samplers' unrolled acts takes minutes on a CPU
-    uncompiled = [runtime for runtime in runtimes if runtime != "compiled"]
-    groups = ([("all", runtimes)] if not rehearsal
-              else [("srpo,bc", runtimes), ("diffusion-ql,idql,sfbc,fql", uncompiled)])
-    calls = []
-    for methods, group in groups:
-        calls.append(run_cli(cli("speed", "--methods", methods, "--task", TOY_TASK, "--device", device.type,
-                                 "--out", str(out / "results"), "--batch-sizes", "1,256", "--runtime", ",".join(group),
-                                 *timings.split()), timeout=CAPS["cpu" if rehearsal else "gpu"]["acting"]))
-        print(f"  speed --methods {methods} --runtime {','.join(group)}: exit {calls[-1]['returncode']}", flush=True)
-    return {"runtimes": runtimes, "onnx": onnx_note or "available", "calls": calls,
-            "records": str(out / "results" / "speed"), "ok": all(call["returncode"] == 0 for call in calls)}
+    task = get_task(TOY_TASK)
+    dataset = task.load()
+    store.open_store(part.results)
+    timing = part.profile.timing
+    timings: dict[str, dict[str, SpeedResult | str]] = {runtime: {} for runtime in runtimes}
+    build_seconds: dict[str, dict[str, float]] = {}
+    figures: dict[str, Any] = {"failed": []}
+    for method in part.methods:
+        # named as the report names runs with these settings (the rehearsal's: `idql[diffusion_steps=2,...]`), so
+        # no timing of a cut-down sampler stands under the method's own name
+        name = method_label(method, part.overrides(method))
+        # the smoke part's weights for this task and settings (its stage cache), or trained now
+        config, ctx = fit_context(task, method, dataset, 0, "smoke", part.results, part.device, Reporter(quiet=True),
+                                  {method: part.overrides(method)})
+        try:
+            agent = get_method(method)().fit(ctx, config)
+        except Exception as error:  # noqa: BLE001 - this method's failure is reported, the others go on
+            traceback.print_exc()
+            timings = {runtime: {**by_method, name: f"fit failed: {type(error).__name__}: {error}"}
+                       for runtime, by_method in timings.items()}
+            agent = None
+        for runtime in runtimes if agent is not None else ():
+            started = time.perf_counter()
+            try:
+                with compile_backend(part.profile.compile_backend):
+                    acting = prepare(agent, runtime, dataset.obs_dim, BATCH_SIZES)
+                build_seconds.setdefault(name, {})[runtime] = time.perf_counter() - started
+                acting.seed(0)
+                result = measure_speed(acting, dataset.obs_dim, batch_sizes=BATCH_SIZES, repeats=timing["repeats"],
+                                       max_seconds=timing["max_seconds"], warmup=timing["warmup"],
+                                       min_seconds=timing["min_seconds"], observations=dataset.observations,
+                                       context="alone")
+            except Exception as error:  # noqa: BLE001 - RuntimeUnavailable says why; anything else is reported too
+                timings[runtime][name] = str(error) if isinstance(error, RuntimeUnavailable) \
+                    else f"{type(error).__name__}: {error}"
+                print(f"  {name} {runtime}: {timings[runtime][name]}", flush=True)
+                continue
+            timings[runtime][name] = result
+            shown = ", ".join(f"b{size} {result.actions_per_second(size):,.0f}" for size in BATCH_SIZES)
+            print(f"  {name} {runtime}: actions/s {shown}", flush=True)
+        # after each method, so a part stopped on its cap keeps what it timed
+        figures = acting_figures(timings, write_speed_records(part, timings))
+        part.checkpoint("acting", runtimes=runtimes, build_seconds=build_seconds, **figures)
+    return {"task": TOY_TASK, "runtimes": runtimes, "onnx": onnx_note or "available",
+            "compile_backend": part.profile.compile_backend, "build_seconds": build_seconds, **figures,
+            "ok": not figures["failed"]}
+
+
+def acting_figures(timings: dict[str, dict[str, Any]], written: list[Path]) -> dict[str, Any]:
+    """Actions/s per runtime, method and batch size; the runtimes that failed to build, with why; the files."""
+    from srpo_bench.speed import SpeedResult
+
+    return {"actions_per_second": {runtime: {method: {f"b{size}": result.actions_per_second(size)
+                                                      for size in BATCH_SIZES}
+                                             for method, result in by_method.items()
+                                             if isinstance(result, SpeedResult)}
+                                   for runtime, by_method in timings.items()},
+            "failed": [f"{method} {runtime}: {result}" for runtime, by_method in timings.items()
+                       for method, result in by_method.items() if isinstance(result, str)],
+            "records": [str(path) for path in written]}
+
+
+def write_speed_records(part: Part, timings: dict[str, dict[str, Any]]) -> list[Path]:
+    """The files `srpo-bench speed --runtime ...` writes, in its format, where `srpo-bench report` reads them:
+    speed/runtimes/<task>-<device>.json (every runtime, with the per-runtime table) and speed/<task>-<device>.json
+    (eager, with SRPO's speedups). They say which profile of the check took them."""
+    from srpo_bench.report.frame import method_label
+    from srpo_bench.speed import SpeedResult, runtime_table, speedup_table
+    from srpo_bench.store import atomic_write_json, git_commit, library_versions, now
+
+    names = [method_label(method, part.overrides(method)) for method in part.methods]
+    reference = names[part.methods.index("srpo")] if "srpo" in part.methods else names[0]
+    common = {"created": now(), "task": TOY_TASK, "device": str(part.device), "profile": "smoke",
+              "git_commit": git_commit(), "versions": library_versions(),
+              "gpu_check": {"profile": part.profile.name, "notes": part.profile.notes,
+                            "settings": {method: part.overrides(method) for method in part.methods}}}
+    stamp = {"created": common["created"]}
+    folder = part.results / "speed"
+    runtimes_path = folder / "runtimes" / f"{TOY_TASK}-{part.device.type}.json"
+    atomic_write_json(runtimes_path, {
+        **common, "table": runtime_table(timings, reference=reference),
+        "results": {runtime: {method: {**stamp, **(value.to_dict() if isinstance(value, SpeedResult)
+                                                   else {"unavailable": value})}
+                              for method, value in by_method.items()}
+                    for runtime, by_method in timings.items()}})
+    eager = {method: value for method, value in timings.get("eager", {}).items() if isinstance(value, SpeedResult)}
+    eager_path = folder / f"{TOY_TASK}-{part.device.type}.json"
+    atomic_write_json(eager_path, {
+        **common, "results": {method: {**stamp, **value.to_dict()} for method, value in eager.items()},
+        "speedups": speedup_table(eager, reference=reference) if reference in eager else []})
+    return [runtimes_path, eager_path]
 
 
 def onnx_available(device: torch.device) -> str | None:
@@ -190,25 +447,23 @@ def onnx_available(device: torch.device) -> str | None:
 
 
 # --- 4. training steps ---------------------------------------------------------------------------------------------
-def part_training(device: torch.device, out: Path, rehearsal: bool) -> dict[str, Any]:
+def part_training(part: Part) -> dict[str, Any]:
     from srpo_bench.core import nn as core_nn
     from srpo_bench.core import stages
     from srpo_bench.core.levers import set_opt_in_levers
-    from srpo_bench.registry import expand_methods
 
-    steps = 2 if rehearsal else 30
-    if rehearsal:
-        stages.CAPTURE_BACKEND = "aot_eager"
+    profile = part.profile
+    stages.CAPTURE_BACKEND = profile.compile_backend
     core_nn.COMPILE_MIN_STEPS = 10**9  # CPU-only lever: the compiled Mish costs seconds to compile per size
     rates: dict[str, dict[str, dict[str, float]]] = {}
     errors: dict[str, str] = {}
-    for method in expand_methods("all"):
+    for method in part.methods:
         for label, capture in (("eager", False), ("captured", True)):
             set_opt_in_levers(capture)
             try:
-                # one untimed fit compiles (captured) and warms up; the second is timed
-                fit_paper(method, device, 1 if rehearsal else 3, rehearsal)
-                ctx = fit_paper(method, device, steps, rehearsal)
+                if profile.warmup_fit:  # compiles the captured steps and warms up, untimed
+                    fit_paper(part, method, 3)
+                ctx = fit_paper(part, method, profile.training_steps)
                 for stage, (done, seconds) in ctx.step_timings.items():
                     if done:
                         rates.setdefault(method, {}).setdefault(stage, {})[label] = done / seconds
@@ -221,19 +476,29 @@ def part_training(device: torch.device, out: Path, rehearsal: bool) -> dict[str,
         for stage, by_label in rates.get(method, {}).items():
             shown = ", ".join(f"{label} {rate:.1f}" for label, rate in by_label.items())
             print(f"  {method} {stage}: steps/s {shown}", flush=True)
-    drift = tf32_drift(device, 5 if rehearsal else 200, rehearsal)
-    print(f"  TF32 drift of SRPO's critic loss: {drift}", flush=True)
-    syncs = cuda_sync_warnings(device, steps) if device.type == "cuda" else "CUDA only"
-    print(f"  CUDA sync warnings during {steps} steps per stage: {syncs}", flush=True)
-    return {"steps": steps, "batch_sizes": "smoke profile (rehearsal)" if rehearsal else "paper profile",
-            "steps_per_second": rates, "errors": errors,
-            "tf32_drift": drift, "cuda_sync_warnings": syncs, "ok": not errors}
+        part.checkpoint("training", steps_per_second=rates, errors=errors)
+    drift: dict[str, Any] | str = "srpo not checked"
+    if "srpo" in part.methods:
+        try:
+            drift = tf32_drift(part, profile.drift_steps)
+        except Exception as error:  # noqa: BLE001 - reported with the rest
+            errors["tf32 drift"] = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+        print(f"  TF32 drift of SRPO's critic loss: {drift}", flush=True)
+    syncs: dict[str, int] | str = "CUDA only"
+    if part.device.type == "cuda":
+        syncs = cuda_sync_warnings(part, profile.training_steps)
+    print(f"  CUDA sync warnings during {profile.training_steps} steps per stage: {syncs}", flush=True)
+    return {"steps": profile.training_steps, "batch_sizes": f"{profile.training_profile} profile",
+            "timed_fit_includes_compilation": not profile.warmup_fit, "capture_backend": profile.compile_backend,
+            "steps_per_second": rates, "errors": errors, "tf32_drift": drift, "cuda_sync_warnings": syncs,
+            "ok": not errors}
 
 
-def fit_paper(method: str, device: torch.device, steps: int, rehearsal: bool = False) -> Any:
-    """`method` at the paper profile (official batch sizes and networks; the rehearsal: the smoke profile's),
-    every stage capped at `steps` steps, from scratch in a temporary stage folder without periodic evaluations; the
-    FitContext (step timings, curves)."""
+def fit_paper(part: Part, method: str, steps: int) -> Any:
+    """`method` at the profile's training batch sizes and networks (GPU: the paper profile, official), every stage
+    capped at `steps` steps, from scratch in a temporary stage folder without periodic evaluations; the FitContext
+    (step timings, curves)."""
     from srpo_bench.config import resolve_config
     from srpo_bench.progress import Reporter
     from srpo_bench.registry import get_method
@@ -241,26 +506,26 @@ def fit_paper(method: str, device: torch.device, steps: int, rehearsal: bool = F
     from srpo_bench.tasks import get_task
 
     task = get_task(TOY_TASK)
-    overrides = train_steps_module().step_overrides(method, steps)
-    profile = "smoke" if rehearsal else "paper"
+    overrides = {**train_steps_module().step_overrides(method, steps), **part.profile.sampler.get(method, {})}
+    profile = part.profile.training_profile
     config = resolve_config(get_method(method), task, profile, overrides)
     with tempfile.TemporaryDirectory() as scratch:
-        config, ctx = fit_context(task, method, task.load(), 0, profile, Path(scratch), device, Reporter(quiet=True),
-                                  config=config)
+        config, ctx = fit_context(task, method, task.load(), 0, profile, Path(scratch), part.device,
+                                  Reporter(quiet=True), config=config)
         ctx.evaluation = None
         ctx.curve_points = steps  # every step's loss: the drift is read from the last one
         get_method(method)().fit(ctx, config)
     return ctx
 
 
-def tf32_drift(device: torch.device, steps: int, rehearsal: bool) -> dict[str, Any]:
+def tf32_drift(part: Part, steps: int) -> dict[str, Any]:
     """SRPO's IQL critic trained `steps` steps with TF32 off and on, same seed: the last logged losses and their
     relative difference."""
     losses = {}
     for tf32 in ("0", "1"):
         os.environ["SRPO_BENCH_TF32"] = tf32
         try:
-            ctx = fit_paper("srpo", device, steps, rehearsal)
+            ctx = fit_paper(part, "srpo", steps)
         finally:
             os.environ.pop("SRPO_BENCH_TF32", None)
         last = ctx.curves["critic"][-1]
@@ -270,18 +535,16 @@ def tf32_drift(device: torch.device, steps: int, rehearsal: bool) -> dict[str, A
     return {**losses, "q_loss_relative_drift": abs(on - off) / max(abs(off), 1e-12), "steps": steps}
 
 
-def cuda_sync_warnings(device: torch.device, steps: int) -> dict[str, int]:
+def cuda_sync_warnings(part: Part, steps: int) -> dict[str, int]:
     """Per method: the warnings CUDA's sync debug mode raises during a short paper-profile fit (every sync the
     driver sees, setup and the logged points included; tests/test_host_sync.py checks that none grow with steps)."""
     counts = {}
-    from srpo_bench.registry import expand_methods
-
-    for method in expand_methods("all"):
+    for method in part.methods:
         torch.cuda.set_sync_debug_mode("warn")
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                fit_paper(method, device, steps)
+                fit_paper(part, method, steps)
         finally:
             torch.cuda.set_sync_debug_mode("default")
         counts[method] = sum("synchroniz" in str(w.message) for w in caught)
@@ -289,39 +552,48 @@ def cuda_sync_warnings(device: torch.device, steps: int) -> dict[str, int]:
 
 
 # --- 5. packing -----------------------------------------------------------------------------------------------------
-def part_packing(device: torch.device, out: Path, rehearsal: bool) -> dict[str, Any]:
-    method = "bc" if rehearsal else "srpo"
-    extra = [f"--set={key}={value}" for key, value in tiny_steps(method).items()] if rehearsal else []
+def part_packing(part: Part) -> dict[str, Any]:
+    method = part.profile.packing_method
+    settings = part.overrides(method)
+    extra = [f"--set={key}={value}" for key, value in settings.items()]
     walls = {}
-    for label, jobs in (("serial", "1"), ("packed", "4")):
-        call = run_cli(cli("run", "--envs", TOY_TASK, "--methods", method, "--seeds", "0-3", "--profile", "smoke",
-                           "--device", device.type, "--jobs", jobs, "--out", str(out / f"packing-{label}"), "--quiet",
-                           *extra), timeout=CAPS["cpu" if rehearsal else "gpu"]["packing"] / 2)
-        walls[label] = call
+    for label, jobs in (("serial", 1), ("packed", part.profile.packing_jobs)):
+        # the serial grid may take at most half of what is left, so the packed one always gets its turn
+        timeout = part.left() / 2 if label == "serial" else part.left()
+        call = run_cli(cli("run", "--envs", TOY_TASK, "--methods", method, "--seeds", part.profile.packing_seeds,
+                           "--profile", "smoke",
+                           "--device", part.device.type, "--jobs", str(jobs), "--quiet",
+                           "--out", str(part.out / f"packing-{label}"), *extra,
+                           # on a CPU one thread per job, as the part's own (serial: 1, packed: split over the jobs)
+                           *(["--threads", str(jobs)] if part.device.type == "cpu" else [])), timeout=timeout)
+        walls[label] = {**call, "jobs": jobs}
         print(f"  {label} (--jobs {jobs}): {call['seconds']:.1f} s, exit {call['returncode']}", flush=True)
-    ratio = walls["serial"]["seconds"] / walls["packed"]["seconds"]
-    return {"method": method, "runs": 4, "walls": walls, "throughput_ratio_packed_over_serial": ratio,
-            "ok": all(call["returncode"] == 0 for call in walls.values())}
+    ok = all(call["returncode"] == 0 for call in walls.values())
+    ratio = walls["serial"]["seconds"] / walls["packed"]["seconds"] if ok else None
+    return {"method": method, "seeds": part.profile.packing_seeds, "settings": settings, "walls": walls,
+            "throughput_ratio_packed_over_serial": ratio, "ok": ok}
 
 
-PART_FUNCTIONS: dict[str, Callable[[torch.device, Path, bool], dict[str, Any]]] = {
+PART_FUNCTIONS: dict[str, Callable[[Part], dict[str, Any]]] = {
     "device": part_device, "smoke": part_smoke, "acting": part_acting, "training": part_training,
     "packing": part_packing}
 
 
-def run_part(part: str, out: Path, rehearsal: bool) -> int:
-    """One part in this process: its record in OUT/gpu-check/<part>.json."""
+def run_part(part_name: str, out: Path, rehearsal: bool, methods: Sequence[str], cap: float) -> dict[str, Any]:
+    """One part in this process: its record, also written to OUT/gpu-check/<part>.json."""
     device = device_of(rehearsal)
-    if rehearsal:
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
-    record = {"part": part, "device": str(device), "rehearsal": rehearsal, "started": time.time()}
+    profile = REHEARSAL if rehearsal else GPU
+    record: dict[str, Any] = {"part": part_name, "device": str(device), "rehearsal": rehearsal,
+                              "profile": dataclasses.asdict(profile), "methods": list(methods), "started": time.time()}
+    part = Part(device, out, profile, list(methods), time.monotonic() + cap, dict(record))
     try:
-        record.update(PART_FUNCTIONS[part](device, out, rehearsal))
+        record.update(PART_FUNCTIONS[part_name](part))
     except Exception as error:  # noqa: BLE001 - the driver records the failure and goes on
         record.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
         traceback.print_exc()
-    write_json(out / "gpu-check" / f"{part}.json", record)
-    return 0 if record.get("ok", True) else 1
+    record["seconds"] = time.time() - record["started"]
+    write_json(out / "gpu-check" / f"{part_name}.json", record)
+    return record
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -331,43 +603,153 @@ def write_json(path: Path, value: Any) -> None:
     atomic_write_json(path, json.loads(json.dumps(value, default=str)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="results folder (created)")
+# --- the driver ------------------------------------------------------------------------------------------------------
+def run_capped(command: list[str], cap: float) -> str:
+    """`command` in its own process group, at most `cap` seconds: "ok", "failed" (non-zero exit) or "timed out".
+    The group is killed when the command ends or runs out of time, so nothing it started outlives it."""
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    try:
+        status = "ok" if process.wait(timeout=cap) == 0 else "failed"
+    except subprocess.TimeoutExpired:
+        status = "timed out"
+    finally:  # also on Ctrl-C: the part is in a session of its own, which the terminal's signal does not reach
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return status
+
+
+def drive(parts: Sequence[str], caps: dict[str, float], command: Callable[[str], list[str]]) -> dict[str, Any]:
+    """Each part's command under its cap, one after another whatever the others did: per part its status, wall and
+    CPU seconds (the CPU time of the processes it waited for: on a shared machine the wall time says little)."""
+    summary: dict[str, Any] = {}
+    for part in parts:
+        print(f"[{part}] (cap {caps[part]:g} s)", flush=True)
+        started, cpu = time.perf_counter(), children_cpu_seconds()
+        status = run_capped(command(part), caps[part])
+        summary[part] = {"status": status, "seconds": round(time.perf_counter() - started, 1),
+                         "cpu_seconds": round(children_cpu_seconds() - cpu, 1), "cap_seconds": caps[part],
+                         "record": f"gpu-check/{part}.json"}
+        print(f"[{part}] {status} in {summary[part]['seconds']} s ({summary[part]['cpu_seconds']} s CPU)", flush=True)
+    return summary
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> list[float] | None:
+    return [round(load, 2) for load in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="output folder (created)")
     parser.add_argument("--cpu-rehearsal", action="store_true", help="every part on the CPU at tiny sizes (< 2 min)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma separated, of {', '.join(PARTS)}")
-    parser.add_argument("--part", help=argparse.SUPPRESS)  # one part, in a child process of the driver
-    args = parser.parse_args()
+    parser.add_argument("--methods", default="all", help="comma separated registered methods, or 'all'")
+    parser.add_argument("--cap-scale", type=float, default=1.0,
+                        help="multiply every part's time cap (a slower or busy machine; default 1)")
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # one part, in a child process
+    args = parser.parse_args(argv)
+    args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = [part for part in args.parts if part not in PARTS]
+    if unknown or not args.parts:
+        parser.error(f"--parts: unknown part {', '.join(unknown) or repr('')} (choose from {', '.join(PARTS)})")
+    if not args.cap_scale > 0:
+        parser.error(f"--cap-scale must be more than 0, got {args.cap_scale:g}")
+    if args.part and args.methods != "all":  # the driver checked the names: a part imports only what it needs
+        args.methods = args.methods.split(",")
+        return args
+    if not args.cpu_rehearsal and not torch.cuda.is_available():
+        parser.exit(2, "gpu_check: torch sees no CUDA device (use --cpu-rehearsal to rehearse on the CPU)\n")
+    from srpo_bench.registry import expand_methods
+
+    try:
+        args.methods = expand_methods(args.methods)
+    except Exception as error:  # noqa: BLE001 - the registry's one-line reason
+        parser.error(f"--methods: {error}")
+    return args
+
+
+def summary_markdown(summary: dict[str, Any], records: dict[str, dict[str, Any]]) -> str:
+    """The check on one page for a human: each part's status, then the figures of each part's record."""
+    lines = [f"# gpu_check ({'CPU rehearsal' if summary['rehearsal'] else 'GPU'}), {summary['seconds']} s",
+             "", f"Load average before and after: {summary['load_average']}", "",
+             "| part | status | seconds | CPU seconds | cap |", "|---|---|---|---|---|"]
+    lines += [f"| {part} | {entry['status']} | {entry['seconds']} | {entry['cpu_seconds']} | {entry['cap_seconds']} |"
+              for part, entry in summary["parts"].items()]
+    device = records.get("device", {})
+    if device.get("name"):
+        lines += ["", f"Device: {device['name']} ({device.get('device')}), torch {device.get('torch')}, "
+                  f"CUDA {device.get('cuda')}, free memory {device.get('free_memory_gib', 0):.1f} GiB"]
+    smoke = records.get("smoke", {})
+    if smoke.get("runs"):
+        lines += ["", "## Smoke runs (OUT/results/runs/smoke)", "", "| run | status | normalized | seconds |",
+                  "|---|---|---|---|"]
+        lines += [f"| {name} | {run['status']} | {run.get('normalized')} | {run.get('seconds', 0):.1f} |"
+                  for name, run in smoke["runs"].items()]
+    acting = records.get("acting", {})
+    if acting.get("actions_per_second"):
+        lines += ["", f"## Acting, actions/s ({TOY_TASK}; OUT/results/speed)", "",
+                  "| runtime | method | b1 | b256 |", "|---|---|---|---|"]
+        lines += [f"| {runtime} | {method} | {rates['b1']:,.0f} | {rates['b256']:,.0f} |"
+                  for runtime, by_method in acting["actions_per_second"].items()
+                  for method, rates in by_method.items()]
+    training = records.get("training", {})
+    if training.get("steps_per_second"):
+        lines += ["", f"## Training steps/s ({training.get('batch_sizes')}; gpu-check/training.json)", "",
+                  "| method | stage | eager | captured |", "|---|---|---|---|"]
+        lines += [f"| {method} | {stage} | {rates.get('eager', float('nan')):.1f} | "
+                  f"{rates.get('captured', float('nan')):.1f} |"
+                  for method, by_stage in training["steps_per_second"].items() for stage, rates in by_stage.items()]
+        lines += ["", f"TF32 drift: {json.dumps(training.get('tf32_drift'))}",
+                  f"CUDA sync warnings: {json.dumps(training.get('cuda_sync_warnings'))}"]
+    packing = records.get("packing", {})
+    if packing.get("throughput_ratio_packed_over_serial"):
+        walls = packing["walls"]
+        lines += ["", "## Packing (gpu-check/packing.json)", "",
+                  f"{packing['method']}, seeds {packing['seeds']}: serial {walls['serial']['seconds']:.1f} s, "
+                  f"packed (--jobs {walls['packed']['jobs']}) {walls['packed']['seconds']:.1f} s, throughput ratio "
+                  f"{packing.get('throughput_ratio_packed_over_serial')}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     out = args.out.resolve()
-    if args.part:
-        raise SystemExit(run_part(args.part, out, args.cpu_rehearsal))
-    device_of(args.cpu_rehearsal)  # no GPU: one line, before anything runs
-    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
-    unknown = [part for part in parts if part not in PARTS]
-    if unknown:
-        parser.error(f"--parts: unknown {', '.join(unknown)} (choose from {', '.join(PARTS)})")
-    caps = CAPS["cpu" if args.cpu_rehearsal else "gpu"]
-    summary: dict[str, Any] = {"rehearsal": args.cpu_rehearsal, "parts": {}}
-    started = time.perf_counter()
+    column = 1 if args.cpu_rehearsal else 0
+    caps = {part: float(CAPS[part][column]) * args.cap_scale for part in PARTS}
+    if args.part:  # a child process of the driver
+        if args.cpu_rehearsal:
+            # one thread: on a shared CPU, oversubscribed OpenMP threads spin and made the tiny steps ~10x slower
+            torch.set_num_threads(1)
+        return 0 if run_part(args.part, out, args.cpu_rehearsal, args.methods, caps[args.part]).get("ok", True) else 1
+
+    def command(part: str) -> list[str]:
+        return [sys.executable, __file__, "--part", part, "--out", str(out), "--methods", ",".join(args.methods),
+                "--cap-scale", str(args.cap_scale), *(["--cpu-rehearsal"] if args.cpu_rehearsal else [])]
+
+    started, load_before = time.perf_counter(), load_average()
+    parts = drive(args.parts, caps, command)
+    summary = {"rehearsal": args.cpu_rehearsal, "methods": args.methods, "parts": parts,
+               "seconds": round(time.perf_counter() - started, 1),
+               "cpu_seconds": round(sum(entry["cpu_seconds"] for entry in parts.values()), 1),
+               "load_average": {"before": load_before, "after": load_average(), "cpu_count": os.cpu_count()}}
+    records = {}
     for part in parts:
-        print(f"[{part}] (cap {caps[part]} s)", flush=True)
-        command = [sys.executable, __file__, "--part", part, "--out", str(out)]
-        command += ["--cpu-rehearsal"] if args.cpu_rehearsal else []
-        part_started = time.perf_counter()
-        try:
-            status = "ok" if subprocess.run(command, timeout=caps[part], cwd=ROOT).returncode == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            status = "timed out"
-        summary["parts"][part] = {"status": status, "seconds": round(time.perf_counter() - part_started, 1),
-                                  "cap_seconds": caps[part], "record": f"gpu-check/{part}.json"}
-        print(f"[{part}] {status} in {summary['parts'][part]['seconds']} s", flush=True)
-    summary["seconds"] = round(time.perf_counter() - started, 1)
+        path = out / "gpu-check" / f"{part}.json"
+        with contextlib.suppress(OSError, ValueError):
+            records[part] = json.loads(path.read_text())
     write_json(out / "gpu-check" / "summary.json", summary)
-    bad = [part for part, entry in summary["parts"].items() if entry["status"] != "ok"]
-    print(f"gpu_check: {len(parts) - len(bad)} of {len(parts)} parts ok in {summary['seconds']} s"
-          + (f"; not ok: {', '.join(bad)}" if bad else "") + f" -> {out}")
-    raise SystemExit(1 if bad else 0)
+    (out / "gpu-check" / "summary.md").write_text(summary_markdown(summary, records))
+    bad = [part for part, entry in parts.items() if entry["status"] != "ok"]
+    print(f"gpu_check: {len(parts) - len(bad)} of {len(parts)} parts ok in {summary['seconds']} s "
+          f"({summary['cpu_seconds']} s CPU; load average {load_before} -> {summary['load_average']['after']})"
+          + (f"; not ok: {', '.join(bad)}" if bad else "") + f" -> {out} (summary: {out}/gpu-check/summary.md)")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

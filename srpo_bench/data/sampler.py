@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from srpo_bench.core.stages import host_to_device
+
 #: False gathers every array up front, as before (only for A/B timings: benchmarks/train_steps.py)
 GATHER_ON_ACCESS = True
 
@@ -51,7 +53,9 @@ class EpochSampler:
         self._cursor = 0
 
     def _permutation(self) -> torch.Tensor:
-        return torch.randperm(self.size, generator=self.generator).to(self.device)
+        # drawn on the CPU generator (the official order), moved without making the host wait for the device: on
+        # CUDA a pinned, non-blocking copy, as the per-step samplers do; on the CPU the draw itself, as before
+        return host_to_device(torch.randperm(self.size, generator=self.generator), self.device)
 
     def __iter__(self) -> EpochSampler:
         return self
