@@ -22,6 +22,7 @@ from srpo_bench.estimate import Estimate, data_rows, describe_seconds, estimate_
 from srpo_bench.progress import Reporter
 from srpo_bench.runner import RunSpec, fit_context, run_context
 from srpo_bench.tasks import Task, get_task
+from srpo_bench.vocabulary import plural
 
 
 def run_states(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset | None], out: Path) -> list[str]:
@@ -39,9 +40,9 @@ def run_states(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset | No
         cached = sum((store.stage_dir(out) / f"{stage.definition}-{ctx.keys[stage.name]}.pt").exists()
                      for stage in ctx.plan)
         if state.state == "new":
-            words.append(f"to run ({cached}/{len(ctx.plan)} stages cached)" if cached else "to run")
+            words.append(f"to run ({cached}/{plural(len(ctx.plan), 'stage')} cached)" if cached else "to run")
         elif state.state == "resumable":
-            words.append(f"resumable ({cached}/{len(ctx.plan)} stages cached)")
+            words.append(f"resumable ({cached}/{plural(len(ctx.plan), 'stage')} cached)")
         elif state.state == "changed":
             words.append("finished with other settings (--force replaces): " + "; ".join(state.changes))
         elif state.state == "evaluated":
@@ -103,10 +104,10 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
                       "policy setting trains the behavior model and critic once per task and seed), in the first "
                       "run that needs it; 'per run' is one run alone.", highlight=False, soft_wrap=True)
     console.print(
-        f"{len(specs)} runs: " + ", ".join(f"{count} {state}" for state, count in per_state.items())
+        f"{plural(len(specs), 'run')}: " + ", ".join(f"{count} {state}" for state, count in per_state.items())
         + f". Estimated training compute left: {describe_seconds(remaining)} on {device} with "
-        f"{torch.get_num_threads()} threads, one run at a time (time per step measured now on synthetic data of "
-        "each task's shapes; evaluations, SfBC's planning and data loading not included). Nothing was written.",
+        f"{plural(torch.get_num_threads(), 'thread')}, one run at a time (time per step measured now on synthetic "
+        "data of each task's shapes; evaluations, SfBC's planning and data loading not included). Nothing was written.",
         highlight=False, soft_wrap=True)
 
 

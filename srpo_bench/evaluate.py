@@ -21,6 +21,7 @@ from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import Task, normalized_score
+from srpo_bench.vocabulary import plural
 
 OFFICIAL_EVAL_SEED_BASE = 1001  # SRPO's train_policy.py evaluates on env seeds 1001..1020
 
@@ -100,7 +101,8 @@ def _run_episodes(
     low, high = _action_bounds(envs[0], task)
     returns, lengths = [0.0] * len(envs), [0] * len(envs)
     running = list(range(len(envs)))
-    with reporter.track(f"{task.name} evaluation ({len(envs)} episodes)", len(envs) * task.max_episode_steps) as bar:
+    label = f"{task.name} evaluation ({plural(len(envs), 'episode')})"
+    with reporter.track(label, len(envs) * task.max_episode_steps) as bar:
         while running:
             actions = _act(agent, np.stack([observations[i] for i in running]), low.shape[0], task)
             still_running = []

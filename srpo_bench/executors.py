@@ -33,12 +33,21 @@ from rich.markup import escape  # a sweep run's label (`srpo[beta=0.1]`) is text
 from srpo_bench import store, vocabulary
 from srpo_bench.atomic import atomic_write
 from srpo_bench.locks import live_holder
-from srpo_bench.progress import Reporter
+from srpo_bench.progress import GridBar, Reporter
 from srpo_bench.runner import RunOptions, RunOutcome, RunSpec, execute, load_checked, plan_grid
 from srpo_bench.vocabulary import plural
 
 EXECUTORS = tuple(vocabulary.EXECUTORS)  # local, ray
 HELD_POLL_SECONDS = 2.0
+TRAINED = ("finished", "evaluated")  # outcomes of a run trained (and scored) by this grid
+
+
+def timed_execute(spec: RunSpec, options: RunOptions, reporter: Reporter | None = None
+                  ) -> tuple[RunOutcome, float]:
+    """`execute`, and the seconds it took (in the process that ran it: a pool's queueing is not counted)."""
+    started = time.monotonic()
+    outcome = execute(spec, options, reporter)
+    return outcome, time.monotonic() - started
 
 
 @dataclass(frozen=True)
@@ -60,20 +69,23 @@ def run_specs(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorS
               reporter: Reporter) -> list[RunOutcome]:
     """Every run of the grid, in grid order, each run once across all runners of the results folder."""
     options = replace(options, time_inline=not settings.packed)
-    with reporter.track(f"grid ({len(specs)} runs)", len(specs)) as bar:
-        def done(outcome: RunOutcome) -> None:
+    parallel = settings.jobs if settings.kind == "local" else 1  # Ray: set once the cluster is known
+    with reporter.track_runs("grid", [spec.method for spec in specs], parallel=parallel) as bar:
+        def done(outcome: RunOutcome, seconds: float | None = None) -> None:
             if outcome.status != "held":
-                bar.advance()
+                # only runs trained here tell how long a run of their method takes
+                bar.done(outcome.spec.method, seconds if outcome.status in TRAINED else None)
 
         if settings.kind == "ray":
-            outcomes = _ray(specs, options, settings, reporter, done)
+            outcomes = _ray(specs, options, settings, reporter, done, bar)
         elif settings.jobs > 1:
             outcomes = _local_pool(specs, options, settings, reporter, done)
         else:
             outcomes = []
             for spec in specs:
-                outcomes.append(execute(spec, options, reporter))
-                done(outcomes[-1])
+                outcome, seconds = timed_execute(spec, options, reporter)
+                outcomes.append(outcome)
+                done(outcome, seconds)
         outcomes = _wait_for_held(outcomes, options, reporter, done)
     if settings.packed:
         outcomes = timing_phase(outcomes, options, reporter)
@@ -91,7 +103,7 @@ def run_grid(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
 
 
 def _wait_for_held(outcomes: list[RunOutcome], options: RunOptions, reporter: Reporter,
-                   done: Callable[[RunOutcome], None]) -> list[RunOutcome]:
+                   done: Callable[[RunOutcome, float | None], None]) -> list[RunOutcome]:
     """Runs another runner was training: wait until it finishes them (their result is read, not redone), or
     take them over if it died. Runs in this process, one at a time."""
     held = [o for o in outcomes if o.status == "held"]
@@ -101,14 +113,15 @@ def _wait_for_held(outcomes: list[RunOutcome], options: RunOptions, reporter: Re
     while held:
         waiting = []
         for outcome in held:
-            result = outcome
+            result, seconds = outcome, None
             if live_holder(store.lock_path(outcome.path)) is None:
-                result = execute(outcome.spec, options, reporter)  # finished there: skipped here; died: resumed
+                # finished there: skipped here; died: resumed
+                result, seconds = timed_execute(outcome.spec, options, reporter)
             if result.status == "held":
                 waiting.append(outcome)
                 continue
             outcomes[outcomes.index(outcome)] = result
-            done(result)
+            done(result, seconds)
         held = waiting
         if held:
             time.sleep(HELD_POLL_SECONDS)
@@ -134,7 +147,7 @@ def threads_per_job(jobs: int, threads: int = 0) -> int:
 
 
 def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettings, reporter: Reporter,
-                done: Callable[[RunOutcome], None]) -> list[RunOutcome]:
+                done: Callable[[RunOutcome, float | None], None]) -> list[RunOutcome]:
     options = replace(options, threads=threads_per_job(settings.jobs, options.threads), quiet=True)
     results: dict[int, RunOutcome] = {}
     attempts = dict.fromkeys(range(len(specs)), 0)
@@ -142,12 +155,14 @@ def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: Executo
     while pending:
         # spawn, not fork: torch's thread pools and locks do not survive a fork
         with ProcessPoolExecutor(max_workers=settings.jobs, mp_context=get_context("spawn")) as pool:
-            futures: dict[Future[RunOutcome], int] = {pool.submit(execute, specs[i], options): i for i in pending}
+            futures: dict[Future[tuple[RunOutcome, float]], int] = {
+                pool.submit(timed_execute, specs[i], options): i for i in pending}
             pending = []
             for future in as_completed(futures):
                 index = futures[future]
+                seconds: float | None = None
                 try:
-                    outcome = future.result()
+                    outcome, seconds = future.result()
                 except BrokenProcessPool:  # a worker died: every run it may have had is retried
                     attempts[index] += 1
                     if attempts[index] <= settings.max_retries:
@@ -158,7 +173,7 @@ def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: Executo
                                          reason=f"its worker process died {attempts[index]} times")
                 _report(outcome, reporter)
                 results[index] = outcome
-                done(outcome)
+                done(outcome, seconds)
     return [results[i] for i in range(len(specs))]
 
 
@@ -172,7 +187,7 @@ def _report(outcome: RunOutcome, reporter: Reporter) -> None:
 
 # --- Ray --------------------------------------------------------------------------------------------------
 def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettings, reporter: Reporter,
-         done: Callable[[RunOutcome], None]) -> list[RunOutcome]:
+         done: Callable[[RunOutcome, float | None], None], bar: GridBar) -> list[RunOutcome]:
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -185,6 +200,7 @@ def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettin
         remote = ray.remote(_ray_run).options(num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run,
                                               max_retries=settings.max_retries)
         threads = max(1, int(settings.cpus_per_run))
+        bar.parallel = ray_slots(ray.cluster_resources(), settings)
         run_options = replace(options, threads=threads, quiet=True)
         refs = {remote.remote(spec, run_options, str(probe)): i for i, spec in enumerate(specs)}
         results: dict[int, RunOutcome] = {}
@@ -192,8 +208,9 @@ def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettin
         while remaining:
             ready, remaining = ray.wait(remaining, num_returns=1)
             index = refs[ready[0]]
+            seconds: float | None = None
             try:
-                outcome = ray.get(ready[0])
+                outcome, seconds = ray.get(ready[0])
             except ray.exceptions.RayError as error:  # retries spent (worker died each time) or Ray failed
                 spec = specs[index]
                 path = spec.path(options.out)
@@ -204,7 +221,7 @@ def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettin
                 outcome = replace(outcome, files=None, path=outcome.spec.path(options.out))
             _report(outcome, reporter)
             results[index] = outcome
-            done(outcome)
+            done(outcome, seconds)
     finally:
         probe.unlink(missing_ok=True)
         if started_here:
@@ -220,16 +237,24 @@ def import_ray():  # noqa: ANN201 - the ray module
     return ray
 
 
-def _ray_run(spec: RunSpec, options: RunOptions, probe: str) -> RunOutcome:
+def ray_slots(resources: dict[str, float], settings: ExecutorSettings) -> int:
+    """How many runs a Ray cluster with `resources` holds at once (for the grid's ETA)."""
+    slots = resources.get("CPU", 1.0) / settings.cpus_per_run
+    if settings.gpus_per_run > 0:
+        slots = min(slots, resources.get("GPU", 0.0) / settings.gpus_per_run)
+    return max(1, int(slots))
+
+
+def _ray_run(spec: RunSpec, options: RunOptions, probe: str) -> tuple[RunOutcome, float]:
     """A Ray task: the run writes into the results folder if this worker sees it (shared filesystem), else into a
-    scratch folder whose files go back to the driver."""
+    scratch folder whose files go back to the driver. Returns the outcome and the seconds the run took."""
     if Path(probe).exists():
-        return execute(spec, options)
+        return timed_execute(spec, options)
     with tempfile.TemporaryDirectory(prefix="srpo-bench-") as scratch:
-        outcome = execute(spec, replace(options, out=Path(scratch)))
+        outcome, seconds = timed_execute(spec, replace(options, out=Path(scratch)))
         files = {str(path.relative_to(scratch)): path.read_bytes()
                  for path in Path(scratch).rglob("*") if path.is_file() and not path.name.startswith(".")}
-    return replace(outcome, files=files)
+    return replace(outcome, files=files), seconds
 
 
 def write_returned(out: Path, files: dict[str, bytes]) -> None:

@@ -23,7 +23,7 @@ from srpo_bench.report import tables
 from srpo_bench.report.build import REFERENCE_METHOD, Report, build_report
 from srpo_bench.report.leaderboard import FORMATS, table_markdown, write
 from srpo_bench.store import StoreError
-from srpo_bench.vocabulary import NFE_COLUMN, display_name
+from srpo_bench.vocabulary import NFE_COLUMN, display_name, plural
 
 PUBLISH_REPS = 10_000  # bootstrap replications of the published intervals (rliable's advice: many; the build
 #                        stays well under a minute on 2 cores)
@@ -54,7 +54,7 @@ def readme_sections(report: Report) -> dict[str, str]:
     for group in compliant:
         table = tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
                                   f"protocol {group.compliance['protocol']}: aggregates over "
-                                  f"{len(group.aggregate_tasks)} tasks", "readme")
+                                  f"{plural(len(group.aggregate_tasks), 'task')}", "readme")
         lines += [table_markdown(table), "", f"_{_provenance(report, group.label)}_", ""]
     sections["leaderboard"] = "\n".join(lines).rstrip() + "\n" if lines else "_no protocol group published yet_\n"
     sections["speed"] = speed_markdown(report)
@@ -64,7 +64,7 @@ def readme_sections(report: Report) -> dict[str, str]:
 def _provenance(report: Report, label: str) -> str:
     runs = report.runs.finished
     mine = runs[runs["group"] == label]
-    return (f"{len(mine)} runs; devices: {', '.join(sorted(mine['device'].unique()))}; commits: "
+    return (f"{plural(len(mine), 'run')}; devices: {', '.join(sorted(mine['device'].unique()))}; commits: "
             f"{', '.join(sorted(c[:10] for c in mine['git_commit'].unique()))}")
 
 

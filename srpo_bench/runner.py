@@ -150,7 +150,7 @@ def fit_context(task: Task, method: str, dataset: OfflineDataset, seed: int, pro
     check_choices(method, config)  # a config built in code gets the same Literal checks as a resolved one
     ctx = FitContext(task=task, dataset=dataset, seed=seed, device=device, stage_dir=store.stage_dir(out),
                      reporter=reporter, plan=plan_stages(method, task, profile, overrides, config),
-                     run_id=run_id, evaluation=evaluation)
+                     run_id=run_id, evaluation=evaluation, method=method)
     return config, ctx
 
 

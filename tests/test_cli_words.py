@@ -5,6 +5,7 @@ ONNX axes, and "did you mean" for every kind of name."""
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import re
@@ -13,11 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from report_store import good_store
+from rich.console import Console
 from typer.testing import CliRunner
 
 import srpo_bench
-from srpo_bench import vocabulary
+from srpo_bench import progress, vocabulary
 from srpo_bench.profiles import PROFILE_NAMES
 from srpo_bench.protocols import protocol_names
 from srpo_bench.registry import available_methods
@@ -191,6 +194,126 @@ def test_collect_writes_into_data_dir_and_leaves_the_environment_as_it_was(tmp_p
     seen.clear()
     assert CliRunner().invoke(cli_app(), ["collect", "--envs", "hopper", "--size", "small"]).exit_code == 0
     assert seen == {"lite": tmp_path / "from-variable" / "lite"}
+
+
+# --- progress ---------------------------------------------------------------------------------------------------
+def recording_reporter(width: int = 200) -> tuple[progress.Reporter, Console]:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, record=True)
+    return progress.Reporter(console=console), console
+
+
+def test_the_stage_bar_names_task_method_seed_and_stage(tmp_path: Path) -> None:
+    from srpo_bench.registry import get_method
+    from srpo_bench.runner import fit_context
+    from srpo_bench.tasks import get_task
+
+    task = get_task("toy-two-moons")
+    reporter, console = recording_reporter()
+    config, ctx = fit_context(task, "bc", task.load(), 3, "smoke", tmp_path, torch.device("cpu"), reporter)
+    get_method("bc")().fit(ctx, config)
+    (stage,) = [entry["stage"] for entry in ctx.stage_log]
+    assert f"toy-two-moons bc seed 3 {stage}: " in console.export_text()
+
+
+def test_the_grid_bar_counts_runs_and_never_steps() -> None:
+    reporter, console = recording_reporter()
+    with reporter.track_runs("grid", ["srpo", "bc", "bc"]) as bar:
+        task = reporter._progress.tasks[0]
+        assert progress.CountColumn().render(task).plain == "0/3 runs"
+        bar.done("srpo", 10.0)
+        assert progress.CountColumn().render(reporter._progress.tasks[0]).plain == "1/3 runs"
+        assert progress.RateColumn().render(reporter._progress.tasks[0]).plain == ""
+        bar.done("bc", 1.0)
+        bar.done("bc", None)
+    text = console.export_text()
+    assert "grid: 3/3 runs in " in text and "steps/s" not in text
+    with reporter.track_runs("grid", ["srpo"]):
+        assert progress.CountColumn().render(reporter._progress.tasks[-1]).plain == "0/1 run"
+
+
+def test_the_grid_eta_is_pending_runs_times_their_methods_mean_duration() -> None:
+    assert progress.runs_eta(["srpo", "bc"], {}) is None  # nothing finished: unknown, not a guess
+    durations = {"srpo": [10.0, 20.0], "bc": [1.0]}
+    assert progress.runs_eta(["srpo", "bc", "bc"], durations) == pytest.approx(15.0 + 1.0 + 1.0)
+    overall = (10.0 + 20.0 + 1.0) / 3
+    assert progress.runs_eta(["sfbc"], durations) == pytest.approx(overall)  # no sfbc finished yet: the overall mean
+    assert progress.runs_eta(["srpo", "srpo"], durations, parallel=2) == pytest.approx(15.0)
+    assert progress.runs_eta([], durations) == 0.0
+
+
+def test_the_grid_eta_does_not_swing_when_a_fast_method_finishes() -> None:
+    """A grid of slow SfBC runs and fast BC runs, run method after method: finishing BC runs must not shrink the
+    estimate for the SfBC runs still to come (a rate over all runs would)."""
+    reporter, _ = recording_reporter()
+    with reporter.track_runs("grid", ["sfbc"] * 4 + ["bc"] * 4) as bar:
+        bar.done("sfbc", 100.0)
+        after_slow = bar.eta()
+        for _ in range(3):
+            bar.done("bc", 1.0)
+            # the three SfBC runs left keep their own method's mean; one BC run costs 1 s
+            assert bar.eta() == pytest.approx(3 * 100.0 + bar.pending["bc"] * 1.0)
+        assert after_slow == pytest.approx(3 * 100.0 + 4 * 100.0)  # before any BC finished: the overall mean
+
+
+def test_losses_are_shown_at_a_fixed_width_and_never_cut() -> None:
+    shown = progress.format_metrics({"loss": 0.5, "q_loss": -123456.789, "bc": float("nan")})
+    values = re.findall(rf"=(.{{{progress.METRIC_WIDTH}}})", shown + " " * progress.METRIC_WIDTH)
+    assert [value.strip() for value in values] == ["0.5", "-1.235e+05", "nan"]
+    assert len(progress.format_metrics({"loss": 1.0})) == len(progress.format_metrics({"loss": -1.234e-05}))
+    for width in (100, 60, 30):  # a usual terminal, and ones narrower than the bar's line
+        reporter, console = recording_reporter(width=width)
+        with reporter.track("toy-two-moons srpo seed 0 policy", 100) as bar:
+            bar.advance(1, loss=0.123456, q_loss=-98765.4321)
+            console.print(reporter._progress.make_tasks_table(reporter._progress.tasks))
+        text = console.export_text()
+        assert "…" not in text and "..." not in text, text
+        if width >= 60:  # wide enough for the longest 'key=value': each stays whole on one line
+            assert "loss=0.1235" in text and "q_loss=-9.877e+04" in text, text
+
+
+# --- counts -----------------------------------------------------------------------------------------------------
+def test_plural() -> None:
+    assert [vocabulary.plural(n, "run") for n in (0, 1, 2, 1200)] == ["0 runs", "1 run", "2 runs", "1,200 runs"]
+    assert vocabulary.plural(1, "thread") == "1 thread" and vocabulary.plural(1, "episode") == "1 episode"
+    assert vocabulary.plural(2, "batch") == "2 batches" and vocabulary.plural(3, "policy") == "3 policies"
+    assert vocabulary.plural(2, "day") == "2 days" and vocabulary.plural(2.5, "minute") == "2.5 minutes"
+    assert vocabulary.plural(2, "child", "children") == "2 children"
+
+
+COUNTED = ("runs|threads|episodes|seeds|tasks|methods|files|steps|jobs|workers|datasets|timings|stages|repeats|"
+           "records|points|transitions|evaluations|calls|candidates|rows|batches|seconds|minutes|columns|processes")
+
+
+def unpluralised_counts(source: str) -> list[str]:
+    """f-string pieces like f"{n} runs" (a count followed by a plural noun: "1 runs" when n is 1). Not flagged: a
+    unit ("{x} steps/s"), a range ("{low}-{high} seeds"), a count pluralised by hand ("{n} run{'s' ...}")."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        parts = node.values
+        for index, (value, text) in enumerate(zip(parts, parts[1:], strict=False)):
+            if not (isinstance(value, ast.FormattedValue) and isinstance(text, ast.Constant)):
+                continue
+            before = parts[index - 1] if index > 0 else None
+            if isinstance(before, ast.Constant) and str(before.value).endswith("-"):
+                continue
+            if re.match(rf"\s(?:{COUNTED})\b(?!/)", str(text.value)):
+                found.append(f"line {node.lineno}: {{{ast.unparse(value.value)}}}{str(text.value)[:20]}")
+    return found
+
+
+def test_the_checker_finds_an_unpluralised_count() -> None:
+    assert unpluralised_counts('f"{n} runs"') == ["line 1: {n} runs"]
+    assert unpluralised_counts('f"{len(x)} threads, {k} episodes"') == ["line 1: {len(x)} threads, ",
+                                                                          "line 1: {k} episodes"]
+    assert not unpluralised_counts('f"{plural(n, \'run\')} left; {rate} steps/s; {a}-{b} seeds; run {n}"')
+
+
+def test_no_count_in_the_package_is_written_without_its_plural() -> None:
+    found = [f"{path.relative_to(ROOT)} {hit}" for package in ("srpo_bench", "baselines")
+             for path in sorted((ROOT / package).rglob("*.py")) for hit in unpluralised_counts(path.read_text())]
+    assert not found, "use vocabulary.plural(n, word):\n" + "\n".join(found)
 
 
 # --- did you mean ------------------------------------------------------------------------------------------------

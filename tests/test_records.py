@@ -126,7 +126,7 @@ def test_build_is_byte_identical_and_check_names_the_file_that_differs(tmp_path:
     built = invoke("results", "build", "--records", str(records), "--readme", str(readme))
     assert built.exit_code == 0, built.output
     first = files(records / "leaderboard")
-    assert "protocol toy: aggregates over 1 tasks" in readme.read_text() and "stale" not in readme.read_text()
+    assert "protocol toy: aggregates over 1 task**" in readme.read_text() and "stale" not in readme.read_text()
     board = json.loads((records / "leaderboard" / "leaderboard.json").read_text())
     assert board["stamp"]["reproducible"] and "report_git_commit" not in board["stamp"]
     assert not board["exploratory"] and board["groups"][0]["protocol"] == "toy"

@@ -50,6 +50,7 @@ from srpo_bench.data import d4rl
 from srpo_bench.data.dataset import DatasetError
 from srpo_bench.data.lite import LITE_GYMNASIUM_ENVS, LITE_TIERS, MAX_EPISODE_STEPS, lite_dir, lite_path
 from srpo_bench.progress import Reporter
+from srpo_bench.vocabulary import plural
 
 #: seeds reach numpy's and torch's seeding (numpy takes 0 to 2**32 - 1); the CLI's `--seeds` range, for one rule
 MAX_SEED = 2**31 - 1
@@ -352,9 +353,9 @@ def collect_suite(
 
 def describe(summary: EnvSummary) -> str:
     if not summary.trained and not summary.written:
-        return f"{summary.env}: all {len(summary.paths)} files up to date"
+        return f"{summary.env}: all {plural(len(summary.paths), 'file')} up to date"
     return (
         f"{summary.env}: random {summary.ref_min_score:.0f}, medium {summary.medium_return:.0f} "
         f"(SAC step {summary.medium_step}), expert {summary.ref_max_score:.0f} (step {summary.expert_steps}); "
-        f"wrote {len(summary.written)} file(s) in {summary.seconds / 60:.1f} min"
+        f"wrote {plural(len(summary.written), 'file')} in {summary.seconds / 60:.1f} min"
     )

@@ -53,6 +53,7 @@ from srpo_bench.data.ogbench import (
     validation_path,
 )
 from srpo_bench.progress import Reporter
+from srpo_bench.vocabulary import plural
 
 _FORMAT = 1  # bump when the files change for the same plan; part of the provenance key
 
@@ -147,7 +148,7 @@ def generate(env: str, plan: GenerationPlan, seed: int, oracle: OracleSettings, 
     episodes = plan.num_episodes + plan.num_episodes // 10
     train_steps = subtasks = successes = redrawn = 0
     first_reset = True
-    with reporter.track(f"ogbench {env} ({episodes} episodes)", episodes * plan.max_episode_steps) as bar:
+    with reporter.track(f"ogbench {env} ({plural(episodes, 'episode')})", episodes * plan.max_episode_steps) as bar:
         for episode in range(episodes):
             while True:
                 ob, info = gym_env.reset(seed=env_seed(seed, env) if first_reset else None)

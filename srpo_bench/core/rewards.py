@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.vocabulary import plural
 
 RewardTransform = Literal["return_range", "minus_one", "none"]
 ReturnSplit = Literal["episode_limit", "trajectory"]
@@ -46,7 +47,7 @@ def return_range(dataset: OfflineDataset, split: ReturnSplit, max_episode_steps:
     else:
         returns = dataset.episode_returns()
     if len(returns) == 0:
-        raise DatasetError(dataset.source, f"no complete episode (terminal or {max_episode_steps} steps) to "
+        raise DatasetError(dataset.source, f"no complete episode (terminal or {plural(max_episode_steps, 'step')}) to "
                            "scale rewards by; use return_split=trajectory")
     span = float(returns.max() - returns.min())
     if span <= 0:

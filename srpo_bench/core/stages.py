@@ -310,6 +310,7 @@ class FitContext:
     plan: Sequence[Stage]
     run_id: str = ""
     evaluation: EvaluationSchedule | None = None
+    method: str = ""  # the registered method fitting (progress bars name it)
     curve_points: int = 100  # training-curve points logged per stage
     curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
@@ -334,6 +335,10 @@ class FitContext:
     def config(self, name: str) -> Any:
         return self._stages[name].config
 
+    def label(self, stage: str) -> str:
+        """What a progress bar says: 'toy-two-moons srpo seed 0 behavior' (task, method, seed, stage)."""
+        return " ".join(part for part in (self.task.name, self.method, f"seed {self.seed}", stage) if part)
+
     def fit(self, name: str, build: Callable[[], M], train: Callable[[M], None]) -> M:
         """The declared stage `name`: `build()` a fresh module and `train(module)` it in place (seeded with the
         run's seed), or load it from its artifact. Returns the module in eval mode, gradients off."""
@@ -351,8 +356,8 @@ class FitContext:
         lock = path.with_suffix(".lock")
         holder = live_holder(lock)
         if holder is not None:
-            self.reporter.print(f"[dim]{self.task.name} seed {self.seed} {name}: waiting for the runner training "
-                                f"this stage ({holder})[/dim]")
+            self.reporter.print(f"[dim]{self.label(name)}: waiting for the runner training this stage "
+                                f"({holder})[/dim]")
         with claimed(lock):  # one runner trains a shared stage; the others wait, then load it
             loaded = self._load(stage, key, path, build)
             if loaded is not None:
@@ -428,7 +433,7 @@ class FitContext:
         """`for step, bar in ctx.steps("critic", n):` with a progress bar (steps/s, ETA). Pass `agent` (a
         function making the current policy's agent) on the stage that produces the policy: it is then
         evaluated on the profile's schedule, and the points go to `evaluations` (the training curve of score)."""
-        label = f"{self.task.name} seed {self.seed} {stage}"
+        label = self.label(stage)
         # one profiler range per stage (not per step: free when no profiler runs), so
         # benchmarks/train_steps.py --profile can attribute operator time to the stage
         with (self.reporter.track(label, total) as bar, torch.profiler.record_function(f"stage:{stage}"),

@@ -29,6 +29,7 @@ from rich.progress import (
 from srpo_bench.atomic import atomic_write
 from srpo_bench.data.dataset import DatasetError, OfflineDataset, check_column, downloads_allowed
 from srpo_bench.progress import Reporter
+from srpo_bench.vocabulary import plural
 
 # --- where D4RL keeps its files --------------------------------------------------------------------
 _D4RL_GYM_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl/gym_mujoco_v2"
@@ -248,7 +249,7 @@ def _check_raw(raw: dict[str, np.ndarray], source: str) -> int:
         check_column(source, "next_observations", raw["next_observations"], "values", (2,), rows=n,
                      width=observations.shape[1])
     if n < 2:
-        raise DatasetError(source, f"dataset is empty ({n} rows; qlearning_dataset needs at least 2)")
+        raise DatasetError(source, f"dataset is empty ({plural(n, 'row')}; qlearning_dataset needs at least 2)")
     return n
 
 
@@ -290,7 +291,7 @@ def write_d4rl_hdf5(
     n = len(arrays["observations"])
     ragged = [key for key, value in arrays.items() if len(value) != n]
     if ragged:
-        raise ValueError(f"write_d4rl_hdf5({path}): {', '.join(ragged)} not {n} rows like observations")
+        raise ValueError(f"write_d4rl_hdf5({path}): {', '.join(ragged)} not {plural(n, 'row')} like observations")
     for key, value in metadata.items():
         if not isinstance(value, str | int | float | np.generic):
             raise ValueError(f"write_d4rl_hdf5({path}): metadata '{key}' must be str, int or float")

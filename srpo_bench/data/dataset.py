@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from srpo_bench.vocabulary import plural
+
 _DOWNLOADS = {"allowed": True}
 
 
@@ -73,7 +75,7 @@ def check_column(source: str | Path, name: str, value: object, kind: ColumnKind,
                                for d in ndims)
         raise DatasetError(source, f"column '{name}' has shape {array.shape}; expected {expected}")
     if rows is not None and len(array) != rows:
-        raise DatasetError(source, f"'{name}' has {len(array)} rows but '{rows_of}' has {rows}")
+        raise DatasetError(source, f"'{name}' has {plural(len(array), 'row')} but '{rows_of}' has {rows}")
     if np.issubdtype(dtype, np.floating):
         finite = np.isfinite(array)
         if not finite.all():

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from srpo_bench.data.dataset import DatasetError, OfflineDataset
+from srpo_bench.vocabulary import plural
 
 LITE_GYMNASIUM_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 LITE_ENVS = tuple(LITE_GYMNASIUM_ENVS)
@@ -65,7 +66,7 @@ def load_lite(task_name: str) -> OfflineDataset:
         raise DatasetError(
             path,
             "not collected yet; run `srpo-bench collect --suite locomotion-lite` "
-            f"(about {FULL_SUITE_MINUTES} minutes)",
+            f"(about {plural(FULL_SUITE_MINUTES, 'minute')})",
         )
     dataset = d4rl.load_file(path, task_name, {"lite_task": task_name})
     for key in ("ref_min_score", "ref_max_score"):

@@ -35,6 +35,7 @@ import minari
 import numpy as np
 
 from srpo_bench.data.dataset import DatasetError, OfflineDataset, check_column, downloads_allowed
+from srpo_bench.vocabulary import plural
 
 # Dict observations are concatenated in this key order, then any other keys in sorted order; nested
 # dicts the same way, recursively. For AntMaze that is [ant state (27), achieved_goal = ant x-y (2),
@@ -225,8 +226,8 @@ def _checked_episode(source: str, episode: object, observation_space: gym.Space,
                                f"({observation_space})")
         array = check_column(source, f"{name} {tag}", leaf, "values", (1 + len(space.shape),))
         if len(array) != steps + 1:
-            raise DatasetError(source, f"'{name} {tag}' has {len(array)} rows for {steps} steps (Minari stores "
-                               "T+1 observations)")
+            raise DatasetError(source, f"'{name} {tag}' has {plural(len(array), 'row')} for "
+                               f"{plural(steps, 'step')} (Minari stores T+1 observations)")
         if array.shape[1:] != space.shape:
             raise DatasetError(source, f"column '{name} {tag}' has shape {array.shape}; expected "
                                f"[{steps + 1}, {', '.join(map(str, space.shape))}] (the observation space)")

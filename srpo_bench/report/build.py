@@ -23,6 +23,7 @@ from srpo_bench import __version__
 from srpo_bench.report import aggregate, reference, speedup, tuning
 from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs
 from srpo_bench.store import git_commit, library_versions
+from srpo_bench.vocabulary import plural
 
 REFERENCE_METHOD = "srpo"
 FEW_SEEDS = 5  # rliable's advice: below this, intervals are wide
@@ -153,7 +154,7 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
                   compliance=group_compliance(runs))
     # Where the numbers come from (a contributed grid keeps its own device and commit).
     commits = sorted({commit[:12] for commit in runs["git_commit"]})
-    group.notes.append(f"{len(runs)} runs trained on {', '.join(sorted(runs['device'].unique()))} at commit"
+    group.notes.append(f"{plural(len(runs), 'run')} trained on {', '.join(sorted(runs['device'].unique()))} at commit"
                        f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}")
     group.tuning = tuning.group_tuning(runs, finished, reps=reps, seed=seed)  # sweeps: their references may be
     # in another group (the paper's setting can comply with a protocol; a sweep run does not)
@@ -177,7 +178,7 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
                                                                                group.aggregate_tasks)
         if len(set(counts.values())) > 1:
             group.notes.append(f"{method}: {min(counts.values())}-{max(counts.values())} seeds per task; aggregates "
-                               f"use the lowest {group.runs_per_task[method]} seeds of every task")
+                               f"use the lowest {plural(group.runs_per_task[method], 'seed')} of every task")
     fewest = min(group.runs_per_task.values())
     if fewest < FEW_SEEDS:
         group.notes.append(f"{fewest} seed{'s' if fewest != 1 else ''} per task for some method (fewer than "
@@ -209,7 +210,7 @@ def group_compliance(runs: pd.DataFrame) -> dict[str, Any]:
         return {"protocol": status, "complies": True, "exploratory": False, "reasons": []}
     measured = runs["protocol"].dropna()
     counts = Counter(reason for found in runs["deviations"] for reason in found)
-    reasons = [f"{reason} ({n} of {len(runs)} runs)" if n < len(runs) else reason
+    reasons = [f"{reason} ({n} of {plural(len(runs), 'run')})" if n < len(runs) else reason
                for reason, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:4]]
     if len(counts) > 4:
         reasons.append(f"{len(counts) - 4} more kinds of deviation (leaderboard.json: runs[].deviations)")

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from srpo_bench.vocabulary import plural
+
 REFERENCE_DIR = Path(__file__).resolve().parent / "published"  # package data: installed with srpo-bench
 REFERENCE_FILE = REFERENCE_DIR / "d4rl_published.csv"
 OGBENCH_REFERENCE_FILE = REFERENCE_DIR / "ogbench_published.csv"
@@ -94,5 +96,5 @@ def why_not_comparable(row: dict[str, Any], compliance: dict[str, Any]) -> str:
         return f"ours: protocol {compliance.get('protocol')}; the number was published under {protocol}"
     seeds = pd.to_numeric(row.get("published_seeds"), errors="coerce")
     if not pd.isna(seeds) and row["seeds"] < seeds:
-        return f"ours: {int(row['seeds'])} seeds, fewer than the published {int(seeds)}"
+        return f"ours: {plural(int(row['seeds']), 'seed')}, fewer than the published {int(seeds)}"
     return ""

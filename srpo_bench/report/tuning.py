@@ -50,6 +50,7 @@ from scipy.special import gammaln
 
 from srpo_bench.report.aggregate import Estimate
 from srpo_bench.report.tables import Cell, Table, count, estimate_cell, number, text
+from srpo_bench.vocabulary import plural
 
 UCB_ALPHA = 2.0  # Unifloral's `ucb_alpha`
 SUBSAMPLE = 8  # Unifloral's README: `num_subsample=8`
@@ -294,7 +295,7 @@ def tuning_table(views: Sequence[MethodTuning], key: str) -> Table:
     budgets = [b for b in BUDGETS_SHOWN if views and b <= len(views[0].bandit.budgets)]
     table = Table("tuning budget: the score when a method's setting is chosen by online evaluation",
                   ["method", "swept", "tasks", "configurations (P)", "paper's setting",
-                   *(f"score at budget {b} episodes (UCB)" for b in budgets),
+                   *(f"score at budget {plural(b, 'episode')} (UCB)" for b in budgets),
                    "EOP k = 1 (a random configuration)", "EOP k = P (the best, optimistic)"], [], key=key)
     for view in views:
         sizes = sorted(set(view.configurations.values()))
