@@ -23,7 +23,8 @@ only when every part passed.
                captured-step lever (`srpo_bench.core.stages.CAPTURE_STEPS`); TF32 off and on, with the drift of one
                stage's loss (SRPO's IQL critic) after N steps; the host syncs of those steps as CUDA counts them
                (`torch.cuda.set_sync_debug_mode("warn")`; not on a CPU).
-5. `packing`   the same 4 smoke runs one after another (`--jobs 1`) and packed (`--jobs 4`); the throughput ratio.
+5. `packing`   the same 4 smoke runs one after another and packed 4 at a time, through the executor of
+               `srpo-bench run --jobs N`; the throughput ratio.
 
 Where each figure lands (OUT is --out):
 - OUT/results is an ordinary results folder: `srpo-bench report OUT/results` (older CLIs: `report --out
@@ -40,10 +41,11 @@ Where each figure lands (OUT is --out):
 The rehearsal (`--cpu-rehearsal`) runs the same functions on the CPU at the `REHEARSAL` profile, and says so in every
 record: every training stage cut to a few steps; cheap sampler settings for the diffusion and flow methods (fewer
 denoising steps and candidates, in each run's `overrides`); OGBench evaluation episodes cut to a few steps (in each
-such run's `task_note`); acting timed with a few repetitions; the compiled runtime and the captured steps traced
-through torch.compile's `aot_eager` backend (Dynamo's capture and AOT autograd without inductor's C++ code
-generation, which takes seconds per graph on a CPU); two packed runs at `--jobs 2`; no untimed warm-up fit; one torch
-thread per process.
+such run's `task_note`); acting timed with a few repetitions; the compiled runtime and the captured steps through
+torch.compile's `eager` backend: Dynamo's capture of our code (graph breaks, guards, recompile limits) without AOT
+autograd and inductor's code generation (inductor's C++ compile takes ~25 s per graph on 2 cores; the tests run AOT
+autograd for every method's captured step, tests/test_capture_lever.py, and inductor for every method's compiled act,
+tests/test_runtimes.py); two packed runs at `--jobs 2`; no untimed warm-up fit; one torch thread per process.
 What only a GPU shows: CUDA graphs (compiled acting and captured steps), inductor's code, onnxruntime-gpu, TF32 drift
 (TF32 does not exist on a CPU, so the rehearsal's drift is 0 by construction), the CUDA sync counts, and every
 figure worth reading.
@@ -77,14 +79,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("device", "smoke", "acting", "training", "packing")
 # Time caps per part, in seconds. The GPU column adds up to 8 minutes (the issue's budget of one GPU slot), the
-# rehearsal's to under 2 minutes, so neither run can outlast its budget whatever a part does.
+# rehearsal's to 2 minutes, so neither run can outlast its budget whatever a part does. The rehearsal's parts took
+# about half their caps on the shared 2-core machine (CPU seconds in OUT/gpu-check/summary.json).
 #        part          GPU  rehearsal
 CAPS: dict[str, tuple[int, int]] = {
     "device":      (30,   10),
-    "smoke":       (120,  40),
-    "acting":      (120,  25),
+    "smoke":       (120,  30),
+    "acting":      (120,  35),
     "training":    (150,  25),
-    "packing":     (60,   15),
+    "packing":     (60,   20),
 }
 TOY_TASK = "toy-two-moons"
 SHAPED_TASK = "cube-single-play-singletask-task1-v0"  # OGBench's shapes (28-d observations, 5-d actions)
@@ -107,7 +110,7 @@ class CheckProfile:
     warmup_fit: bool  # an untimed fit before the timed one (compiles the captured steps, warms the allocator)
     drift_steps: int
     packing_method: str
-    packing_seeds: str
+    packing_runs: int
     packing_jobs: int
     notes: list[str] = field(default_factory=list)
 
@@ -116,7 +119,7 @@ GPU = CheckProfile(
     name="gpu", rows=20_000, run_steps=None, episode_steps=None, sampler={},
     timing={"repeats": 10, "max_seconds": 2.0, "warmup": 10, "min_seconds": 0.02}, compile_backend="inductor",
     training_profile="paper", training_steps=30, warmup_fit=True, drift_steps=200, packing_method="srpo",
-    packing_seeds="0-3", packing_jobs=4)
+    packing_runs=4, packing_jobs=4)
 REHEARSAL = CheckProfile(
     name="cpu-rehearsal", rows=2_000, run_steps=3, episode_steps=10,
     # a few denoising steps and candidates: the same sampler code (SfBC's 3 DPM-Solver steps take a second- and a
@@ -126,9 +129,9 @@ REHEARSAL = CheckProfile(
              "sfbc": {"diffusion_steps": "3", "candidates": "2", "select_per_state": "1", "planning_samples": "2",
                       "planning_states": "16"},
              "fql": {"flow_steps": "2"}},
-    timing={"repeats": 3, "max_seconds": 0.05, "warmup": 1, "min_seconds": 0.002}, compile_backend="aot_eager",
+    timing={"repeats": 3, "max_seconds": 0.05, "warmup": 1, "min_seconds": 0.002}, compile_backend="eager",
     training_profile="smoke", training_steps=2, warmup_fit=False, drift_steps=3, packing_method="bc",
-    packing_seeds="0-1", packing_jobs=2,
+    packing_runs=2, packing_jobs=2,
     notes=["CPU rehearsal: tiny sizes and cheap sampler settings; no figure here stands for a GPU's"])
 
 
@@ -146,10 +149,6 @@ class Part:
     @property
     def results(self) -> Path:
         return self.out / "results"
-
-    def left(self) -> float:
-        """Seconds to the part's cap, less a margin for writing its record."""
-        return max(1.0, self.deadline - time.monotonic() - 1.0)
 
     def checkpoint(self, name: str, **figures: Any) -> None:
         """The figures so far in OUT/gpu-check/<name>.json, marked partial: a part killed on its cap (a GPU slot
@@ -170,33 +169,11 @@ def device_of(rehearsal: bool) -> torch.device:
     return torch.device("cuda")
 
 
-def cli(*args: str) -> list[str]:
-    """The srpo-bench command of this interpreter (the venv that runs this script)."""
-    return [sys.executable, "-c", "from srpo_bench.cli import app; app()", *args]
-
-
-def run_cli(args: list[str], timeout: float) -> dict[str, Any]:
-    """A srpo-bench command, at most `timeout` seconds. Its output goes to a file, not a pipe: a pipe held open by
-    the worker processes of a killed grid would keep this waiting; those workers stay in the part's process group,
-    which the driver kills when the part ends."""
-    started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as output:
-        try:
-            code: int | None = subprocess.run(args, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                              timeout=timeout, cwd=ROOT).returncode
-        except subprocess.TimeoutExpired:
-            code = None
-        output.seek(0)
-        tail = output.read()[-2000:] + ("" if code is not None else f"\n(timed out after {timeout:.0f} s)")
-    return {"command": "srpo-bench " + " ".join(args[3:]), "returncode": code,
-            "seconds": time.perf_counter() - started, "output_tail": tail}
-
-
 @contextlib.contextmanager
 def compile_backend(backend: str) -> Iterator[None]:
-    """torch.compile calls made inside use `backend` ("inductor": left alone). The rehearsal's "aot_eager" runs
-    Dynamo's capture and AOT autograd of the same code, without inductor's code generation (modes are inductor's
-    and are dropped with it)."""
+    """torch.compile calls made inside use `backend` ("inductor": left alone). The rehearsal's "eager" runs Dynamo's
+    capture of the same code and then the captured graphs as they are (modes and options are inductor's and are
+    dropped with it)."""
     if backend == "inductor":
         yield
         return
@@ -553,25 +530,35 @@ def cuda_sync_warnings(part: Part, steps: int) -> dict[str, int]:
 
 # --- 5. packing -----------------------------------------------------------------------------------------------------
 def part_packing(part: Part) -> dict[str, Any]:
-    method = part.profile.packing_method
+    """The same grid of runs (seeds 0..n-1 of one method on the toy task) run one after another and packed, through
+    the executor `srpo-bench run --jobs N` uses, each into a results folder of its own; both include the timing
+    (inline when serial, the timing phase when packed), as a grid does."""
+    from srpo_bench import store
+    from srpo_bench.executors import ExecutorSettings, run_specs
+    from srpo_bench.progress import Reporter
+    from srpo_bench.runner import RunOptions, load_checked, plan_grid
+
+    method, runs = part.profile.packing_method, part.profile.packing_runs
     settings = part.overrides(method)
-    extra = [f"--set={key}={value}" for key, value in settings.items()]
-    walls = {}
+    walls: dict[str, dict[str, Any]] = {}
     for label, jobs in (("serial", 1), ("packed", part.profile.packing_jobs)):
-        # the serial grid may take at most half of what is left, so the packed one always gets its turn
-        timeout = part.left() / 2 if label == "serial" else part.left()
-        call = run_cli(cli("run", "--envs", TOY_TASK, "--methods", method, "--seeds", part.profile.packing_seeds,
-                           "--profile", "smoke",
-                           "--device", part.device.type, "--jobs", str(jobs), "--quiet",
-                           "--out", str(part.out / f"packing-{label}"), *extra,
-                           # on a CPU one thread per job, as the part's own (serial: 1, packed: split over the jobs)
-                           *(["--threads", str(jobs)] if part.device.type == "cpu" else [])), timeout=timeout)
-        walls[label] = {**call, "jobs": jobs}
-        print(f"  {label} (--jobs {jobs}): {call['seconds']:.1f} s, exit {call['returncode']}", flush=True)
-    ok = all(call["returncode"] == 0 for call in walls.values())
-    ratio = walls["serial"]["seconds"] / walls["packed"]["seconds"] if ok else None
-    return {"method": method, "seeds": part.profile.packing_seeds, "settings": settings, "walls": walls,
-            "throughput_ratio_packed_over_serial": ratio, "ok": ok}
+        out = part.out / f"packing-{label}"
+        specs = plan_grid([TOY_TASK], [method], list(range(runs)), "smoke", {method: settings})
+        load_checked([TOY_TASK])
+        store.open_store(out)
+        # on a CPU one thread per job (split over the jobs by the executor), as in every part of the rehearsal
+        options = RunOptions(out=out, device=part.device.type, quiet=True,
+                             threads=jobs if part.device.type == "cpu" else 0)
+        started = time.perf_counter()
+        outcomes = run_specs(specs, options, ExecutorSettings(jobs=jobs), Reporter(quiet=True))
+        walls[label] = {"jobs": jobs, "seconds": time.perf_counter() - started, "folder": str(out),
+                        "statuses": [outcome.status for outcome in outcomes]}
+        print(f"  {label} (--jobs {jobs}): {walls[label]['seconds']:.1f} s, {walls[label]['statuses']}", flush=True)
+        part.checkpoint("packing", walls=walls)
+    ok = all(status == "finished" for entry in walls.values() for status in entry["statuses"])
+    return {"method": method, "runs": runs, "settings": settings, "walls": walls,
+            "throughput_ratio_packed_over_serial": walls["serial"]["seconds"] / walls["packed"]["seconds"],
+            "ok": ok}
 
 
 PART_FUNCTIONS: dict[str, Callable[[Part], dict[str, Any]]] = {
@@ -704,15 +691,17 @@ def summary_markdown(summary: dict[str, Any], records: dict[str, dict[str, Any]]
         lines += [f"| {method} | {stage} | {rates.get('eager', float('nan')):.1f} | "
                   f"{rates.get('captured', float('nan')):.1f} |"
                   for method, by_stage in training["steps_per_second"].items() for stage, rates in by_stage.items()]
+        if training.get("timed_fit_includes_compilation"):
+            lines += ["", "(no warm-up fit: the captured figures include compiling the steps)"]
         lines += ["", f"TF32 drift: {json.dumps(training.get('tf32_drift'))}",
                   f"CUDA sync warnings: {json.dumps(training.get('cuda_sync_warnings'))}"]
     packing = records.get("packing", {})
     if packing.get("throughput_ratio_packed_over_serial"):
         walls = packing["walls"]
         lines += ["", "## Packing (gpu-check/packing.json)", "",
-                  f"{packing['method']}, seeds {packing['seeds']}: serial {walls['serial']['seconds']:.1f} s, "
+                  f"{packing['method']}, {packing['runs']} runs: serial {walls['serial']['seconds']:.1f} s, "
                   f"packed (--jobs {walls['packed']['jobs']}) {walls['packed']['seconds']:.1f} s, throughput ratio "
-                  f"{packing.get('throughput_ratio_packed_over_serial')}"]
+                  f"{packing['throughput_ratio_packed_over_serial']:.2f}"]
     return "\n".join(lines) + "\n"
 
 
