@@ -5,10 +5,11 @@ method's own `fit`: with every stage cached, `FitContext.fit` only loads, and a 
 before anything is built, so nothing is ever retrained here. The whole act (`act_with_noise`, the same graph the
 onnx runtime replays) is exported with a dynamic batch axis:
 
-    onnx         inputs `observations` [B, obs_dim] and `noise_0..` (the act's random draws, rows = B x
-                 rows_per_state), output `actions`; metadata key `srpo_bench` (JSON): observation and action
-                 specs, the noise inputs, network evaluations per action, provenance (method, task, seed,
-                 profile, config, stage keys, the run's and the exporter's commits, versions). Runs with
+    onnx         inputs `observations` [batch, obs_dim] and `noise_0..` (the act's random draws, rows = batch x
+                 rows_per_state: axis `batch` or `batch_x<rows>`), output `actions` [batch, act_dim]; metadata
+                 key `srpo_bench` (JSON): observation and action specs, the noise inputs, network evaluations
+                 per action, provenance (method, task, seed, profile, config, stage keys, the run's and the
+                 exporter's commits, versions). Runs with
                  onnxruntime and numpy alone: `run_policy.py`, written next to it (`srpo_bench/deploy_example.py`).
     torchscript  the traced act (`torch.jit.load(path)(observations, *noise)`), the same JSON as the extra file
                  `srpo_bench.json`.
@@ -154,11 +155,43 @@ def export_run(run_dir: Path, policy_format: str, output: Path | None = None) ->
     return [path]
 
 
+BATCH_AXIS = "batch"
+
+
+def axis_names(info: dict[str, Any]) -> dict[str, list[str | int]]:
+    """Each input's and the output's dimensions as the exported graph declares them: `batch` for the dynamic axis
+    (`batch_x8` for a noise input with 8 rows per state), fixed widths for the rest. The TorchScript exporter's own
+    names ("observations_rows", and "Ifactions_dim_1" for an action width it could not infer through a branch)
+    say nothing to a user."""
+    names: dict[str, list[str | int]] = {
+        info["observation"]["name"]: [BATCH_AXIS, int(info["observation"]["dim"])],
+        info["action"]["name"]: [BATCH_AXIS, int(info["action"]["dim"])],
+    }
+    for item in info["noise"]:
+        rows = int(item["rows_per_state"])
+        names[item["name"]] = [BATCH_AXIS if rows == 1 else f"{BATCH_AXIS}_x{rows}", *map(int, item["shape"][1:])]
+    return names
+
+
 def onnx_with_metadata(model: bytes, info: dict[str, Any]) -> bytes:
-    """The model with `info` as the JSON metadata entry `srpo_bench` (read by `session.get_modelmeta()`)."""
+    """The model with its axes named (`axis_names`) and `info` as the JSON metadata entry `srpo_bench` (read by
+    `session.get_modelmeta()`)."""
     import onnx
 
     proto = onnx.load_from_string(model)
+    wanted = axis_names(info)
+    for value in [*proto.graph.input, *proto.graph.output]:
+        if value.name not in wanted:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != len(wanted[value.name]):
+            raise ExportError(f"exported '{value.name}' has {len(dims)} axes, expected {len(wanted[value.name])}")
+        for dim, name in zip(dims, wanted[value.name], strict=True):
+            dim.Clear()
+            if isinstance(name, str):
+                dim.dim_param = name
+            else:
+                dim.dim_value = name
     entry = proto.metadata_props.add()
     entry.key, entry.value = "srpo_bench", json.dumps(info, default=str)
     proto.producer_name, proto.doc_string = "srpo-bench", f"{info['method']} policy for {info['task']}"

@@ -316,6 +316,39 @@ def test_no_count_in_the_package_is_written_without_its_plural() -> None:
     assert not found, "use vocabulary.plural(n, word):\n" + "\n".join(found)
 
 
+# --- named ONNX axes -------------------------------------------------------------------------------------------
+def test_the_exported_onnx_model_names_its_axes(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from test_export import finished_run
+
+    from srpo_bench.export import export_run
+
+    path, _ = finished_run(tmp_path / "store", "idql")  # an act with noise inputs (candidates per state)
+    model_path = export_run(path, "onnx")[0]
+    graph = onnx.load(str(model_path)).graph
+
+    def dims(value) -> list[str | int]:  # noqa: ANN001 - an onnx ValueInfoProto
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    shapes = {value.name: dims(value) for value in [*graph.input, *graph.output]}
+    meta = json.loads(next(p.value for p in onnx.load(str(model_path)).metadata_props if p.key == "srpo_bench"))
+    assert shapes["observations"] == ["batch", meta["observation"]["dim"]]
+    assert shapes["actions"] == ["batch", meta["action"]["dim"]]
+    assert meta["noise"], "idql's act draws noise"
+    for item in meta["noise"]:
+        rows = item["rows_per_state"]
+        assert shapes[item["name"]] == ["batch" if rows == 1 else f"batch_x{rows}", *item["shape"][1:]]
+    assert not [name for shape in shapes.values() for name in shape if isinstance(name, str) and "dim" in name]
+    # the named batch axis is still dynamic
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feed = {"observations": torch.zeros(5, meta["observation"]["dim"]).numpy()}
+    for item in meta["noise"]:
+        feed[item["name"]] = torch.zeros(5 * item["rows_per_state"], *item["shape"][1:]).numpy()
+    (actions,) = session.run(["actions"], feed)
+    assert actions.shape == (5, meta["action"]["dim"])
+
+
 # --- did you mean ------------------------------------------------------------------------------------------------
 def test_did_you_mean() -> None:
     assert vocabulary.did_you_mean("srpoo", ["srpo", "idql"]) == "; did you mean 'srpo'?"
