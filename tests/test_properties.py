@@ -113,7 +113,8 @@ def test_any_setting_value_resolves_or_is_one_config_line(method: str, data: st.
 
 
 @FEW
-@given(st.sampled_from(METHODS), st.data(), st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-1e400"]))
+@given(st.sampled_from(METHODS), st.data(),
+       st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-1e400"]))
 def test_a_non_finite_number_is_refused_for_every_float_setting(method: str, data: st.DataObject, raw: str) -> None:
     floats = [key for key, kind in field_types(get_method(method).Config).items() if kind is float]
     key = data.draw(st.sampled_from(floats))
