@@ -400,3 +400,71 @@ def test_srpo_bench_package_has_no_vocabulary_of_its_own() -> None:
     imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] + [
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
     assert not [name for name in imported if name and name.startswith("srpo_bench")]
+
+
+# --- speed taken inside a busy grid -------------------------------------------------------------------------------
+class NappingAgent:
+    """A one-layer stand-in whose act sleeps a fixed time: which timing the report used shows in its speed."""
+
+    network_evaluations = {"policy": 1}
+    nfe_per_action = 1
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def act(self, observations: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(self.seconds)
+        return torch.zeros(len(observations), 2)
+
+
+def timed(monkeypatch: pytest.MonkeyPatch, seconds: float, load: float, context: str = "in-run") -> dict:
+    """A speed record made by the real timing code (`measure_speed`), on a machine whose 1-minute load the OS
+    reports as `load`, with one torch thread."""
+    from srpo_bench import speed
+
+    monkeypatch.setattr(speed, "_load_average", lambda: [load, load, load])
+    result = speed.measure_speed(NappingAgent(seconds), obs_dim=2, batch_sizes=(1, 256), warmup=1, repeats=3,
+                                 min_seconds=0.0, max_seconds=1.0, context=context)
+    assert result.torch_threads == 1  # tests run at one thread (conftest)
+    return result.to_dict()
+
+
+def test_quiet_timings_are_preferred_to_busy_ones_and_the_note_says_so(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from report_store import make_store, write_run
+
+    from srpo_bench.report import tables
+    from srpo_bench.report.build import build_report
+    from srpo_bench.report.speedup import load_label
+
+    assert [load_label(0.5, 1), load_label(1.0, 1), load_label(1.5, 1), load_label(None, 1)] == \
+        ["quiet", "quiet", "busy", "unknown"]
+    out = make_store(tmp_path / "results")
+    fast, slow = 0.0, 0.01  # the quiet timings are fast, the busy ones slow: the speed tells which were used
+    write_run(out, "toy-two-moons", "srpo", 0, [80.0], speed=timed(monkeypatch, fast, load=0.4))
+    write_run(out, "toy-two-moons", "bc", 0, [50.0], speed=timed(monkeypatch, fast, load=0.9))  # quiet
+    write_run(out, "toy-two-moons", "bc", 1, [50.0], speed=timed(monkeypatch, slow, load=2.6))  # busy: 2 jobs + us
+    write_run(out, "toy-two-moons", "idql", 0, [40.0], speed=timed(monkeypatch, slow, load=3.0))  # busy only
+    # a busy `srpo-bench speed` timing does not beat a quiet in-run one
+    (out / "speed").mkdir()
+    (out / "speed" / "toy-two-moons-cpu.json").write_text(json.dumps({
+        "created": "2026-12-01T00:00:00+00:00", "task": "toy-two-moons", "device": "cpu",
+        "results": {"bc": timed(monkeypatch, slow, load=2.2, context="alone")}}))
+    report = build_report([out], reps=50)
+    chosen = report.timings.set_index("method")
+    assert chosen.loc["bc", "load"] == "quiet" and chosen.loc["bc", "context"] == "in-run"
+    assert chosen.loc["bc", "timings"] == 1 and chosen.loc["bc", "busy_left_out"] == 2
+    assert chosen.loc["bc", "aps_b1"] > 10 * chosen.loc["idql", "aps_b1"]  # the fast (quiet) timing, not a pool
+    assert chosen.loc["idql", "load"] == "busy" and chosen.loc["idql", "busy_left_out"] == 0
+    assert chosen.loc["srpo", "load"] == "quiet"
+    table = tables.speed(report.timings, report.speedups, report.timings["device"].iloc[0], "srpo", "speed")
+    rows = {row[2].text: row for row in table.rows}
+    assert rows["bc"][3].text == "in-run, quiet (1)" and rows["idql"][3].text == "in-run, busy (1)"
+    (note,) = [note for note in table.notes if note.startswith("quiet:")]
+    assert note.endswith("its busy ones left out: bc (eager)")

@@ -473,6 +473,7 @@ def timing_row(speed: dict[str, Any], task: str, method: str, source: str, conte
     row: dict[str, Any] = {
         "device": device_key, "runtime": runtime, "task": task, "method": method, "context": context,
         "source": source,
+        "threads": threads if isinstance(threads, int) and not isinstance(threads, bool) else None,  # load_label
         "taken": taken, "profile": profile, "nfe_per_action": _optional_number(speed.get("nfe_per_action")),
         "loadavg": (load.get("loadavg_before") or [None])[0] if isinstance(load.get("loadavg_before"), list)
         else None, "cpu_count": load.get("cpu_count"),

@@ -5,6 +5,9 @@ CPU thread count) and runtime (eager, compiled, onnx: SRPO's speedup is never it
 eager), ideally with the device to themselves. So timings are grouped by device and runtime, and per
 (device, runtime, task, method) the report takes `srpo-bench speed` timings ("alone") when it has them, else the
 timings made inside training runs ("in-run", where other runs could share the machine), and marks which.
+"Alone" says who timed, not how busy the machine was: each timing is also labelled by the load when it was taken
+(`load_label`: "busy" when the 1-minute load average exceeded its torch threads), and quiet timings are preferred
+to busy ones before anything else (a grid's other runs, or another user, slow a timing down by their share).
 The speedup is the ratio of median actions/s, its 95% interval bootstrapped over the repeated timings
 (aggregate.speedup_interval); timings recorded before per-repeat samples existed give the ratio alone.
 """
@@ -19,24 +22,45 @@ import pandas as pd
 from srpo_bench.report.aggregate import DEFAULT_REPS, DEFAULT_SEED, speedup_interval
 
 BATCHES = ("1", "256")
-TIMING_COLUMNS = ["device", "runtime", "task", "method", "context", "timings", "loadavg", "cpu_count", "nfe_per_action",
+TIMING_COLUMNS = ["device", "runtime", "task", "method", "context", "timings", "load", "busy_left_out", "loadavg",
+                  "threads", "cpu_count", "nfe_per_action",
                   *(f"{kind}_b{b}" for b in BATCHES for kind in ("aps", "p25", "p75", "samples"))]
+#: a timing's machine load, best first: the report takes the best kind a (device, runtime, task, method) has
+LOADS = ("quiet", "unknown", "busy")
+
+
+def load_label(loadavg: Any, threads: Any) -> str:
+    """"busy" when the 1-minute load average recorded as the timing began exceeded its torch thread count (other
+    processes were competing for the cores it timed on), "quiet" when it did not, "unknown" when either is
+    missing (a record from before loads were kept, or an OS without load averages)."""
+    if _missing(loadavg) or _missing(threads) or float(threads) < 1:
+        return "unknown"
+    return "busy" if float(loadavg) > float(threads) else "quiet"
 
 
 def select_timings(timings: pd.DataFrame) -> pd.DataFrame:
-    """One row per (device, runtime, task, method): "alone" timings if any (the newest such file), else every
-    distinct in-run timing pooled. Columns: device, runtime, task, method, context, timings (how many were pooled), the
-    1-minute load average when taken, and per batch size the median actions/s, its quartiles and samples."""
+    """One row per (device, runtime, task, method), from the timings of its quietest kind of load (`LOADS`: quiet
+    timings whenever there are any, busy ones only when nothing else was timed): among those, "alone" timings if
+    any (the newest such file), else every distinct in-run timing pooled. Columns: device, runtime, task, method,
+    context, timings (how many were pooled), load and how many busy timings were left out, the 1-minute load
+    average when taken, the torch threads, and per batch size the median actions/s, its quartiles and samples."""
     if timings.empty:
         return pd.DataFrame(columns=TIMING_COLUMNS)
     if "runtime" not in timings:  # rows made before runtimes existed
         timings = timings.assign(runtime="eager")
+    threads = timings["threads"] if "threads" in timings else pd.Series([None] * len(timings), index=timings.index)
+    timings = timings.assign(load=[load_label(avg, n) for avg, n in zip(timings["loadavg"], threads, strict=True)],
+                             threads=threads)
     rows = []
     for (device, runtime, task, method), group in timings.groupby(["device", "runtime", "task", "method"], sort=True):
-        alone = group[group["context"] == "alone"]
-        chosen = alone.sort_values("taken").tail(1) if not alone.empty else group
+        load = min(group["load"], key=LOADS.index)
+        calmest = group[group["load"] == load]
+        alone = calmest[calmest["context"] == "alone"]
+        chosen = alone.sort_values("taken").tail(1) if not alone.empty else calmest
         row: dict[str, Any] = {
-            "device": device, "runtime": runtime, "task": task, "method": method,
+            "device": device, "runtime": runtime, "task": task, "method": method, "load": load,
+            "busy_left_out": int((group["load"] == "busy").sum()) if load != "busy" else 0,
+            "threads": chosen["threads"].dropna().max() if chosen["threads"].notna().any() else None,
             # the contexts of the timings pooled, as their speed files name them (frame.runner_context)
             "context": "/".join(sorted(set(chosen["context"].astype(str)))), "timings": len(chosen),
             "loadavg": _mean_or_none(chosen["loadavg"]), "cpu_count": chosen["cpu_count"].dropna().max()
@@ -112,6 +136,10 @@ def training_times(finished: pd.DataFrame) -> pd.DataFrame:
     long = pd.DataFrame(rows)
     return (long.groupby(["device", "profile", "task", "method", "stage"], sort=True)
             .agg(seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index())
+
+
+def _missing(value: Any) -> bool:
+    return value is None or isinstance(value, float) and np.isnan(value) or value is pd.NA
 
 
 def _mean_or_none(values: pd.Series) -> float | None:

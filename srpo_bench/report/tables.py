@@ -173,7 +173,7 @@ def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference:
         load = (f"{record.loadavg:.1f}/{int(record.cpu_count)}" if not is_missing(record.loadavg)
                 and not is_missing(record.cpu_count) else MISSING)
         row = [text(record.runtime), text(record.task), text(record.method),
-               text(f"{record.context} ({record.timings})"),
+               text(f"{record.context}, {record.load} ({record.timings})"),
                Cell(load, record.loadavg), number(record.nfe_per_action, fmt=count),
                _speed_cell(record.aps_b1, record.p25_b1, record.p75_b1),
                _speed_cell(record.aps_b256, record.p25_b256, record.p75_b256)]
@@ -187,6 +187,11 @@ def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference:
         else:
             row += [Cell(MISSING), Cell(MISSING)]
         table.rows.append(row)
+    left_out = sorted({f"{record.method} ({record.runtime})" for record in mine.itertuples()
+                       if record.busy_left_out})
+    table.notes.append("quiet: the 1-minute load average when timed was at most the timing's torch threads; busy: "
+                       "above (other processes shared its cores); a method with quiet timings is shown with those "
+                       "only" + (f", its busy ones left out: {', '.join(left_out)}" if left_out else ""))
     table.notes.append("actions/s: median [25th, 75th percentile] over repeated timings; timing: 'alone' = "
                        "`srpo-bench speed` (preferred), 'in-run' = timed by a run's process right after its "
                        "evaluation, 'timing-phase' = timed after training, one run at a time, ', shared' = other "
