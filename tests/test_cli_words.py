@@ -61,9 +61,26 @@ def test_the_suites_of_the_vocabulary_are_the_task_registrys() -> None:
     assert set(vocabulary.COLLECTABLE_SUITES) <= set(SUITES)
 
 
+def option_help(command: str, option: str) -> str:
+    """The help text of one option, as click holds it (no other option's text can stand in for it)."""
+    import typer.main
+
+    (param,) = [p for p in typer.main.get_command(cli_app()).commands[command].params  # type: ignore[attr-defined]
+                if option in p.opts]
+    return str(param.help)
+
+
 def test_every_registered_method_and_suite_is_in_the_help() -> None:
     from srpo_bench.tasks import SUITES
 
+    for method in available_methods():
+        assert re.search(rf"\b{re.escape(method)}\b", str(cli_app().info.help)), f"--help omits {method}"
+        assert re.search(rf"\b{re.escape(method)}\b", option_help("run", "--methods")), method
+        assert re.search(rf"\b{re.escape(method)}\b", option_help("speed", "--methods")), method
+    for suite in SUITES:
+        assert re.search(rf"\b{re.escape(suite)}\b", str(cli_app().info.help)), f"--help omits {suite}"
+        assert re.search(rf"\b{re.escape(suite)}\b", option_help("run", "--envs")), suite
+    # and as a reader sees them
     main, run, speed = (help_of(*command).replace("srpo-bench", "") for command in ([], ["run"], ["speed"]))
     for method in available_methods():
         assert re.search(rf"\b{re.escape(method)}\b", main), f"srpo-bench --help omits {method}"
