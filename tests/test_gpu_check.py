@@ -55,10 +55,11 @@ def test_the_rehearsal_arguments() -> None:
 
 
 def test_the_caps_add_up_to_each_budget() -> None:
-    """A part can take no longer than its cap, so the caps bound the whole run: 8 minutes of GPU, 2 of rehearsal."""
+    """A part can take no longer than its cap, so the caps bound the whole run: the 8 minutes of a GPU slot, and
+    3 minutes for the rehearsal (about 65 s on the shared 2-core machine, its caps allow for a busy one)."""
     assert set(gpu_check.CAPS) == set(gpu_check.PARTS)
     assert sum(gpu for gpu, _ in gpu_check.CAPS.values()) <= 8 * 60
-    assert sum(cpu for _, cpu in gpu_check.CAPS.values()) <= 2 * 60
+    assert sum(cpu for _, cpu in gpu_check.CAPS.values()) <= 3 * 60
 
 
 def state_of(pid: int) -> str | None:
