@@ -543,6 +543,7 @@ def part_packing(part: Part) -> dict[str, Any]:
     walls: dict[str, dict[str, Any]] = {}
     for label, jobs in (("serial", 1), ("packed", part.profile.packing_jobs)):
         out = part.out / f"packing-{label}"
+        shutil.rmtree(out, ignore_errors=True)  # runs finished by an earlier check would be skipped, not timed
         specs = plan_grid([TOY_TASK], [method], list(range(runs)), "smoke", {method: settings})
         load_checked([TOY_TASK])
         store.open_store(out)
@@ -632,7 +633,8 @@ def load_average() -> list[float] | None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="output folder (created)")
+    parser.add_argument("--out", type=Path, help="output folder (created; default: gpu-check, the rehearsal: a new "
+                        "temporary folder)")
     parser.add_argument("--cpu-rehearsal", action="store_true", help="every part on the CPU at tiny sizes (< 2 min)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma separated, of {', '.join(PARTS)}")
     parser.add_argument("--methods", default="all", help="comma separated registered methods, or 'all'")
@@ -707,6 +709,8 @@ def summary_markdown(summary: dict[str, Any], records: dict[str, dict[str, Any]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="gpu-check-rehearsal-")) if args.cpu_rehearsal else Path("gpu-check")
     out = args.out.resolve()
     column = 1 if args.cpu_rehearsal else 0
     caps = {part: float(CAPS[part][column]) * args.cap_scale for part in PARTS}
