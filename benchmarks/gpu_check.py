@@ -27,11 +27,12 @@ only when every part passed.
                `srpo-bench run --jobs N`; the throughput ratio.
 
 Where each figure lands (OUT is --out):
-- OUT/results is an ordinary results folder: `srpo-bench report OUT/results` (older CLIs: `report --out
-  OUT/results`) shows the smoke runs (scores, in-run timings: `runs/smoke/<task>/<method>/seed0/`) and the acting
-  timings under every runtime (`speed/<task>-<device>.json`, eager; `speed/runtimes/<task>-<device>.json`, every
-  runtime); from a clean checkout, `srpo-bench results add OUT/results --exploratory` contributes both like any
-  other runs (smoke runs comply with no protocol: exploratory).
+- OUT/results is an ordinary results folder: `srpo-bench report OUT/results` shows the smoke runs (scores, in-run
+  timings: `runs/smoke/<task>/<method>/seed0/`) and the acting timings under every runtime
+  (`speed/<task>-<device>.json`, eager; `speed/runtimes/<task>-<device>.json`, every runtime), named as the report
+  names runs with changed settings (the rehearsal's `idql[actor_steps=3,...,num_candidates=2]`); from a clean checkout,
+  `srpo-bench results add OUT/results --exploratory` contributes both like any other runs (smoke runs comply with no
+  protocol: exploratory).
 - OUT/gpu-check/<part>.json: each part's record (the profile it ran at, its figures, errors); training steps/s per
   method, stage and lever, the TF32 drift and the CUDA sync warnings in `training.json`; the packing walls and
   `throughput_ratio_packed_over_serial` in `packing.json`; the device in `device.json`.
