@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import json
 import os
@@ -104,7 +105,7 @@ class CheckProfile:
     run_steps: int | None  # every stage of a run cut to this many steps (None: the smoke profile's own schedule)
     episode_steps: int | None  # OGBench evaluation episodes cut to this many steps (None: the task's limit)
     sampler: dict[str, dict[str, str]]  # per method: sampler settings for a cheap act (empty: the official ones)
-    timing: dict[str, Any]  # measure_speed's repeats, max_seconds (per batch size) and warmup calls
+    timing: dict[str, Any]  # measure_speed's repeats, max_seconds (per batch size), warmup calls, min_seconds
     compile_backend: str  # torch.compile's backend for the compiled runtime and the captured steps
     training_profile: str  # the profile whose batch sizes the training part times
     training_steps: int
@@ -138,14 +139,14 @@ REHEARSAL = CheckProfile(
 
 @dataclass
 class Part:
-    """What a part function gets: where it runs, at which sizes, for which methods, and until when."""
+    """What a part function gets: where it runs, at which sizes, for which methods."""
 
     device: torch.device
     out: Path
     profile: CheckProfile
     methods: list[str]
-    deadline: float  # time.monotonic() by which the part must be done (its cap)
     record: dict[str, Any] = field(default_factory=dict)  # what every write of the part's record starts with
+    figures: dict[str, Any] = field(default_factory=dict)  # the last checkpoint's
 
     @property
     def results(self) -> Path:
@@ -154,6 +155,7 @@ class Part:
     def checkpoint(self, name: str, **figures: Any) -> None:
         """The figures so far in OUT/gpu-check/<name>.json, marked partial: a part killed on its cap (a GPU slot
         runs out) still leaves what it measured. The part's end writes the whole record over it."""
+        self.figures = figures
         write_json(self.out / "gpu-check" / f"{name}.json", {**self.record, **figures, "partial": True})
 
     def overrides(self, method: str) -> dict[str, str]:
@@ -297,6 +299,7 @@ def tiny_steps(method: str, steps: int) -> dict[str, str]:
     return overrides
 
 
+@functools.cache
 def train_steps_module() -> Any:
     spec = importlib.util.spec_from_file_location("train_steps", ROOT / "benchmarks" / "train_steps.py")
     assert spec is not None and spec.loader is not None
@@ -328,7 +331,7 @@ def part_acting(part: Part) -> dict[str, Any]:
     build_seconds: dict[str, dict[str, float]] = {}
     figures: dict[str, Any] = {"failed": []}
     for method in part.methods:
-        # named as the report names runs with these settings (the rehearsal's: `idql[diffusion_steps=2,...]`), so
+        # named as the report names runs with these settings (the rehearsal's `idql[actor_steps=3,...]`), so
         # no timing of a cut-down sampler stands under the method's own name
         name = method_label(method, part.overrides(method))
         # the smoke part's weights for this task and settings (its stage cache), or trained now
@@ -465,7 +468,11 @@ def part_training(part: Part) -> dict[str, Any]:
         print(f"  TF32 drift of SRPO's critic loss: {drift}", flush=True)
     syncs: dict[str, int] | str = "CUDA only"
     if part.device.type == "cuda":
-        syncs = cuda_sync_warnings(part, profile.training_steps)
+        try:
+            syncs = cuda_sync_warnings(part, profile.training_steps)
+        except Exception as error:  # noqa: BLE001 - reported with the rest
+            errors["cuda sync warnings"] = syncs = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
     print(f"  CUDA sync warnings during {profile.training_steps} steps per stage: {syncs}", flush=True)
     return {"steps": profile.training_steps, "batch_sizes": f"{profile.training_profile} profile",
             "timed_fit_includes_compilation": not profile.warmup_fit, "capture_backend": profile.compile_backend,
@@ -568,17 +575,18 @@ PART_FUNCTIONS: dict[str, Callable[[Part], dict[str, Any]]] = {
     "packing": part_packing}
 
 
-def run_part(part_name: str, out: Path, rehearsal: bool, methods: Sequence[str], cap: float) -> dict[str, Any]:
+def run_part(part_name: str, out: Path, rehearsal: bool, methods: Sequence[str]) -> dict[str, Any]:
     """One part in this process: its record, also written to OUT/gpu-check/<part>.json."""
     device = device_of(rehearsal)
     profile = REHEARSAL if rehearsal else GPU
     record: dict[str, Any] = {"part": part_name, "device": str(device), "rehearsal": rehearsal,
                               "profile": dataclasses.asdict(profile), "methods": list(methods), "started": time.time()}
-    part = Part(device, out, profile, list(methods), time.monotonic() + cap, dict(record))
+    part = Part(device, out, profile, list(methods), dict(record))
     try:
         record.update(PART_FUNCTIONS[part_name](part))
     except Exception as error:  # noqa: BLE001 - the driver records the failure and goes on
-        record.update(ok=False, error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        record.update(part.figures, ok=False, error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc())
         traceback.print_exc()
     record["seconds"] = time.time() - record["started"]
     write_json(out / "gpu-check" / f"{part_name}.json", record)
@@ -719,7 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cpu_rehearsal:
             # one thread: on a shared CPU, oversubscribed OpenMP threads spin and made the tiny steps ~10x slower
             torch.set_num_threads(1)
-        return 0 if run_part(args.part, out, args.cpu_rehearsal, args.methods, caps[args.part]).get("ok", True) else 1
+        return 0 if run_part(args.part, out, args.cpu_rehearsal, args.methods).get("ok", True) else 1
 
     def command(part: str) -> list[str]:
         return [sys.executable, __file__, "--part", part, "--out", str(out), "--methods", ",".join(args.methods),
