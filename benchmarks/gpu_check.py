@@ -319,17 +319,15 @@ def part_acting(part: Part) -> dict[str, Any]:
     from srpo_bench.speed import SpeedResult, measure_speed
     from srpo_bench.tasks import get_task
 
-    runtimes = ["eager", "compiled"]
     onnx_note = onnx_available(part.device)
-    if onnx_note is None:
-        runtimes.append("onnx")
+    # compiled last: its builds are the slow ones (inductor on a GPU)
+    runtimes = ["eager", *(["onnx"] if onnx_note is None else []), "compiled"]
     task = get_task(TOY_TASK)
     dataset = task.load()
     store.open_store(part.results)
     timing = part.profile.timing
     timings: dict[str, dict[str, SpeedResult | str]] = {runtime: {} for runtime in runtimes}
     build_seconds: dict[str, dict[str, float]] = {}
-    figures: dict[str, Any] = {"failed": []}
     for method in part.methods:
         # named as the report names runs with these settings (the rehearsal's `idql[actor_steps=3,...]`), so
         # no timing of a cut-down sampler stands under the method's own name
@@ -359,13 +357,14 @@ def part_acting(part: Part) -> dict[str, Any]:
                 timings[runtime][name] = str(error) if isinstance(error, RuntimeUnavailable) \
                     else f"{type(error).__name__}: {error}"
                 print(f"  {name} {runtime}: {timings[runtime][name]}", flush=True)
-                continue
-            timings[runtime][name] = result
-            shown = ", ".join(f"b{size} {result.actions_per_second(size):,.0f}" for size in BATCH_SIZES)
-            print(f"  {name} {runtime}: actions/s {shown}", flush=True)
-        # after each method, so a part stopped on its cap keeps what it timed
-        figures = acting_figures(timings, write_speed_records(part, timings))
-        part.checkpoint("acting", runtimes=runtimes, build_seconds=build_seconds, **figures)
+            else:
+                timings[runtime][name] = result
+                shown = ", ".join(f"b{size} {result.actions_per_second(size):,.0f}" for size in BATCH_SIZES)
+                print(f"  {name} {runtime}: actions/s {shown}", flush=True)
+            # after each runtime, so a part stopped on its cap (an inductor compile) keeps what it timed
+            part.checkpoint("acting", runtimes=runtimes, build_seconds=build_seconds,
+                            **acting_figures(timings, write_speed_records(part, timings)))
+    figures = acting_figures(timings, write_speed_records(part, timings))
     return {"task": TOY_TASK, "runtimes": runtimes, "onnx": onnx_note or "available",
             "compile_backend": part.profile.compile_backend, "build_seconds": build_seconds, **figures,
             "ok": not figures["failed"]}
@@ -391,12 +390,11 @@ def write_speed_records(part: Part, timings: dict[str, dict[str, Any]]) -> list[
     (eager, with SRPO's speedups). They say which profile of the check took them."""
     from srpo_bench.report.frame import method_label
     from srpo_bench.speed import SpeedResult, runtime_table, speedup_table
-    from srpo_bench.store import atomic_write_json, git_commit, library_versions, now
+    from srpo_bench.store import atomic_write_json, now
 
     names = [method_label(method, part.overrides(method)) for method in part.methods]
     reference = names[part.methods.index("srpo")] if "srpo" in part.methods else names[0]
-    common = {"created": now(), "task": TOY_TASK, "device": str(part.device), "profile": "smoke",
-              "git_commit": git_commit(), "versions": library_versions(),
+    common = {"created": now(), "task": TOY_TASK, "device": str(part.device), "profile": "smoke", **provenance(),
               "gpu_check": {"profile": part.profile.name, "notes": part.profile.notes,
                             "settings": {method: part.overrides(method) for method in part.methods}}}
     stamp = {"created": common["created"]}
@@ -416,6 +414,14 @@ def write_speed_records(part: Part, timings: dict[str, dict[str, Any]]) -> list[
     return [runtimes_path, eager_path]
 
 
+@functools.cache
+def provenance() -> dict[str, Any]:
+    """What a speed file says of the code that timed it (as `srpo-bench speed` writes it): read once per part."""
+    from srpo_bench.store import git_commit, library_versions
+
+    return {"git_commit": git_commit(), "versions": library_versions()}
+
+
 def onnx_available(device: torch.device) -> str | None:
     """None when ONNX Runtime can act on `device`, else why not."""
     try:
@@ -429,6 +435,8 @@ def onnx_available(device: torch.device) -> str | None:
 
 # --- 4. training steps ---------------------------------------------------------------------------------------------
 def part_training(part: Part) -> dict[str, Any]:
+    """The cheap eager figures first (TF32 drift, CUDA sync counts), then steps/s eager and captured per method, so
+    that a cap reached while inductor compiles still leaves the drift and the first methods' rates."""
     from srpo_bench.core import nn as core_nn
     from srpo_bench.core import stages
     from srpo_bench.core.levers import set_opt_in_levers
@@ -436,28 +444,7 @@ def part_training(part: Part) -> dict[str, Any]:
     profile = part.profile
     stages.CAPTURE_BACKEND = profile.compile_backend
     core_nn.COMPILE_MIN_STEPS = 10**9  # CPU-only lever: the compiled Mish costs seconds to compile per size
-    rates: dict[str, dict[str, dict[str, float]]] = {}
     errors: dict[str, str] = {}
-    for method in part.methods:
-        for label, capture in (("eager", False), ("captured", True)):
-            set_opt_in_levers(capture)
-            try:
-                if profile.warmup_fit:  # compiles the captured steps and warms up, untimed
-                    fit_paper(part, method, 3)
-                ctx = fit_paper(part, method, profile.training_steps)
-                for stage, (done, seconds) in ctx.step_timings.items():
-                    if done:
-                        rates.setdefault(method, {}).setdefault(stage, {})[label] = done / seconds
-            except Exception as error:  # noqa: BLE001 - reported; the other methods go on
-                errors[f"{method} {label}"] = f"{type(error).__name__}: {error}"
-                traceback.print_exc()
-            finally:
-                set_opt_in_levers(False)
-                torch._dynamo.reset()
-        for stage, by_label in rates.get(method, {}).items():
-            shown = ", ".join(f"{label} {rate:.1f}" for label, rate in by_label.items())
-            print(f"  {method} {stage}: steps/s {shown}", flush=True)
-        part.checkpoint("training", steps_per_second=rates, errors=errors)
     drift: dict[str, Any] | str = "srpo not checked"
     if "srpo" in part.methods:
         try:
@@ -474,10 +461,32 @@ def part_training(part: Part) -> dict[str, Any]:
             errors["cuda sync warnings"] = syncs = f"{type(error).__name__}: {error}"
             traceback.print_exc()
     print(f"  CUDA sync warnings during {profile.training_steps} steps per stage: {syncs}", flush=True)
-    return {"steps": profile.training_steps, "batch_sizes": f"{profile.training_profile} profile",
-            "timed_fit_includes_compilation": not profile.warmup_fit, "capture_backend": profile.compile_backend,
-            "steps_per_second": rates, "errors": errors, "tf32_drift": drift, "cuda_sync_warnings": syncs,
-            "ok": not errors}
+    figures: dict[str, Any] = {
+        "steps": profile.training_steps, "batch_sizes": f"{profile.training_profile} profile",
+        "timed_fit_includes_compilation": not profile.warmup_fit, "capture_backend": profile.compile_backend,
+        "tf32_drift": drift, "cuda_sync_warnings": syncs, "errors": errors}
+    rates: dict[str, dict[str, dict[str, float]]] = {}
+    for method in part.methods:
+        for label, capture in (("eager", False), ("captured", True)):
+            set_opt_in_levers(capture)
+            try:
+                if profile.warmup_fit:  # compiles the captured steps and warms up, untimed
+                    fit_paper(part, method, 3)
+                ctx = fit_paper(part, method, profile.training_steps)
+                for stage, (done, seconds) in ctx.step_timings.items():
+                    if done:
+                        rates.setdefault(method, {}).setdefault(stage, {})[label] = done / seconds
+            except Exception as error:  # noqa: BLE001 - reported; the other methods go on
+                errors[f"{method} {label}"] = f"{type(error).__name__}: {error}"
+                traceback.print_exc()
+            finally:
+                set_opt_in_levers(False)
+                torch._dynamo.reset()
+            part.checkpoint("training", **figures, steps_per_second=rates)
+        for stage, by_label in rates.get(method, {}).items():
+            shown = ", ".join(f"{label} {rate:.1f}" for label, rate in by_label.items())
+            print(f"  {method} {stage}: steps/s {shown}", flush=True)
+    return {**figures, "steps_per_second": rates, "ok": not errors}
 
 
 def fit_paper(part: Part, method: str, steps: int) -> Any:
@@ -665,7 +674,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from srpo_bench.registry import expand_methods
 
     try:
-        args.methods = expand_methods(args.methods)
+        # SRPO first (the reference of every ratio): if a GPU slot runs out, its figures are the ones kept
+        args.methods = sorted(expand_methods(args.methods), key=lambda method: method != "srpo")
     except Exception as error:  # noqa: BLE001 - the registry's one-line reason
         parser.error(f"--methods: {error}")
     return args
