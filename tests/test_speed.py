@@ -99,6 +99,22 @@ def test_slow_agents_are_capped_but_keep_three_repeats() -> None:
     assert (tiny.warmup_calls, tiny.repeats, tiny.calls_per_repeat) == (1, 3, 1)
 
 
+def test_the_context_and_the_machine_load_are_recorded() -> None:
+    """What the report reads to label a timing (report/frame.py: context, loadavg_before, cpu_count, torch threads);
+    mutmut found every one of these could be dropped or renamed without a test of speed.py noticing."""
+    import os
+
+    result = measure_speed(SleepingAgent(), obs_dim=3, batch_sizes=(1,), warmup=1, repeats=3, min_seconds=0.0,
+                           context="timing-phase")
+    info = json.loads(json.dumps(result.to_dict()))
+    assert info["context"] == "timing-phase"
+    load = info["machine_load"]
+    assert set(load) == {"loadavg_before", "loadavg_after", "cpu_count", "torch_threads"}
+    assert load["cpu_count"] == os.cpu_count() and load["torch_threads"] == torch.get_num_threads()
+    for key in ("loadavg_before", "loadavg_after"):
+        assert len(load[key]) == 3 and all(value >= 0 for value in load[key])  # 1, 5 and 15 minutes (Linux)
+
+
 def test_observations_come_from_the_given_states() -> None:
     states = np.repeat(np.arange(5, dtype=np.float32)[:, None] * 10, 3, axis=1)  # rows (0,0,0) ... (40,40,40)
     agent = SleepingAgent()
