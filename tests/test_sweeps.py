@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from report_store import make_store, write_run
@@ -19,6 +20,7 @@ from srpo_bench.estimate import Estimate
 from srpo_bench.progress import Reporter
 from srpo_bench.report.build import build_report
 from srpo_bench.report.frame import method_label
+from srpo_bench.report.leaderboard import write
 from srpo_bench.runner import fit_context, load_checked
 from srpo_bench.sweeps import Grid, folder_name, parse_grid, plan_sweep, variant_label
 from srpo_bench.tasks import get_task
@@ -213,18 +215,21 @@ def test_a_tiny_sweep_reuses_the_stages_and_the_report_shows_its_tuning_budget(t
 
     report = build_report([out], reps=200)
     (group,) = report.groups
-    assert group.methods == ["srpo", "srpo[beta=0.02]", "srpo[beta=2]"]  # never pooled as seeds of one method
+    assert group.methods == ["srpo"]  # configurations are never ranked, nor pooled as seeds of one method
+    assert sorted(report.runs.sweeps["method"]) == ["srpo[beta=0.02]", "srpo[beta=2]"]
     (view,) = group.tuning
     assert view.family == "srpo" and view.swept == ("beta",) and view.configurations == {"toy-two-moons": 2}
-    scores = report.runs.finished.set_index("method")["final_score"]
+    scores = pd.concat([report.runs.finished, report.runs.sweeps]).set_index("method")["final_score"]
     assert view.reference == pytest.approx(scores["srpo"])
     assert view.eop[-1] == pytest.approx(max(scores["srpo[beta=0.02]"], scores["srpo[beta=2]"]))
     reported = invoke("report", "--out", str(out), "--reps", "200")
     assert reported.exit_code == 0, reported.output
     assert "tuning budget" in reported.output and "score at budget 10 episodes (UCB)" in reported.output
     assert (out / "leaderboard" / "figures" / "group0-tuning.png").exists()
-    tuning_json = json.loads((out / "leaderboard" / "leaderboard.json").read_text())["groups"][0]["tuning"]
+    written = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+    tuning_json = written["groups"][0]["tuning"]
     assert tuning_json[0]["swept"] == ["beta"] and len(tuning_json[0]["bandit"]["point"]) == 200
+    assert len(written["runs"]) == 3  # the sweep runs are there to recompute the view
 
 
 # --- the report on hand-made sweeps ------------------------------------------------------------------------------
@@ -249,8 +254,9 @@ def test_the_report_groups_configurations_and_finds_the_reference(tmp_path: Path
     write_sweep(out, "toy-checkerboard", {"0.01": 20.0, "0.1": 70.0, "1": 40.0})
     report = build_report([out], reps=200)
     (group,) = report.groups
+    assert group.methods == ["srpo"]
     (view,) = group.tuning
-    finished = report.runs.finished
+    finished = pd.concat([report.runs.finished, report.runs.sweeps])
     assert view.tasks == ["toy-checkerboard", "toy-two-moons"]
     assert view.configurations == {"toy-checkerboard": 3, "toy-two-moons": 3}
     best = {task: finished[(finished["task"] == task) & (finished["method"] != "srpo")].groupby("method")
@@ -269,8 +275,15 @@ def test_a_group_without_sweeps_has_no_tuning_view_and_a_missing_reference_is_no
     assert build_report([out], reps=50).groups[0].tuning == []
     swept = make_store(tmp_path / "swept")
     write_sweep(swept, "toy-two-moons", {"0.01": 30.0, "0.1": 60.0}, reference=None)
-    (view,) = build_report([swept], reps=50).groups[0].tuning
+    report = build_report([swept], reps=50)
+    (group,) = report.groups  # a group of sweep runs alone: no method ranked, its tuning view
+    assert group.methods == [] and group.estimates == {}
+    (view,) = group.tuning
     assert view.reference is None and view.reference_tasks == []
+    assert any("sweep runs (2 configurations of srpo)" in note for note in group.notes)
+    written = write(report, tmp_path / "board", ["md", "json", "csv"], warn=lambda line: None)
+    assert {p.name for p in written} >= {"leaderboard.md", "leaderboard-tuning.csv", "group0-tuning.png"}
+    assert "score at budget 100 episodes (UCB)" in (tmp_path / "board" / "leaderboard.md").read_text()
 
 
 def test_the_grid_type_reports_no_sweep_for_plain_overrides() -> None:

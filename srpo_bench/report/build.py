@@ -21,7 +21,7 @@ import pandas as pd
 
 from srpo_bench import __version__
 from srpo_bench.report import aggregate, reference, speedup, tuning
-from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs
+from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs, split_sweeps
 from srpo_bench.store import git_commit, library_versions
 from srpo_bench.vocabulary import plural
 
@@ -71,9 +71,10 @@ def build_report(stores: list[Path], profile: str | None = None, reps: int = agg
                  seed: int = aggregate.DEFAULT_SEED, reproducible: bool = False) -> Report:
     """`reproducible`: stamp only what the records hold (no report commit, library versions or local paths), so
     the same records, reps and seed give byte-identical files on any machine (results/leaderboard)."""
-    runs = load_runs(stores, profile)
+    runs = split_sweeps(load_runs(stores, profile))  # sweep runs: the tuning view's, never ranked as methods
     per_task = per_task_table(runs.finished, reps, seed)
-    groups = [analyse_group(key, per_task, runs.finished, reps, seed) for key in group_keys(runs.finished)]
+    every = runs.finished if runs.sweeps.empty else pd.concat([runs.finished, runs.sweeps], ignore_index=True)
+    groups = [analyse_group(key, per_task, runs.finished, reps, seed, runs.sweeps) for key in group_keys(every)]
     timings = speedup.select_timings(runs.timings)
     return Report(
         runs=runs, groups=groups, timings=timings,
@@ -145,9 +146,18 @@ def _summary(summaries: Any, names: tuple[str, ...]) -> float | None:
     return None
 
 
-def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.DataFrame, reps: int, seed: int
-                  ) -> Group:
+def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.DataFrame, reps: int, seed: int,
+                  sweeps: pd.DataFrame | None = None) -> Group:
+    """`sweeps`: the report's sweep runs (frame.split_sweeps): the group's form its tuning view, looking up their
+    references (the paper's setting) in all of `finished`: a sweep run complies with no protocol, its reference may."""
+    swept = _in_group(sweeps, key) if sweeps is not None and not sweeps.empty else pd.DataFrame()
     runs = _in_group(finished, key)
+    if runs.empty:  # a group of sweep runs alone: its tuning view is all there is
+        group = Group(key=key, label=swept["group"].iloc[0], tasks=sorted(swept["task"].unique()), methods=[],
+                      per_task=_in_group(per_task, key), compliance=group_compliance(swept))
+        group.tuning = tuning.group_tuning(swept, finished, seed=seed)
+        group.notes.append(tuning.sweep_note(swept))
+        return group
     rows = _in_group(per_task, key)
     tasks, methods = sorted(runs["task"].unique()), _method_order(runs["method"].unique())
     group = Group(key=key, label=runs["group"].iloc[0], tasks=tasks, methods=methods, per_task=rows,
@@ -156,8 +166,9 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     commits = sorted({commit[:12] for commit in runs["git_commit"]})
     group.notes.append(f"{plural(len(runs), 'run')} trained on {', '.join(sorted(runs['device'].unique()))} at commit"
                        f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}")
-    group.tuning = tuning.group_tuning(runs, finished, reps=reps, seed=seed)  # sweeps: their references may be
-    # in another group (the paper's setting can comply with a protocol; a sweep run does not)
+    if not swept.empty:
+        group.tuning = tuning.group_tuning(swept, finished, seed=seed)
+        group.notes.append(tuning.sweep_note(swept))
     # rliable compares methods on one task set: the tasks every method of the group ran.
     by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
     group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]
@@ -225,7 +236,7 @@ def _method_order(methods: Any) -> list[str]:
 
 def stamp(runs: Runs, reproducible: bool = False) -> dict[str, Any]:
     """What every output file carries: who made it, from what, on which devices, how many runs."""
-    finished = runs.finished
+    finished = runs.finished if runs.sweeps.empty else pd.concat([runs.finished, runs.sweeps], ignore_index=True)
     versions = sorted({tuple(sorted(v.items())) for v in finished["versions"]}) if not finished.empty else []
     made: dict[str, Any] = {"reproducible": True} if reproducible else {
         "report_git_commit": git_commit(), "report_versions": library_versions(), "python": platform.python_version()}

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,13 @@ class Runs:
     stores: list[Path]
     warnings: list[str] = field(default_factory=list)
     damaged: int = 0  # run folders skipped
+    #: finished runs of sweeps (run.json "sweep"), after `split_sweeps`: the configurations of the tuning view
+    #: (report/tuning.py), kept out of `finished` so the leaderboard never ranks a configuration picked after the fact
+    sweeps: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:
-        return self.finished.empty
+        return self.finished.empty and self.sweeps.empty
 
 
 # --- tolerant JSON ------------------------------------------------------------------------------------
@@ -369,6 +372,23 @@ def load_runs(stores: Iterable[Path], profile: str | None = None) -> Runs:
         frame = _check_seed_counts(frame)
         frame["group"] = [group_label(key) for key in frame[list(GROUP_KEYS)].to_dict("records")]
     return Runs(frame, failed_frame, timings, readable, warnings, damaged)
+
+
+def split_sweeps(runs: Runs) -> Runs:
+    """`runs` with its sweep runs moved from `finished` to `sweeps`, their in-run timings left out of `timings`
+    (each configuration's speed is not a method's): the report ranks the paper's settings (and plain --set
+    variants) and shows the sweeps as what they are, a tuning budget. The same Runs when there is no sweep."""
+    finished = runs.finished
+    if finished.empty or "sweep" not in finished.columns:
+        return runs
+    swept = finished["sweep"].map(len) > 0
+    if not swept.any():
+        return runs
+    sweeps = finished[swept].reset_index(drop=True)
+    timings = runs.timings
+    if not timings.empty and "source" in timings.columns:
+        timings = timings[~timings["source"].isin(set(sweeps["speed_source"]))].reset_index(drop=True)
+    return replace(runs, finished=finished[~swept].reset_index(drop=True), timings=timings, sweeps=sweeps)
 
 
 def _check_seed_counts(frame: pd.DataFrame) -> pd.DataFrame:

@@ -134,7 +134,9 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
     for index, group in enumerate(report.groups):
         section = Section(group.label, f"group-{index}", notes=[compliance_note(group), *group.notes],
                           figures=figures.get(group.label, []), exploratory=not group.compliance.get("complies"))
-        section.tables.append(tables.per_task(group.per_task, group.methods, "per-task scores", f"tasks-{index}"))
+        if group.methods:  # a group of sweep runs alone has its tuning view only
+            section.tables.append(tables.per_task(group.per_task, group.methods, "per-task scores",
+                                                  f"tasks-{index}"))
         if group.estimates:
             section.tables.append(tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
                                                     "aggregates", f"aggregates-{index}"))
@@ -506,7 +508,7 @@ def to_json(report: Report) -> dict[str, Any]:
             if group.profiles else None,
             **({"tuning": tuning.to_json(group.tuning)} if group.tuning else {}),  # only where sweeps were run
         })
-    runs = report.runs.finished.copy()
+    runs = with_sweeps(report).copy()
     if not runs.empty:
         runs["run_id"] = [f"{p}/{t}/{m}/seed{s}" for p, t, m, s in
                           zip(runs["profile"], runs["task"], runs["method"], runs["seed"], strict=False)]
@@ -526,6 +528,12 @@ def to_json(report: Report) -> dict[str, Any]:
     })
 
 
+def with_sweeps(report: Report) -> pd.DataFrame:
+    """Every finished run, the sweep runs of the tuning view included (runs[] lets a reader recompute it)."""
+    sweeps = report.runs.sweeps
+    return report.runs.finished if sweeps.empty else pd.concat([report.runs.finished, sweeps], ignore_index=True)
+
+
 def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
     per_task = pd.concat([g.per_task for g in report.groups], ignore_index=True) if report.groups else pd.DataFrame()
     aggregates = pd.DataFrame([
@@ -539,7 +547,7 @@ def csv_frames(report: Report) -> dict[str, pd.DataFrame]:
     speed = timings.merge(report.speedups.drop(columns=["timings"]), on=["device", "runtime", "task", "method"],
                           how="left") \
         if not report.speedups.empty else timings
-    runs = report.runs.finished
+    runs = with_sweeps(report)
     run_columns = ["profile", "suite", "score_scale", "task", "method", "base_method", "seed", "selection",
                    "eval_episodes", "config_hash", "device", "git_commit", "score", "dataset_score", "fit_seconds",
                    "path"]
