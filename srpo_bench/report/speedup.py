@@ -6,7 +6,8 @@ eager), ideally with the device to themselves. So timings are grouped by device 
 (device, runtime, task, method) the report takes `srpo-bench speed` timings ("alone") when it has them, else the
 timings made inside training runs ("in-run", where other runs could share the machine), and marks which.
 "Alone" says who timed, not how busy the machine was: each timing is also labelled by the load when it was taken
-(`load_label`: "busy" when the 1-minute load average exceeded its torch threads), and quiet timings are preferred
+(`load_label`: "busy" when the 1-minute load average exceeded its torch threads by more than half a core), and quiet
+timings are preferred
 to busy ones before anything else (a grid's other runs, or another user, slow a timing down by their share).
 The speedup is the ratio of median actions/s, its 95% interval bootstrapped over the repeated timings
 (aggregate.speedup_interval); timings recorded before per-repeat samples existed give the ratio alone.
@@ -29,13 +30,19 @@ TIMING_COLUMNS = ["device", "runtime", "task", "method", "context", "timings", "
 LOADS = ("quiet", "unknown", "busy")
 
 
+#: load beyond the timing's own threads that still counts as quiet. The load average counts the timing process
+#: itself: it was running just before (training the weights it times, or timing other methods), so a lone process
+#: at one thread reads ~1.0; half a core more means another process was runnable for much of the last minute.
+OWN_LOAD_MARGIN = 0.5
+
+
 def load_label(loadavg: Any, threads: Any) -> str:
-    """"busy" when the 1-minute load average recorded as the timing began exceeded its torch thread count (other
-    processes were competing for the cores it timed on), "quiet" when it did not, "unknown" when either is
-    missing (a record from before loads were kept, or an OS without load averages)."""
+    """"busy" when the 1-minute load average recorded as the timing began exceeded its torch thread count by more
+    than `OWN_LOAD_MARGIN` (other processes were competing for the cores it timed on), "quiet" when it did not,
+    "unknown" when either is missing (a record from before loads were kept, or an OS without load averages)."""
     if _missing(loadavg) or _missing(threads) or float(threads) < 1:
         return "unknown"
-    return "busy" if float(loadavg) > float(threads) else "quiet"
+    return "busy" if float(loadavg) > float(threads) + OWN_LOAD_MARGIN else "quiet"
 
 
 def select_timings(timings: pd.DataFrame) -> pd.DataFrame:

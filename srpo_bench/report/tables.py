@@ -189,9 +189,10 @@ def speed(timings: pd.DataFrame, speedups: pd.DataFrame, device: str, reference:
         table.rows.append(row)
     left_out = sorted({f"{record.method} ({record.runtime})" for record in mine.itertuples()
                        if record.busy_left_out})
-    table.notes.append("quiet: the 1-minute load average when timed was at most the timing's torch threads; busy: "
-                       "above (other processes shared its cores); a method with quiet timings is shown with those "
-                       "only" + (f", its busy ones left out: {', '.join(left_out)}" if left_out else ""))
+    table.notes.append("quiet: the 1-minute load average when timed was at most the timing's torch threads plus "
+                       "half a core (the timing process counts itself); busy: above (other processes shared its "
+                       "cores); a method with quiet timings is shown with those only"
+                       + (f", its busy ones left out: {', '.join(left_out)}" if left_out else ""))
     table.notes.append("actions/s: median [25th, 75th percentile] over repeated timings; timing: 'alone' = "
                        "`srpo-bench speed` (preferred), 'in-run' = timed by a run's process right after its "
                        "evaluation, 'timing-phase' = timed after training, one run at a time, ', shared' = other "
