@@ -138,6 +138,11 @@ def expected_errors() -> tuple[type[Exception], ...]:
 MAX_SEED = 2**31 - 1
 
 
+#: seeds one grid may name: far above any protocol's (10), low enough that a typo such as '0-2147483647' is an
+#: error line, not a grid of two billion runs
+MAX_SEEDS = 10_000
+
+
 def parse_seeds(spec: str) -> list[int]:
     """'0,1,2' or '0-4' (inclusive): distinct integers in [0, 2^31 - 1], in the order given."""
     usage = f"--seeds expects '0,1,2' or '0-4' (integers 0 to {MAX_SEED:,}), got '{spec}'"
@@ -147,6 +152,12 @@ def parse_seeds(spec: str) -> list[int]:
             low, high = (int(x) for x in parts[0].split("-", 1))
             if high < low:
                 raise UsageError(f"--seeds range '{spec}' is empty ({high} < {low})")
+            for end in (low, high):  # checked before the range is listed: '0-2147483647' must not fill memory
+                if not 0 <= end <= MAX_SEED:
+                    raise UsageError(f"--seeds: {end} is out of range (0 to {MAX_SEED:,})")
+            if high - low + 1 > MAX_SEEDS:
+                raise UsageError(f"--seeds range '{spec}' names {high - low + 1:,} seeds; at most {MAX_SEEDS:,} "
+                                 "in one grid")
             seeds = list(range(low, high + 1))
         else:
             seeds = [int(part) for part in parts if part]
