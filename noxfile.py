@@ -83,13 +83,15 @@ MUTANT_TARGETS = {
     "runtimes": ("srpo_bench/runtimes.py", "*", ["tests/test_runtimes.py", "tests/test_runtime_wiring.py"]),
     "speed": ("srpo_bench/speed.py", "*", ["tests/test_speed.py", "tests/test_timing_context.py"]),
     "summaries": ("srpo_bench/runner.py", "srpo_bench.runner.x_evaluation_record*",
-                  ["tests/test_report_e2e.py", "tests/test_faults.py", "tests/test_failures_recorded.py"]),
+                  ["tests/test_report_e2e.py", "tests/test_faults.py", "tests/test_failures_recorded.py",
+                   "tests/test_key_contract.py"]),
     "data": ("srpo_bench/data/dataset.py", "*",
              ["tests/test_dataset_columns.py", "tests/test_bad_inputs.py", "tests/test_properties.py"]),
     "report": ("srpo_bench/report/*", "*",
                ["tests/test_report.py", "tests/test_report_aggregate.py", "tests/test_report_tables.py",
                 "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_report_e2e.py",
-                "tests/test_properties.py", "tests/test_timing_context.py"]),
+                "tests/test_properties.py", "tests/test_timing_context.py", "tests/test_key_contract.py",
+                "tests/test_promised.py"]),
 }
 
 

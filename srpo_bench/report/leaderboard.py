@@ -36,7 +36,9 @@ version). Missing values are null, never 0. Top-level keys:
                       paper_setting_tasks[], bandit {budgets[], point[], ci_low[], ci_high[]}, eop[] (k = 1..P),
                       per_task {task: {configurations, eop[], paper_setting}}} (report/tuning.py)
     speed             timings[] {device, runtime ("eager"|"compiled"|"onnx"; absent in older files = eager), task,
-                      method, context ("alone"|"in-run"), timings, loadavg, cpu_count,
+                      method, context ("alone"|"in-run"|"timing-phase", ", shared" when other runs trained
+                      meanwhile), timings, load ("quiet"|"busy"|"unknown"), busy_left_out, loadavg, threads,
+                      cpu_count,
                       nfe_per_action, aps_b1, p25_b1, p75_b1, samples_b1[], same for b256},
                       speedups[] {device, runtime, task, method, timings, speedup_b1, low_b1, high_b1, same for
                       b256}: both sides of a ratio from one device and one runtime,
