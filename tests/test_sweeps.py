@@ -222,7 +222,7 @@ def test_a_tiny_sweep_reuses_the_stages_and_the_report_shows_its_tuning_budget(t
     scores = pd.concat([report.runs.finished, report.runs.sweeps]).set_index("method")["final_score"]
     assert view.reference == pytest.approx(scores["srpo"])
     assert view.eop[-1] == pytest.approx(max(scores["srpo[beta=0.02]"], scores["srpo[beta=2]"]))
-    reported = invoke("report", "--out", str(out), "--reps", "200")
+    reported = invoke("report", str(out), "--reps", "200")
     assert reported.exit_code == 0, reported.output
     assert "tuning budget" in reported.output and "score at budget 10 episodes (UCB)" in reported.output
     assert (out / "leaderboard" / "figures" / "group0-tuning.png").exists()
