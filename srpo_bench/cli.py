@@ -65,7 +65,38 @@ def _described(names: dict[str, str], sep: str = " | ") -> str:
 _METHODS = available_methods()  # every registered method, as the entry points list them
 _PROFILES = {name: PROFILE_PURPOSES.get(name, "") for name in PROFILE_NAMES}
 
+class OneLineErrors(typer.core.TyperGroup):
+    """Option values click itself refuses (`--threads x`: not an integer) are one line and exit 2, like every
+    value our own code refuses, instead of click's usage box; help, `--help` and no arguments stay as they are."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        # typer ships its own copy of click: its exceptions, wherever typer keeps them
+        click = sys.modules[typer.BadParameter.__module__.rsplit(".", 1)[0]]
+
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.exceptions.UsageError as error:
+            err_console.print(f"[red]error:[/red] {escape(' '.join(error.format_message().split()))}",
+                              highlight=False, soft_wrap=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Exit as done:  # an interrupt inside click's own parsing arrives as Exit(130)
+            sys.exit(done.exit_code)
+        except click.exceptions.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            err_console.print("Aborted!")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # an Exit raised inside a command returns its code here
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help=f"Benchmark SRPO against offline RL baselines: normalized returns and actions per second, measured by one "
     f"harness. Methods: {listing(_METHODS)}. Suites: {listing(SUITES)}.",
     no_args_is_help=True,
@@ -126,16 +157,29 @@ def expected_errors() -> tuple[type[Exception], ...]:
     from srpo_bench.atomic import WriteError
     from srpo_bench.config import ConfigError
     from srpo_bench.data.dataset import DatasetError
+    from srpo_bench.executors import ClusterError
     from srpo_bench.protocols import ProtocolError
     from srpo_bench.registry import UnknownMethodError
     from srpo_bench.store import StoreError
     from srpo_bench.tasks import UnknownTaskError
 
     return (DatasetError, UnknownTaskError, UnknownMethodError, ConfigError, StoreError, UsageError, WriteError,
-            ProtocolError)
+            ProtocolError, ClusterError)
 
 
 MAX_SEED = 2**31 - 1
+
+
+def check_ray_address(address: str | None) -> None:
+    """`--ray-address`: None (start a local Ray), `auto`, or [ray://]HOST:PORT, checked before Ray is imported
+    (Ray's own ValueError comes only after the results folder is opened, with a traceback)."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and not any(c.isspace() for c in host) and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise UsageError(f"--ray-address expects auto or HOST:PORT (e.g. 10.0.0.5:6379; ray://HOST:10001 for Ray "
+                     f"Client), got '{address}'")
 
 
 #: seeds one grid may name: far above any protocol's (10), low enough that a typo such as '0-2147483647' is an
@@ -156,8 +200,8 @@ def parse_seeds(spec: str) -> list[int]:
                 if not 0 <= end <= MAX_SEED:
                     raise UsageError(f"--seeds: {end} is out of range (0 to {MAX_SEED:,})")
             if high - low + 1 > MAX_SEEDS:
-                raise UsageError(f"--seeds range '{spec}' names {high - low + 1:,} seeds; at most {MAX_SEEDS:,} "
-                                 "in one grid")
+                raise UsageError(f"--seeds range '{spec}' names {plural(high - low + 1, 'seed')}; at most "
+                                 f"{MAX_SEEDS:,} in one grid")
             seeds = list(range(low, high + 1))
         else:
             seeds = [int(part) for part in parts if part]
@@ -299,6 +343,7 @@ def run(
     at_least("--gpus-per-run", gpus_per_run, 0)
     check_choice("--executor", executor, list(EXECUTORS))
     check_choice("--runtime", runtime, list(RUNTIMES))
+    check_ray_address(ray_address)
     if executor == "ray" and not dry_run:
         import_ray()  # the one-line install hint, before anything else
     if threads > 0:

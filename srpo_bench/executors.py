@@ -185,15 +185,24 @@ def _report(outcome: RunOutcome, reporter: Reporter) -> None:
                        "(timed after training)")
 
 
+class ClusterError(RuntimeError):
+    """Ray could not be started or joined: one line (the grid has not started)."""
+
+
 # --- Ray --------------------------------------------------------------------------------------------------
 def _ray(specs: Sequence[RunSpec], options: RunOptions, settings: ExecutorSettings, reporter: Reporter,
          done: Callable[[RunOutcome, float | None], None], bar: GridBar) -> list[RunOutcome]:
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {key: value for key, value in os.environ.items()
-                                           if key.startswith(("SRPO_BENCH_", "D4RL_", "MINARI_", "OGBENCH_"))}})
+        try:
+            ray.init(address=settings.ray_address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {key: value for key, value in os.environ.items()
+                                               if key.startswith(("SRPO_BENCH_", "D4RL_", "MINARI_", "OGBENCH_"))}})
+        except Exception as error:  # no cluster there, a version mismatch, ...: Ray's own message, in one line
+            where = settings.ray_address or "a local Ray"
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ClusterError(f"cannot start or join {where}: {reason}") from None
     probe = options.out / f".probe-{uuid.uuid4().hex}"
     probe.write_text("")
     try:

@@ -1,9 +1,8 @@
 """Every CLI verb with a bad value of each of its options (issue 27): one line on the output, exit 2, no traceback.
 
 `BAD` names at least one bad value per option (flags have none); `test_every_option_has_a_bad_value` fails when an
-option is added without one here. Values are ones the option's type parses (click's own type errors print a
-multi-line usage box for every verb: see `TYPE_ERRORS`); `collect` parses its integers itself, so for it even a
-non-integer is one line."""
+option is added without one here. Values are ones the option's type parses; values click itself refuses (a
+non-integer for an integer option) are `TYPE_ERRORS`, one line too (cli.OneLineErrors)."""
 
 from __future__ import annotations
 
@@ -112,14 +111,7 @@ def one_line_exit_2(result: object) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), output
 
 
-#: known failures, left to the owners of those verbs (issue 27's report)
-KNOWN = {("run", "--ray-address", 0): "run --executor ray --ray-address bogus:port: Ray's ValueError ends in a "
-                                       "traceback (exit 1) after the results folder was opened"}
-
-
-@pytest.mark.parametrize(("verb", "option", "index"), [
-    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN[case])) if case in KNOWN else case
-    for case in cases()])
+@pytest.mark.parametrize(("verb", "option", "index"), cases())
 def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verb: str,
                                             option: str, index: int) -> None:
     for variable in ("SRPO_BENCH_DATA_DIR", "OGBENCH_DATA_DIR", "D4RL_DATASET_DIR", "MINARI_DATASETS_PATH"):
@@ -131,12 +123,10 @@ def test_a_bad_value_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.
     assert sorted(p for p in tmp_path.rglob("*")) == before, "a refused command wrote something"
 
 
-#: click parses these before our code runs and prints its usage box (several lines): app-level, not per verb
+#: click parses these before our code runs: cli.OneLineErrors turns its usage box into our one line
 TYPE_ERRORS = [["run", "--threads", "x"], ["report", "--reps", "x"], ["speed", "--repeats", "x"]]
 
 
-@pytest.mark.xfail(strict=True, reason="click's type errors print a multi-line usage box (needs an app-level "
-                                       "handler in cli.main; `collect` avoids it by parsing its integers itself)")
 @pytest.mark.parametrize("arguments", TYPE_ERRORS)
 def test_a_value_click_cannot_parse_is_one_line(arguments: list[str]) -> None:
     one_line_exit_2(CliRunner().invoke(app, arguments))
