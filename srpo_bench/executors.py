@@ -17,6 +17,7 @@ another runner of the same results folder are waited for, and taken over if that
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import time
@@ -158,23 +159,37 @@ def _local_pool(specs: Sequence[RunSpec], options: RunOptions, settings: Executo
             futures: dict[Future[tuple[RunOutcome, float]], int] = {
                 pool.submit(timed_execute, specs[i], options): i for i in pending}
             pending = []
-            for future in as_completed(futures):
-                index = futures[future]
-                seconds: float | None = None
-                try:
-                    outcome, seconds = future.result()
-                except BrokenProcessPool:  # a worker died: every run it may have had is retried
-                    attempts[index] += 1
-                    if attempts[index] <= settings.max_retries:
-                        pending.append(index)
-                        continue
-                    path = specs[index].path(options.out)
-                    outcome = RunOutcome(specs[index], path, "failed",
-                                         reason=f"its worker process died {attempts[index]} times")
-                _report(outcome, reporter)
-                results[index] = outcome
-                done(outcome, seconds)
+            try:
+                for future in as_completed(futures):
+                    index = futures[future]
+                    seconds: float | None = None
+                    try:
+                        outcome, seconds = future.result()
+                    except BrokenProcessPool:  # a worker died: every run it may have had is retried
+                        attempts[index] += 1
+                        if attempts[index] <= settings.max_retries:
+                            pending.append(index)
+                            continue
+                        path = specs[index].path(options.out)
+                        outcome = RunOutcome(specs[index], path, "failed",
+                                             reason=f"its worker process died {attempts[index]} times")
+                    _report(outcome, reporter)
+                    results[index] = outcome
+                    done(outcome, seconds)
+            except BaseException:
+                _stop_now(pool)
+                raise
     return [results[i] for i in range(len(specs))]
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """An interrupt (or error) in the driver stops the grid now: queued runs are dropped and running ones ended.
+    Leaving the pool's `with` block would otherwise wait for every queued run to finish: a SIGINT that reaches the
+    driver alone (`kill -INT`, a batch scheduler) kept a 300-run grid going. A run ended mid-way resumes from its
+    last finished stage (every write is atomic)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in multiprocessing.active_children():  # the pool's workers: this driver starts no other processes
+        worker.terminate()
 
 
 def _report(outcome: RunOutcome, reporter: Reporter) -> None:

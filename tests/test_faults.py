@@ -229,3 +229,55 @@ class Flaky(BC):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().fit(ctx, config)
 '''
+
+
+def _workers(pid: int) -> list[int]:
+    """The pool workers of driver `pid`: its children started by multiprocessing's spawn (read from /proc; its
+    resource tracker, which leaves when the driver has gone, is not one)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads parent pids from /proc (Linux)")
+def test_an_interrupt_of_the_driver_alone_stops_a_packed_grid_now(tmp_path: Path) -> None:
+    """SIGINT to the driver only (`kill -INT`, a batch scheduler; a terminal's Ctrl-C reaches every worker too):
+    the queued runs are dropped and the running ones ended, the interrupt line printed, exit 130. Before, leaving
+    the process pool waited for every queued run (a 300-run sweep kept going)."""
+    import contextlib
+    import signal
+
+    from srpo_bench.cli import INTERRUPTED
+
+    out = tmp_path / "runs"
+    driver = subprocess.Popen([str(Path(sys.executable).parent / "srpo-bench"), "run", "--envs", "toy-two-moons",
+                               "--methods", "srpo", "--seeds", "0-7", "--profile", "quick", "--jobs", "2",
+                               "--threads", "2", "--out", str(out), "--device", "cpu"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(_workers(driver.pid)) < 2 and time.monotonic() < deadline:  # the pool's two workers are up
+        time.sleep(0.5)
+    workers = _workers(driver.pid)
+    try:
+        assert len(workers) == 2
+        time.sleep(3)  # inside their first runs
+        driver.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _, stderr = driver.communicate(timeout=60)
+    finally:  # a failing test leaves no grid running behind it
+        for pid in [driver.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert driver.returncode == 130, stderr
+    assert time.monotonic() - started < 30  # eight quick SRPO runs take minutes on 2 cores
+    assert stderr.strip().splitlines()[-1] == INTERRUPTED
+    time.sleep(1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the driver"
