@@ -34,8 +34,8 @@ from srpo_bench.protocols import compliance
 from srpo_bench.registry import get_method
 from srpo_bench.runtimes import with_runtime
 from srpo_bench.speed import measure_speed
-from srpo_bench.sweeps import folder_name
 from srpo_bench.tasks import Task, get_task, normalized_score
+from srpo_bench.vocabulary import folder_name
 
 
 def resolve_device(name: str) -> torch.device:

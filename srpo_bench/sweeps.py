@@ -23,9 +23,8 @@ stage's key).
 from __future__ import annotations
 
 import itertools
-import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from srpo_bench.config import ConfigError, field_types, parse_overrides, parse_setting, plan_stages
 from srpo_bench.registry import get_method
 from srpo_bench.tasks import get_task
-from srpo_bench.vocabulary import plural
+from srpo_bench.vocabulary import folder_name, plural, variant_label  # noqa: F401  (re-exported)
 
 try:  # tomllib from Python 3.11
     import tomllib
@@ -64,19 +63,6 @@ class Grid:
     @property
     def sweeps(self) -> bool:
         return any(self.swept.values())
-
-
-def variant_label(method: str, overrides: Mapping[str, Any]) -> str:
-    """`srpo[beta=0.01]`: the method with its overrides, keys sorted (the report's `method_label`)."""
-    if not overrides:
-        return method
-    return f"{method}[{','.join(f'{key}={overrides[key]}' for key in sorted(overrides))}]"
-
-
-def folder_name(method: str, overrides: Mapping[str, Any]) -> str:
-    """A sweep run's method folder: its label, with anything that is not safe in a file name (a path separator in
-    a string setting) replaced by '_'."""
-    return re.sub(r"[^A-Za-z0-9._=,\[\]+-]", "_", variant_label(method, overrides))
 
 
 def _is_tuple(kind: Any) -> bool:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # --- names ---------------------------------------------------------------------------------------------------
 #: suite -> what it is (tasks.SUITES lists each suite's tasks under exactly these names)
@@ -120,3 +121,18 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def listing(names: Iterable[str]) -> str:
     """'a, b, c' for a help text."""
     return ", ".join(names)
+
+
+# A sweep run's names (sweeps.py; here so that runner.py can name folders without importing sweeps.py, which
+# imports runner.py).
+def variant_label(method: str, overrides: Mapping[str, Any]) -> str:
+    """`srpo[beta=0.01]`: the method with its overrides, keys sorted (the report's `method_label`)."""
+    if not overrides:
+        return method
+    return f"{method}[{','.join(f'{key}={overrides[key]}' for key in sorted(overrides))}]"
+
+
+def folder_name(method: str, overrides: Mapping[str, Any]) -> str:
+    """A sweep run's method folder: its label, with anything that is not safe in a file name (a path separator in
+    a string setting) replaced by '_'."""
+    return re.sub(r"[^A-Za-z0-9._=,\[\]+-]", "_", variant_label(method, overrides))
