@@ -51,7 +51,8 @@ def check_runtimes(spec: str) -> list[str]:
     names = [name.strip() for name in spec.split(",") if name.strip()]
     unknown = [name for name in names if name not in RUNTIMES]
     if unknown or not names:
-        raise ValueError(f"unknown runtime '{','.join(unknown) or spec}' (choices: {', '.join(RUNTIMES)})")
+        hint = vocabulary.did_you_mean(unknown[0], RUNTIMES) if unknown else ""
+        raise ValueError(f"unknown runtime '{','.join(unknown) or spec}'{hint} (choices: {', '.join(RUNTIMES)})")
     return list(dict.fromkeys(names))
 
 
