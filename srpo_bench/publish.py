@@ -23,7 +23,7 @@ from srpo_bench.report import tables
 from srpo_bench.report.build import REFERENCE_METHOD, Report, build_report
 from srpo_bench.report.leaderboard import FORMATS, table_markdown, write
 from srpo_bench.store import StoreError
-from srpo_bench.vocabulary import NFE_COLUMN, display_name, plural
+from srpo_bench.vocabulary import NFE_COLUMN, RUNTIMES, display_name, plural
 
 PUBLISH_REPS = 10_000  # bootstrap replications of the published intervals (rliable's advice: many; the build
 #                        stays well under a minute on 2 cores)
@@ -78,7 +78,7 @@ def speed_markdown(report: Report) -> str:
     alone = timings[timings["context"].str.startswith("alone")]
     timings = alone if not alone.empty else timings
     ratios = report.speedups.set_index(["device", "runtime", "task", "method"]) if not report.speedups.empty else None
-    order = ("eager", "compiled", "onnx")
+    order = list(RUNTIMES)  # the runtimes in the order every help text and table names them
     out = []
     for device, rows in timings.groupby("device", sort=True):
         loads = rows["loadavg"].dropna()
