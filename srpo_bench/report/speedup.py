@@ -7,8 +7,8 @@ eager), ideally with the device to themselves. So timings are grouped by device 
 timings made inside training runs ("in-run", where other runs could share the machine), and marks which.
 "Alone" says who timed, not how busy the machine was: each timing is also labelled by the load when it was taken
 (`load_label`: "busy" when the 1-minute load average exceeded its torch threads by more than half a core), and quiet
-timings are preferred
-to busy ones before anything else (a grid's other runs, or another user, slow a timing down by their share).
+timings are preferred to busy ones before anything else (a grid's other runs, or another user, slow a timing down
+by their share).
 The speedup is the ratio of median actions/s, its 95% interval bootstrapped over the repeated timings
 (aggregate.speedup_interval); timings recorded before per-repeat samples existed give the ratio alone.
 """
