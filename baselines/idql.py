@@ -255,6 +255,11 @@ class IDQL(Method):
             "antmaze": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
             "ogbench": dict(actor_steps=3000, actor_batch_size=256, critic_steps=20000, critic_batch_size=256),
         },
+        # ogbench-cpu (profiles.CPU_BUDGET_SECONDS, ~900 s of CPU at one thread): two thirds for the diffusion actor
+        # (30 steps/s at batch 256), a third for the IQL critic (142/s at 256), with SRPO's 40k critic steps.
+        "ogbench-cpu": {
+            "ogbench": dict(actor_steps=18000, actor_batch_size=256, critic_steps=40000, critic_batch_size=256),
+        },
     }
 
     @classmethod

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from srpo_bench.core.stages import PlanContext, Stage
-from srpo_bench.profiles import PROFILE_NAMES
-from srpo_bench.registry import get_method
+from srpo_bench.profiles import PROFILE_FAMILIES, PROFILE_NAMES
+from srpo_bench.registry import available_methods, get_method
 from srpo_bench.tasks import Task
 from srpo_bench.vocabulary import did_you_mean
 
@@ -87,6 +87,12 @@ def resolve_config(method: type[Method], task: Task, profile: str, overrides: Ma
     if profile not in PROFILE_NAMES:
         raise ConfigError(f"unknown profile '{profile}'{did_you_mean(profile, PROFILE_NAMES)} (choose "
                           f"{', '.join(PROFILE_NAMES)})")
+    families = PROFILE_FAMILIES.get(profile)
+    if families is not None and task.family not in method.profiles.get(profile, {}):
+        scheduled = sorted(f"{name} on {family}" for name in available_methods()
+                           for family in get_method(name).profiles.get(profile, {}))
+        raise ConfigError(f"profile '{profile}' has no schedule for {method.name} on {task.name} (it schedules "
+                          f"{', '.join(scheduled)})")
     kinds = field_types(method.Config)
     values: dict[str, Any] = {}
     values.update(method.task_settings(task))

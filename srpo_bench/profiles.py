@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROFILE_NAMES = ("smoke", "quick", "paper")
+PROFILE_NAMES = ("smoke", "quick", "paper", "ogbench-cpu")
+#: profiles made for some families only: a run of any other family, or of a method without a schedule for it, is
+#: refused (config.resolve_config), never trained at the official schedule by default
+PROFILE_FAMILIES = {"ogbench-cpu": ("ogbench",)}
+
+#: `ogbench-cpu`: this project's budget, not any paper's. About 15 minutes of CPU time per run at one thread
+#: (900 s), split into step counts by the training speeds measured at OGBench shapes (obs 28, act 5) on this
+#: machine's CPU with `benchmarks/train_steps.py` (steps/s at one thread: SRPO behavior 25 at batch 256, IQL
+#: critic 142-143, SRPO policy 58, IDQL actor 30 at batch 256, FQL 6.6, BC 476). Each method's file holds its
+#: step counts; docs/protocols.md and the `ogbench-cpu` protocol say how it was chosen.
+CPU_BUDGET_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,15 @@ HARNESS: dict[str, dict[str, HarnessSettings]] = {
     # ogbench paper: FQL's protocol, 50 episodes (`main.py --eval_episodes`), applied to every method.
     "paper": {"toy": HarnessSettings(1000, 30, 20.0, 9), "ogbench": HarnessSettings(50, 30, 20.0, 9),
               "default": HarnessSettings(20, 30, 20.0, 9)},
+    # ogbench-cpu: 20 episodes per evaluation (batched: the 20 envs step together), 4 evaluations during the last
+    # stage (every 20 %) besides the final one, so each run gives its score-against-training-time curve.
+    "ogbench-cpu": {"ogbench": HarnessSettings(20, 10, 5.0, 4)},
 }
 
 
 def harness_settings(profile: str, family: str) -> HarnessSettings:
     table = HARNESS[profile]
-    return table.get(family, table["default"])
+    if family not in table and "default" not in table:
+        families = ", ".join(PROFILE_FAMILIES.get(profile, tuple(table)))
+        raise ValueError(f"profile '{profile}' is made for the {families} family only, not {family}")
+    return table.get(family, table.get("default"))  # type: ignore[return-value]

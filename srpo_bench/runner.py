@@ -335,8 +335,10 @@ def evaluation_record(final: EvalResult, ctx: FitContext) -> dict[str, Any]:
     logged = ctx.curves.get(last_stage) or [{"step": -1}]
     final_step = int(logged[-1]["step"]) + 1  # the last logged step is the stage's last
     curve = [point for point in ctx.evaluations if point["stage"] == last_stage]
+    clock = ctx.training_clock()  # every stage fitted: the whole fit's training seconds
     curve.append({"stage": last_stage, "step": final_step, "mean_normalized": final.mean_normalized,
-                  "normalized": [float(x) for x in final.normalized], "final": True})
+                  "normalized": [float(x) for x in final.normalized], "final": True,
+                  **({"train_seconds": clock.as_dict()} if clock is not None else {})})
     scores = [point["mean_normalized"] for point in curve]
     record = final.to_dict()
     record["during_training"] = curve

@@ -52,6 +52,7 @@ PROFILE_PURPOSES: dict[str, str] = {
     "smoke": "seconds, for tests",
     "quick": "a laptop",
     "paper": "official step counts",
+    "ogbench-cpu": "OGBench in ~15 CPU-minutes per run (this project's budget)",
 }
 
 # --- column names ------------------------------------------------------------------------------------------

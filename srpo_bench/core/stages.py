@@ -296,6 +296,36 @@ class EvaluationSchedule:
         return any(step + 1 == (k * total) // (self.points + 1) for k in range(1, self.points + 1))
 
 
+@dataclass(frozen=True)
+class TrainingClock:
+    """Seconds spent training: `cpu`, this process's CPU time (all its threads: on a CPU, the compute a run
+    cost), and `wall`, elapsed time (on a GPU, device-seconds). Periodic evaluations are never counted."""
+
+    cpu: float
+    wall: float
+
+    @staticmethod
+    def now() -> TrainingClock:
+        return TrainingClock(time.process_time(), time.perf_counter())
+
+    def __add__(self, other: TrainingClock) -> TrainingClock:
+        return TrainingClock(self.cpu + other.cpu, self.wall + other.wall)
+
+    def __sub__(self, other: TrainingClock) -> TrainingClock:
+        return TrainingClock(self.cpu - other.cpu, self.wall - other.wall)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "wall": self.wall}
+
+    @staticmethod
+    def of(entry: Mapping[str, Any]) -> TrainingClock | None:
+        """A stage log entry's clock (None for an artifact saved before clocks were recorded)."""
+        saved = entry.get("train_seconds")
+        if not isinstance(saved, Mapping) or not all(isinstance(saved.get(k), (int, float)) for k in ("cpu", "wall")):
+            return None
+        return TrainingClock(float(saved["cpu"]), float(saved["wall"]))
+
+
 @dataclass
 class FitContext:
     """What a method's `fit` may use: data, device, seed, its declared stages and their cache, curves,
@@ -321,7 +351,10 @@ class FitContext:
     position: tuple[str, int] = ("", 0)
     #: TF32 / bf16 autocast for every stage of this fit (in the keys when not the default)
     precision: Precision = field(default_factory=precision_settings)
+    #: seconds spent in periodic evaluations so far, (process CPU, wall): left out of every training clock
+    evaluating: TrainingClock = field(default_factory=lambda: TrainingClock(0.0, 0.0))
     _bar: Bar | None = field(default=None, repr=False)
+    _stage_started: tuple[TrainingClock, TrainingClock] | None = field(default=None, repr=False)
     _keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -364,20 +397,26 @@ class FitContext:
                 return loaded
             remove_temporaries(self.stage_dir, path.name)  # a killed writer's, now that nobody else can write
             started = time.perf_counter()
+            self._stage_started = (TrainingClock.now(), self.evaluating)
             self.curves[name] = []
             evaluations_before = len(self.evaluations)
             self.position = (name, 0)
-            torch.manual_seed(self.seed)  # initial weights and any global-RNG draws of the stage
-            module = build()
-            train(module)
-            self._check_weights(name, module)
+            try:
+                torch.manual_seed(self.seed)  # initial weights and any global-RNG draws of the stage
+                module = build()
+                train(module)
+                self._check_weights(name, module)
+                clock = self._stage_clock()
+            finally:
+                self._stage_started = None
             seconds = time.perf_counter() - started
             atomic_torch_save({"key": key, "definition": stage.definition,
                                "config": _as_json(dataclasses.asdict(stage.config)),  # type: ignore[call-overload]
-                               "state": module.state_dict(), "seconds": seconds, "curve": self.curves[name],
-                               "evaluations": self.evaluations[evaluations_before:], "run_id": self.run_id}, path)
+                               "state": module.state_dict(), "seconds": seconds, "train_seconds": clock.as_dict(),
+                               "curve": self.curves[name], "evaluations": self.evaluations[evaluations_before:],
+                               "run_id": self.run_id}, path)
         self.stage_log.append({"stage": name, "definition": stage.definition, "key": key, "origin": "trained",
-                               "seconds": seconds, "trained_by": self.run_id})
+                               "seconds": seconds, "train_seconds": clock.as_dict(), "trained_by": self.run_id})
         return module.eval().requires_grad_(False)
 
     def _load(self, stage: Stage, key: str, path: Path, build: Callable[[], M]) -> M | None:
@@ -392,8 +431,28 @@ class FitContext:
         self.curves[stage.name] = saved.get("curve", [])
         self.evaluations.extend(saved.get("evaluations", []))
         self.stage_log.append({"stage": stage.name, "definition": stage.definition, "key": key, "origin": origin,
-                               "seconds": saved.get("seconds", 0.0), "trained_by": saved.get("run_id")})
+                               "seconds": saved.get("seconds", 0.0),
+                               **({"train_seconds": saved["train_seconds"]} if "train_seconds" in saved else {}),
+                               "trained_by": saved.get("run_id")})
         return module.eval().requires_grad_(False)
+
+    def _stage_clock(self) -> TrainingClock:
+        """Training seconds of the stage being trained so far, its periodic evaluations left out."""
+        assert self._stage_started is not None
+        started, evaluating_before = self._stage_started
+        return TrainingClock.now() - started - (self.evaluating - evaluating_before)
+
+    def training_clock(self) -> TrainingClock | None:
+        """Training seconds of the whole fit so far: every stage fitted (a loaded stage counts what it cost whoever
+        trained it: a shared critic is part of each method's cost) plus the stage in progress. None when a loaded
+        stage predates clocks. This is the x axis of the report's score-against-training-time view."""
+        total = TrainingClock(0.0, 0.0)
+        for entry in self.stage_log:
+            clock = TrainingClock.of(entry)
+            if clock is None:
+                return None
+            total = total + clock
+        return total + self._stage_clock() if self._stage_started is not None else total
 
     def _check_weights(self, stage: str, module: nn.Module) -> None:
         """Once per stage, one host sync: a stage whose weights went non-finite is never saved."""
@@ -448,15 +507,18 @@ class FitContext:
                     done = step + 1
                     bar.advance()
                     if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
-                        before = time.perf_counter()
+                        before = TrainingClock.now()
                         self._evaluate(stage, step, agent)
-                        evaluating += time.perf_counter() - before
+                        spent = TrainingClock.now() - before
+                        evaluating += spent.wall
+                        self.evaluating = self.evaluating + spent
             finally:
                 self._bar = None
                 self.step_timings[stage] = (done, time.perf_counter() - started - evaluating)
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
         assert self.evaluation is not None
+        clock = self.training_clock()  # before evaluating: the evaluation's own seconds are not training
         try:
             # the policy acts as it does outside training: torch's own activations, float32
             with core_nn.training_stage(0), full_precision(self.device), host_point():
@@ -467,7 +529,8 @@ class FitContext:
             raise Diverged(stage, step, "non-finite actions in an evaluation during training",
                            self.last_finite(stage)) from error
         self.evaluations.append({"stage": stage, "step": step + 1, "mean_normalized": result.mean_normalized,
-                                 "normalized": [float(x) for x in result.normalized]})
+                                 "normalized": [float(x) for x in result.normalized],
+                                 **({"train_seconds": clock.as_dict()} if clock is not None else {})})
         self.log(stage, step, eval_normalized=result.mean_normalized)
 
     def captured(self, function: Callable[..., Any]) -> Callable[..., Any]:

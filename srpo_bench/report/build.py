@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from srpo_bench import __version__
-from srpo_bench.report import aggregate, reference, speedup, tuning
+from srpo_bench.report import aggregate, reference, speedup, training_time, tuning
 from srpo_bench.report.frame import EXPLORATORY, GROUP_KEYS, Runs, load_runs, split_sweeps
 from srpo_bench.store import git_commit, library_versions
 from srpo_bench.vocabulary import plural
@@ -49,6 +49,8 @@ class Group:
     profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     tuning: list[tuning.MethodTuning] = field(default_factory=list)  # its sweeps' tuning-budget view (tuning.py)
+    #: score against training time, per method and clock, for runs whose evaluations carry clocks
+    training_time: list[training_time.TimeCurve] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +171,12 @@ def analyse_group(key: dict[str, Any], per_task: pd.DataFrame, finished: pd.Data
     if not swept.empty:
         group.tuning = tuning.group_tuning(swept, finished, seed=seed)
         group.notes.append(tuning.sweep_note(swept))
+    group.training_time, untimed = training_time.time_curves(
+        (training_time.RunCurve(m, t, int(s), d, c) for m, t, s, d, c in
+         zip(runs["method"], runs["task"], runs["seed"], runs["device_type"], runs["during_training"], strict=True)
+         if isinstance(c, list)), methods, reps=reps, seed=seed)
+    if group.training_time:  # runs older than the clocks say nothing of them unless the view is shown
+        group.notes.extend(untimed)
     # rliable compares methods on one task set: the tasks every method of the group ran.
     by_method = {m: set(runs.loc[runs["method"] == m, "task"]) for m in methods}
     group.aggregate_tasks = [t for t in tasks if all(t in done for done in by_method.values())]

@@ -73,7 +73,7 @@ import pandas as pd
 
 from srpo_bench.atomic import WriteError, atomic_write
 from srpo_bench.protocols import Protocol, load_protocol
-from srpo_bench.report import plots, tables, tuning
+from srpo_bench.report import plots, tables, training_time, tuning
 from srpo_bench.report.aggregate import METRICS, Estimate, median_interval
 from srpo_bench.report.build import REFERENCE_METHOD, Group, Report
 from srpo_bench.report.frame import Damaged, read_object
@@ -149,6 +149,9 @@ def sections(report: Report, figures: dict[str, list[plots.SavedFigure]]) -> lis
                                   "final policy vs during-training evaluations", f"selection-{index}")
         if chosen is not None:
             section.tables.append(chosen)
+        if group.training_time:
+            section.tables.append(tables.training_time(group.training_time, "score against training time",
+                                                       f"training-time-{index}"))
         if group.tuning:
             section.tables.append(tuning.tuning_table(group.tuning, f"tuning-{index}"))
         if group.key["score_scale"] == "lite":
@@ -233,6 +236,9 @@ def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> d
         if evaluations:
             figures.append(plots.save(plots.during_training(evaluations, palette, title), folder,
                                       f"group{index}-during-training", "scores during training", stamp))
+        if group.training_time:
+            figures.append(plots.save(plots.score_vs_training_time(group.training_time, palette, title), folder,
+                                      f"group{index}-training-time", "score against training time", stamp))
         if group.tuning:
             figures.append(plots.save(plots.tuning_budget(group.tuning, title), folder, f"group{index}-tuning",
                                       "tuning budget", stamp))
@@ -509,6 +515,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 m: {"profile": p, "ci_low": lo, "ci_high": hi} for m, (p, lo, hi) in group.profiles.items()}}
             if group.profiles else None,
             **({"tuning": tuning.to_json(group.tuning)} if group.tuning else {}),  # only where sweeps were run
+            **({"training_time": training_time.to_json(group.training_time)} if group.training_time else {}),
         })
     runs = with_sweeps(report).copy()
     if not runs.empty:

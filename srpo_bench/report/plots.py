@@ -6,7 +6,8 @@ pyplot state, no display), each saved as PNG (also embedded in the HTML page) an
 - probability of improvement: P(SRPO > X) with intervals, 0.5 marked;
 - score vs speed: log actions/s at batch 1 against IQM, intervals on both axes (the paper's Figure 1);
 - training curves: each method's stages, one line per task (mean over seeds);
-- scores during training, when runs recorded periodic evaluations.
+- scores during training, when runs recorded periodic evaluations;
+- score against training time (CPU- or device-seconds), when those evaluations carry training clocks;
 - tuning budget, for sweeps: Unifloral's UCB curve over evaluation episodes and the EOP curve over k.
 """
 
@@ -26,6 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from srpo_bench.atomic import atomic_write
 from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
+from srpo_bench.report.training_time import AXIS_NAMES, TimeCurve
 
 # Okabe-Ito, colorblind-safe; a method keeps its color in every figure.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999",
@@ -219,6 +221,31 @@ def during_training(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarra
     ax.legend(fontsize=8)
     ax.set_title(f"scores during training (bands: ± std over seeds; the reported score is the final one)\n{title}",
                  fontsize=9)
+    return figure
+
+
+def score_vs_training_time(curves: Sequence[TimeCurve], palette: Mapping[str, str], title: str) -> Figure:
+    """`curves`: report/training_time.py TimeCurve, one per method and clock: score (mean over seeds, 95% band)
+    against the training seconds spent, one panel per clock (CPU-seconds on a CPU, elapsed on a GPU)."""
+    clocks = list(dict.fromkeys(curve.clock for curve in curves))
+    figure = new_figure(6.0 * len(clocks), 4.2)
+    axes = np.atleast_1d(figure.subplots(1, len(clocks), squeeze=False)[0])
+    for ax, clock in zip(axes, clocks, strict=True):
+        for curve in (c for c in curves if c.clock == clock):
+            color = palette.get(curve.method, "grey")
+            minutes = np.array(curve.seconds) / 60
+            points = np.array([estimate.point for estimate in curve.scores])
+            bounds = np.array([_bounds(estimate) for estimate in curve.scores])
+            ax.plot(minutes, points, color=color, marker="o", markersize=3.5, linewidth=1.6,
+                    label=f"{curve.method} ({curve.seeds} seed{'s' if curve.seeds != 1 else ''})")
+            ax.fill_between(minutes, bounds[:, 0], bounds[:, 1], color=color, alpha=0.15, linewidth=0)
+        ax.set(xlabel=AXIS_NAMES[clock].replace("seconds", "minutes") + " (every stage; evaluations excluded)",
+               ylabel="normalized score (mean over tasks)")
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(f"score against training time (bands: 95% bootstrap over seeds; last point: final policy)\n"
+                    f"{title}", fontsize=10)
     return figure
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
 from srpo_bench.report.frame import load_runs, training_seconds  # noqa: F401  (training_seconds: re-exported)
+from srpo_bench.report.training_time import AXIS_NAMES, TimeCurve
 from srpo_bench.vocabulary import NFE_COLUMN, NFE_FIELD, display_name
 
 MISSING = "—"
@@ -275,6 +276,20 @@ def selection(rows: pd.DataFrame, methods: Sequence[str], checkpoint: str, title
     table.notes.append(f"means over tasks of the per-task means over seeds; the leaderboard ranks by the "
                        f"{CHECKPOINT_NAMES.get(checkpoint, checkpoint)} (the protocol's checkpoint rule); 'best' "
                        "picks the best evaluation after seeing the scores, so it is biased upward and never ranked")
+    return table
+
+
+def training_time(curves: Sequence[TimeCurve], title: str, key: str) -> Table:
+    """Score against training time (report/training_time.py): one row per method and evaluation point, the
+    training seconds spent by then (mean over seeds) and the score with its 95% interval over seeds."""
+    table = Table(title, ["method", "seeds", "last-stage step", "training seconds", "clock", "score"], [], key=key)
+    for curve in curves:
+        for step, spent, estimate in zip(curve.steps, curve.seconds, curve.scores, strict=True):
+            table.rows.append([text(curve.method), number(curve.seeds, count), number(step, count),
+                               number(spent, seconds), text(AXIS_NAMES[curve.clock].removeprefix("training ")),
+                               estimate_cell(estimate)])
+    table.notes.append("every stage of a method counts (a shared stage at what it cost whoever trained it); "
+                       "evaluations never do. The last row of a method is its final policy, the reported score.")
     return table
 
 
