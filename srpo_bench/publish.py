@@ -19,9 +19,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from srpo_bench.protocols import load_protocol
 from srpo_bench.report import tables
 from srpo_bench.report.build import REFERENCE_METHOD, Report, build_report
 from srpo_bench.report.leaderboard import FORMATS, table_markdown, write
+from srpo_bench.report.training_time import AXIS_NAMES, TimeCurve
 from srpo_bench.store import StoreError
 from srpo_bench.vocabulary import NFE_COLUMN, RUNTIMES, display_name, plural
 
@@ -52,13 +54,30 @@ def readme_sections(report: Report) -> dict[str, str]:
     compliant = [g for g in report.groups if g.estimates and g.compliance.get("complies")]
     lines = []
     for group in compliant:
+        protocol = load_protocol(group.compliance["protocol"])
         table = tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
-                                  f"protocol {group.compliance['protocol']}: aggregates over "
+                                  f"protocol {protocol.name}: aggregates over "
                                   f"{plural(len(group.aggregate_tasks), 'task')}", "readme")
-        lines += [table_markdown(table), "", f"_{_provenance(report, group.label)}_", ""]
+        lines += [f"_{protocol.title}_", "", table_markdown(table), ""]
+        if group.training_time:
+            lines += [time_markdown(group.training_time), ""]
+        lines += [f"_{_provenance(report, group.label)}_", ""]
     sections["leaderboard"] = "\n".join(lines).rstrip() + "\n" if lines else "_no protocol group published yet_\n"
     sections["speed"] = speed_markdown(report)
     return sections
+
+
+def time_markdown(curves: list[TimeCurve]) -> str:
+    """Score against training time, one row per method: each evaluation as 'score [95% interval] at N min'."""
+    lines = ["**score against training time** (mean over seeds [95% bootstrap interval] at the training time spent "
+             "by then; the last point is the final policy)", "", "| method | seeds | clock | evaluations |",
+             "|---|---|---|---|"]
+    for curve in curves:
+        points = " · ".join(f"{tables.interval(score)} at {tables.seconds(spent)}"
+                            for spent, score in zip(curve.seconds, curve.scores, strict=True))
+        lines.append(f"| {curve.method} | {curve.seeds} | {AXIS_NAMES[curve.clock].removeprefix('training ')} | "
+                     f"{points} |")
+    return "\n".join(lines)
 
 
 def _provenance(report: Report, label: str) -> str:

@@ -23,10 +23,12 @@ from srpo_bench.core.stages import EvaluationSchedule, FitContext
 from srpo_bench.data import toy
 from srpo_bench.profiles import harness_settings
 from srpo_bench.protocols import deviations, load_protocol
+from srpo_bench.publish import time_markdown
 from srpo_bench.registry import get_method
 from srpo_bench.report import leaderboard
+from srpo_bench.report.aggregate import Estimate
 from srpo_bench.report.build import build_report
-from srpo_bench.report.training_time import RunCurve, time_curves
+from srpo_bench.report.training_time import RunCurve, TimeCurve, time_curves
 from srpo_bench.runner import evaluation_record
 from srpo_bench.tasks import get_task
 
@@ -221,3 +223,10 @@ def test_the_report_draws_score_against_training_time_from_what_the_runner_write
     assert srpo["axis"] == "training CPU-seconds" and len(srpo["points"]) == 2
     markdown = next(path for path in written if path.suffix == ".md").read_text()
     assert "**score against training time" in markdown and "group0-training-time.png" in markdown
+
+
+def test_the_readme_gives_each_method_one_row_of_scores_at_the_times_spent() -> None:
+    curve = TimeCurve("fql", "cpu", [300, 600], [300.0, 912.0], [Estimate(0.0, 0.0, 0.0), Estimate(15.0, 5.0, 25.0)],
+                      3)
+    table = time_markdown([curve]).splitlines()
+    assert table[-1] == "| fql | 3 | CPU-seconds | 0.0 [0.0, 0.0] at 5.0 min · 15.0 [5.0, 25.0] at 15.2 min |"
