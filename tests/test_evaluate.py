@@ -12,7 +12,7 @@ from gymnasium.wrappers import TimeLimit
 
 from srpo_bench.core.agents import Agent
 from srpo_bench.data.dataset import OfflineDataset
-from srpo_bench.evaluate import EvalResult, evaluate
+from srpo_bench.evaluate import EvalResult, NonFiniteActions, evaluate
 from srpo_bench.progress import Reporter
 from srpo_bench.tasks import Task, get_task
 
@@ -187,3 +187,68 @@ def test_eval_result_dict_round_trips_through_json() -> None:
     info = json.loads(json.dumps(result.to_dict()))
     assert info["mean_normalized"] == 20.0 and info["std_normalized"] == 10.0 and info["mean_return"] == 2.0
     assert info["ref_min_score"] is None and info["seeds"] == [1001, 1002]
+
+
+# --- found by mutation testing (nox -s mutants -- evaluate): what the tests above let through -----------------------
+class SkewedEnv(CountdownEnv):
+    """CountdownEnv with an asymmetric action box, float64 observations shaped (2, 1), and a reward that reads
+    each action coordinate apart: a[0] + 10 a[1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2, 1), dtype=np.float64)
+        self.action_space = gym.spaces.Box(np.array([-0.5, -2.0]), np.array([0.25, 3.0]), dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        observation, info = super().reset(seed=seed, options=options)
+        return observation.astype(np.float64).reshape(2, 1), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self.action_space.contains(np.asarray(action, dtype=np.float64)), action
+        observation, _, terminated, truncated, info = super().step(np.zeros(2, dtype=np.float32))
+        reward = float(action[0] + 10 * action[1])
+        return observation.astype(np.float64).reshape(2, 1), reward, terminated, truncated, info
+
+
+def test_actions_are_clipped_to_each_coordinates_own_bounds_and_observations_flattened_to_float32() -> None:
+    agent = ConstantAgent([9.0, -9.0])  # above the first coordinate's 0.25, below the second's -2
+    result = evaluate(agent, countdown_task(make_env=SkewedEnv), episodes=1)
+    assert result.lengths == [4] and result.returns == [4 * (0.25 + 10 * -2.0)]
+    assert all(batch.shape == (1, 2) and batch.dtype == torch.float32 for batch in agent.calls)
+    low_agent = ConstantAgent([-9.0, 9.0])
+    assert evaluate(low_agent, countdown_task(make_env=SkewedEnv), episodes=1).returns == [4 * (-0.5 + 10 * 3.0)]
+
+
+def test_one_episode_is_enough_and_its_result_is_complete() -> None:
+    result = evaluate(ConstantAgent([1.0, 0.0]), countdown_task(), episodes=1)
+    info = result.to_dict()
+    seconds = info.pop("seconds")
+    assert 0 < seconds == result.seconds
+    assert info == {"episodes": 1, "seeds": [1001], "returns": [4.0], "normalized": [50.0], "lengths": [4],
+                    "mean_return": 4.0, "mean_normalized": 50.0, "std_normalized": 0.0, "ref_min_score": 0.0,
+                    "ref_max_score": 8.0}
+    assert all(type(value) is float for value in info["returns"] + info["normalized"])
+    assert all(type(value) is int for value in info["lengths"])
+
+
+def test_the_policys_mistakes_are_named_exactly() -> None:
+    class DictEnv(CountdownEnv):
+        def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+            observation, info = super().reset(seed=seed, options=options)
+            return {"observation": observation}, info
+
+    class DiscreteEnv(CountdownEnv):
+        def __init__(self) -> None:
+            super().__init__()
+            self.action_space = gym.spaces.Discrete(3)
+
+    with pytest.raises(ValueError, match="countdown: the env returns dict observations; its make_env must flatten"):
+        evaluate(ConstantAgent([0.0, 0.0]), countdown_task(make_env=DictEnv), episodes=1)
+    with pytest.raises(ValueError, match=r"countdown: evaluation needs a continuous \(Box\) action space, got "
+                                         r"Discrete\(3\)"):
+        evaluate(ConstantAgent([0.0, 0.0]), countdown_task(make_env=DiscreteEnv), episodes=1)
+    with pytest.raises(NonFiniteActions, match="countdown: the agent returned NaN or inf actions"):
+        evaluate(ConstantAgent([0.0, float("inf")]), countdown_task(), episodes=2)
+    with pytest.raises(ValueError, match=r"countdown: the agent returned actions of shape \(2, 3\) for 2 "
+                                         r"observations; expected \(2, 2\)"):
+        evaluate(ConstantAgent([0.0, 0.0, 0.0]), countdown_task(), episodes=2)
