@@ -362,7 +362,7 @@ def run(
         from srpo_bench.dry_run import print_plan
 
         print_plan(specs, out, torch_device, console=console, err_console=err_console,
-                   notes=describe(grid, method_names))
+                   notes=describe(grid, method_names), jobs=jobs if executor == "local" else 1)
         return
     datasets = load_checked(task_names)  # every task's data checked before anything is written
     if (out / MARKER).exists():

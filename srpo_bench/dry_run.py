@@ -19,6 +19,7 @@ from srpo_bench import store
 from srpo_bench.config import config_dict
 from srpo_bench.data.dataset import DatasetError, OfflineDataset, local_files_only
 from srpo_bench.estimate import Estimate, data_rows, describe_seconds, estimate_run, synthetic_dataset
+from srpo_bench.executors import threads_per_job
 from srpo_bench.progress import Reporter
 from srpo_bench.runner import RunSpec, fit_context, run_context
 from srpo_bench.tasks import Task, get_task
@@ -53,9 +54,22 @@ def run_states(specs: Sequence[RunSpec], datasets: dict[str, OfflineDataset | No
 
 
 def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, console: Console,
-               err_console: Console, notes: Sequence[str] = ()) -> None:
+               err_console: Console, notes: Sequence[str] = (), jobs: int = 1) -> None:
     """The grid's table, one row per (task, method or sweep configuration), and the compute left. `notes`: lines
-    printed first (a sweep's expansion)."""
+    printed first (a sweep's expansion). `jobs` local workers share the threads as the grid will (executors.py
+    `threads_per_job`), so each step is timed at one worker's threads: a 2-job grid on 2 cores is timed at one
+    thread per run, not two."""
+    threads = torch.get_num_threads()
+    per_run = threads_per_job(jobs, threads) if jobs > 1 else threads
+    torch.set_num_threads(per_run)
+    try:
+        _print_plan(specs, out, device, console, err_console, notes, jobs, per_run)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, console: Console, err_console: Console,
+                notes: Sequence[str], jobs: int, per_run: int) -> None:
     datasets: dict[str, OfflineDataset | None] = {}
     for name in dict.fromkeys(spec.task for spec in specs):
         task = get_task(name)
@@ -96,6 +110,8 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
             "per run": describe_seconds(estimate.seconds), "left": describe_seconds(sum(left[i] for i in mine)),
         })
     remaining = sum(left)
+    side_by_side = (f"; {jobs} jobs side by side: at least {describe_seconds(remaining / jobs)} of wall time"
+                    if jobs > 1 else ", one run at a time")
     # markup off: a sweep's labels (`srpo[beta=0.1]`) are text, not rich tags
     console.print(tabulate(rows, headers="keys", disable_numparse=True), highlight=False, soft_wrap=True,
                   markup=False)
@@ -106,7 +122,7 @@ def print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, consol
     console.print(
         f"{plural(len(specs), 'run')}: " + ", ".join(f"{count} {state}" for state, count in per_state.items())
         + f". Estimated training compute left: {describe_seconds(remaining)} on {device} with "
-        f"{plural(torch.get_num_threads(), 'thread')}, one run at a time (time per step measured now on synthetic "
+        f"{plural(per_run, 'thread')} per run{side_by_side} (time per step measured now on synthetic "
         "data of each task's shapes; evaluations, SfBC's planning and data loading not included). Nothing was written.",
         highlight=False, soft_wrap=True)
 

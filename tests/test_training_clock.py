@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 from helpers import context
+from typer.testing import CliRunner
 
+from srpo_bench import dry_run
+from srpo_bench.cli import app
 from srpo_bench.config import ConfigError, resolve_config
 from srpo_bench.core import stages as stages_module
 from srpo_bench.core.stages import EvaluationSchedule, FitContext
@@ -230,3 +233,28 @@ def test_the_readme_gives_each_method_one_row_of_scores_at_the_times_spent() -> 
                       3)
     table = time_markdown([curve]).splitlines()
     assert table[-1] == "| fql | 3 | CPU-seconds | 0.0 [0.0, 0.0] at 5.0 min · 15.0 [5.0, 25.0] at 15.2 min |"
+
+
+def test_the_dry_run_plans_the_protocol_at_one_workers_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """`run --protocol ogbench-cpu --jobs 2 --threads 2 --dry-run`: each step is timed at the one thread a worker
+    will have (timed at two on a 2-core machine, a grid of two workers was estimated several times too slow), the
+    wall time is the compute over the jobs, and the caller's thread count is left as it was."""
+    monkeypatch.setenv("OGBENCH_DATA_DIR", str(tmp_path / "no-data"))  # planned from the environment's shapes
+    seen: list[int] = []
+    real = dry_run.estimate_run
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dry_run, "estimate_run", spy)
+    before = torch.get_num_threads()
+    result = CliRunner().invoke(app, ["run", "--protocol", "ogbench-cpu", "--jobs", "2", "--threads", "2",
+                                      "--dry-run", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert seen == [1, 1, 1, 1]  # srpo, idql, fql, bc
+    assert "12 runs: 12 to run. Estimated training compute left:" in result.output
+    assert "with 1 thread per run; 2 jobs side by side: at least" in result.output
+    assert torch.get_num_threads() == 2  # `--threads 2` for the command itself, restored after the probes
+    torch.set_num_threads(before)
