@@ -23,7 +23,7 @@ PROFILE_FAMILIES = {"ogbench-cpu": ("ogbench",)}
 #: (900 s), split into step counts by the training speeds measured at OGBench shapes (obs 28, act 5) on this
 #: machine's CPU with `benchmarks/train_steps.py` (steps/s at one thread: SRPO behavior 25 at batch 256, IQL
 #: critic 142-143, SRPO policy 58, IDQL actor 30 at batch 256, FQL 6.6, BC 476). Each method's file holds its
-#: step counts; docs/protocols.md and the `ogbench-cpu` protocol say how it was chosen.
+#: step counts; docs/reproducing.md and the `ogbench-cpu` protocol say how it was chosen.
 CPU_BUDGET_SECONDS = 900
 
 
