@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -252,3 +255,20 @@ def test_the_policys_mistakes_are_named_exactly() -> None:
     with pytest.raises(ValueError, match=r"countdown: the agent returned actions of shape \(2, 3\) for 2 "
                                          r"observations; expected \(2, 2\)"):
         evaluate(ConstantAgent([0.0, 0.0, 0.0]), countdown_task(), episodes=2)
+
+
+def test_the_progress_bar_counts_every_step_of_every_episode_and_the_time_is_the_evaluations() -> None:
+    tracked: list[tuple[str, int]] = []
+    advanced: list[int] = []
+
+    class SpyReporter(Reporter):
+        @contextlib.contextmanager
+        def track(self, description: str, total: int, unit: str = "step"):  # type: ignore[override]
+            tracked.append((description, total))
+            yield SimpleNamespace(advance=lambda n=1, **metrics: advanced.append(n))
+
+    started = time.perf_counter()
+    result = evaluate(ConstantAgent([1.0, 0.0]), countdown_task(), episodes=4, reporter=SpyReporter(quiet=True))
+    assert tracked == [("countdown evaluation (4 episodes)", 4 * 10)]  # the bound: episodes x the task's limit
+    assert advanced == [4, 4, 3, 2] and sum(advanced) == sum(result.lengths)
+    assert 0 < result.seconds <= time.perf_counter() - started
