@@ -272,3 +272,17 @@ def test_the_progress_bar_counts_every_step_of_every_episode_and_the_time_is_the
     assert tracked == [("countdown evaluation (4 episodes)", 4 * 10)]  # the bound: episodes x the task's limit
     assert advanced == [4, 4, 3, 2] and sum(advanced) == sum(result.lengths)
     assert 0 < result.seconds <= time.perf_counter() - started
+
+
+def test_observations_are_sent_to_the_agents_own_device() -> None:
+    """The batch is made on `agent.device` (a GPU agent gets CUDA tensors); a meta-device agent stands in for a GPU."""
+
+    class MetaDeviceAgent(ConstantAgent):
+        @property
+        def device(self) -> torch.device:
+            return torch.device("meta")
+
+    agent = MetaDeviceAgent([1.0, 0.0])
+    evaluate(agent, countdown_task(), episodes=2)
+    assert {batch.device.type for batch in agent.calls} == {"meta"}
+    assert {batch.dtype for batch in agent.calls} == {torch.float32}
