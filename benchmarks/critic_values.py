@@ -53,7 +53,7 @@ def separation(near: np.ndarray, far: np.ndarray, pairs: int = 200_000, seed: in
 
 def run_values(run_dir: Path) -> dict[str, object]:
     run = json.loads((run_dir / "run.json").read_text())
-    out = run_dir.parents[3]
+    out = run_dir.parents[4]  # RESULTS/runs/PROFILE/TASK/METHOD/seedK
     task = get_task(run["task"])
     dataset = task.load()
     config, ctx = fit_context(task, run["method"], dataset, int(run["seed"]), run["profile"], out,
