@@ -14,6 +14,7 @@ them is typed by hand.
 from __future__ import annotations
 
 import filecmp
+import os
 import re
 import tempfile
 from collections.abc import Callable
@@ -48,19 +49,23 @@ def build(records: Path, folder: Path, warn: Callable[[str], None], reps: int = 
     return report
 
 
-def readme_sections(report: Report) -> dict[str, str]:
-    """The README's generated sections: the protocol groups' aggregate tables and the speed table."""
+def readme_sections(report: Report, figures: str = "results/leaderboard/figures") -> dict[str, str]:
+    """The README's generated sections: the protocol groups' aggregate tables, their score-against-training-time
+    rows and figure where runs carry clocks (`figures`: the leaderboard's figures folder, relative to the README),
+    and the speed table."""
     sections = {}
-    compliant = [g for g in report.groups if g.estimates and g.compliance.get("complies")]
     lines = []
-    for group in compliant:
+    for index, group in enumerate(report.groups):  # the index names the group's figures (leaderboard.make_figures)
+        if not (group.estimates and group.compliance.get("complies")):
+            continue
         protocol = load_protocol(group.compliance["protocol"])
         table = tables.aggregates(group.estimates, group.runs_per_task, group.aggregate_tasks,
                                   f"protocol {protocol.name}: aggregates over "
                                   f"{plural(len(group.aggregate_tasks), 'task')}", "readme")
         lines += [f"_{protocol.title}_", "", table_markdown(table), ""]
         if group.training_time:
-            lines += [time_markdown(group.training_time), ""]
+            lines += [time_markdown(group.training_time), "",
+                      f"![score against training time]({figures}/group{index}-training-time.png)", ""]
         lines += [f"_{_provenance(report, group.label)}_", ""]
     sections["leaderboard"] = "\n".join(lines).rstrip() + "\n" if lines else "_no protocol group published yet_\n"
     sections["speed"] = speed_markdown(report)
@@ -148,11 +153,16 @@ def publish(records: Path, folder: Path, readme: Path | None, warn: Callable[[st
     written = sorted(p for p in folder.rglob("*") if p.is_file())
     if readme is not None:
         text = readme.read_text(encoding="utf-8")
-        fresh = render_readme(text, readme_sections(report), readme)
+        fresh = render_readme(text, readme_sections(report, _figures_from(readme, folder)), readme)
         if fresh != text:
             readme.write_text(fresh, encoding="utf-8")
             written.append(readme)
     return written
+
+
+def _figures_from(readme: Path, folder: Path) -> str:
+    """The leaderboard's figures folder as the README links it (a relative path, / separated)."""
+    return Path(os.path.relpath(folder.resolve() / "figures", readme.resolve().parent)).as_posix()
 
 
 def check(records: Path, folder: Path, readme: Path | None, warn: Callable[[str], None]) -> int:
@@ -174,7 +184,7 @@ def check(records: Path, folder: Path, readme: Path | None, warn: Callable[[str]
                                    "`srpo-bench results build` and commit the result")
         if readme is not None:
             text = readme.read_text(encoding="utf-8")
-            if render_readme(text, readme_sections(report), readme) != text:
+            if render_readme(text, readme_sections(report, _figures_from(readme, folder)), readme) != text:
                 raise PublishError(f"{readme}: generated sections differ from {records}; rebuild with "
                                    "`srpo-bench results build`")
         return len(ours) + (readme is not None)
