@@ -110,7 +110,7 @@ def _print_plan(specs: Sequence[RunSpec], out: Path, device: torch.device, conso
             "per run": describe_seconds(estimate.seconds), "left": describe_seconds(sum(left[i] for i in mine)),
         })
     remaining = sum(left)
-    side_by_side = (f"; {jobs} jobs side by side: at least {describe_seconds(remaining / jobs)} of wall time"
+    side_by_side = (f"; {plural(jobs, 'job')} side by side: at least {describe_seconds(remaining / jobs)} of wall time"
                     if jobs > 1 else ", one run at a time")
     # markup off: a sweep's labels (`srpo[beta=0.1]`) are text, not rich tags
     console.print(tabulate(rows, headers="keys", disable_numparse=True), highlight=False, soft_wrap=True,
