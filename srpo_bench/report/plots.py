@@ -228,7 +228,7 @@ def score_vs_training_time(curves: Sequence[TimeCurve], palette: Mapping[str, st
     """`curves`: report/training_time.py TimeCurve, one per method and clock: score (mean over seeds, 95% band)
     against the training seconds spent, one panel per clock (CPU-seconds on a CPU, elapsed on a GPU)."""
     clocks = list(dict.fromkeys(curve.clock for curve in curves))
-    figure = new_figure(6.0 * len(clocks), 4.2)
+    figure = new_figure(max(8.0, 6.0 * len(clocks)), 4.6)  # wide enough for the group's title
     axes = np.atleast_1d(figure.subplots(1, len(clocks), squeeze=False)[0])
     for ax, clock in zip(axes, clocks, strict=True):
         for curve in (c for c in curves if c.clock == clock):
@@ -245,7 +245,7 @@ def score_vs_training_time(curves: Sequence[TimeCurve], palette: Mapping[str, st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.suptitle(f"score against training time (bands: 95% bootstrap over seeds; last point: final policy)\n"
-                    f"{title}", fontsize=10)
+                    f"{title}", fontsize=9)
     return figure
 
 

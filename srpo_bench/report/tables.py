@@ -282,7 +282,7 @@ def selection(rows: pd.DataFrame, methods: Sequence[str], checkpoint: str, title
 def training_time(curves: Sequence[TimeCurve], title: str, key: str) -> Table:
     """Score against training time (report/training_time.py): one row per method and evaluation point, the
     training seconds spent by then (mean over seeds) and the score with its 95% interval over seeds."""
-    table = Table(title, ["method", "seeds", "last-stage step", "training seconds", "clock", "score"], [], key=key)
+    table = Table(title, ["method", "seeds", "last-stage step", "training time", "clock", "score"], [], key=key)
     for curve in curves:
         for step, spent, estimate in zip(curve.steps, curve.seconds, curve.scores, strict=True):
             table.rows.append([text(curve.method), number(curve.seeds, count), number(step, count),
