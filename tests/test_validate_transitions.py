@@ -55,3 +55,24 @@ def test_actions_outside_either_side_of_the_box_name_their_first_row(value: floa
 def test_actions_on_the_box_within_its_tolerance_are_kept() -> None:
     actions = np.array([[1.00005, -1.00005], [1.0, -1.0], [0.0, 0.0]])
     assert dataset(actions=actions).actions.max() == np.float32(1.00005)
+
+
+def test_episode_returns_split_on_episode_ends_and_close_an_unfinished_last_episode() -> None:
+    rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    data = OfflineDataset(name="hand", source="hand.hdf5", **{
+        **arrays(rows=6), "rewards": rewards, "episode_ends": np.array([0, 0, 1, 0, 1, 0], dtype=bool)})
+    assert data.episode_returns().tolist() == [6.0, 9.0, 6.0]  # the last row ends its episode when unmarked
+    assert data.episode_returns().dtype == np.float64
+    whole = OfflineDataset(name="hand", source="hand.hdf5", **{
+        **arrays(rows=6), "rewards": rewards, "episode_ends": np.zeros(6, dtype=bool)})
+    assert whole.episode_returns().tolist() == [21.0]
+
+
+def test_the_fingerprint_follows_every_column() -> None:
+    base = dataset().fingerprint()
+    assert dataset().fingerprint() == base and len(base) == 16
+    for key in ("observations", "actions", "rewards", "next_observations", "terminals"):
+        changed = arrays()[key].copy()
+        changed.flat[0] = 1.0
+        assert dataset(**{key: changed}).fingerprint() != base, key
+    assert dataset(episode_ends=np.array([1, 0, 1], dtype=bool)).fingerprint() != base
