@@ -23,8 +23,8 @@ from pathlib import Path
 from srpo_bench.protocols import load_protocol
 from srpo_bench.report import tables
 from srpo_bench.report.build import REFERENCE_METHOD, Report, build_report
-from srpo_bench.report.leaderboard import FORMATS, table_markdown, write
-from srpo_bench.report.training_time import AXIS_NAMES, TimeCurve
+from srpo_bench.report.leaderboard import FORMATS, table_markdown, training_time_figure, write
+from srpo_bench.report.training_time import TimeCurve, clock_name
 from srpo_bench.store import StoreError
 from srpo_bench.vocabulary import NFE_COLUMN, RUNTIMES, display_name, plural
 
@@ -65,7 +65,7 @@ def readme_sections(report: Report, figures: str = "results/leaderboard/figures"
         lines += [f"_{protocol.title}_", "", table_markdown(table), ""]
         if group.training_time:
             lines += [time_markdown(group.training_time), "",
-                      f"![score against training time]({figures}/group{index}-training-time.png)", ""]
+                      f"![score against training time]({figures}/{training_time_figure(index)}.png)", ""]
         lines += [f"_{_provenance(report, group.label)}_", ""]
     sections["leaderboard"] = "\n".join(lines).rstrip() + "\n" if lines else "_no protocol group published yet_\n"
     sections["speed"] = speed_markdown(report)
@@ -80,7 +80,7 @@ def time_markdown(curves: list[TimeCurve]) -> str:
     for curve in curves:
         points = " · ".join(f"{tables.interval(score)} at {tables.seconds(spent)}"
                             for spent, score in zip(curve.seconds, curve.scores, strict=True))
-        lines.append(f"| {curve.method} | {curve.seeds} | {AXIS_NAMES[curve.clock].removeprefix('training ')} | "
+        lines.append(f"| {curve.method} | {curve.seeds} | {clock_name(curve.clock)} | "
                      f"{points} |")
     return "\n".join(lines)
 

@@ -499,7 +499,7 @@ class FitContext:
               core_nn.training_stage(total),  # long stages use the compiled activations on every step
               applied(self.precision, self.device)):
             self._bar = bar
-            started, evaluating, done = time.perf_counter(), 0.0, 0
+            started, evaluated_before, done = time.perf_counter(), self.evaluating, 0
             try:
                 for step in range(total):
                     self.position = (stage, step)
@@ -509,11 +509,10 @@ class FitContext:
                     if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
                         before = TrainingClock.now()
                         self._evaluate(stage, step, agent)
-                        spent = TrainingClock.now() - before
-                        evaluating += spent.wall
-                        self.evaluating = self.evaluating + spent
+                        self.evaluating = self.evaluating + (TrainingClock.now() - before)
             finally:
                 self._bar = None
+                evaluating = (self.evaluating - evaluated_before).wall
                 self.step_timings[stage] = (done, time.perf_counter() - started - evaluating)
 
     def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:

@@ -238,12 +238,17 @@ def make_figures(report: Report, folder: Path, warn: Callable[[str], None]) -> d
                                       f"group{index}-during-training", "scores during training", stamp))
         if group.training_time:
             figures.append(plots.save(plots.score_vs_training_time(group.training_time, palette, title), folder,
-                                      f"group{index}-training-time", "score against training time", stamp))
+                                      training_time_figure(index), "score against training time", stamp))
         if group.tuning:
             figures.append(plots.save(plots.tuning_budget(group.tuning, title), folder, f"group{index}-tuning",
                                       "tuning budget", stamp))
         saved[group.label] = figures
     return saved
+
+
+def training_time_figure(index: int) -> str:
+    """The file name (no suffix) of group `index`'s score-against-training-time figure; the README links it."""
+    return f"group{index}-training-time"
 
 
 def speed_points(report: Report, group: Group) -> dict[str, list[plots.SpeedPoint]]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from srpo_bench.report.aggregate import METRIC_NAMES, METRICS, Estimate
 from srpo_bench.report.frame import load_runs, training_seconds  # noqa: F401  (training_seconds: re-exported)
-from srpo_bench.report.training_time import AXIS_NAMES, TimeCurve
+from srpo_bench.report.training_time import TimeCurve, clock_name
 from srpo_bench.vocabulary import NFE_COLUMN, NFE_FIELD, display_name
 
 MISSING = "—"
@@ -286,7 +286,7 @@ def training_time(curves: Sequence[TimeCurve], title: str, key: str) -> Table:
     for curve in curves:
         for step, spent, estimate in zip(curve.steps, curve.seconds, curve.scores, strict=True):
             table.rows.append([text(curve.method), number(curve.seeds, count), number(step, count),
-                               number(spent, seconds), text(AXIS_NAMES[curve.clock].removeprefix("training ")),
+                               number(spent, seconds), text(clock_name(curve.clock)),
                                estimate_cell(estimate)])
     table.notes.append("every stage of a method counts (a shared stage at what it cost whoever trained it); "
                        "evaluations never do. The last row of a method is its final policy, the reported score.")

@@ -49,6 +49,11 @@ class RunCurve:
     points: Sequence[Any]  # eval.json during_training entries
 
 
+def clock_name(clock: str) -> str:
+    """A clock as a table cell says it: "CPU-seconds", "device-seconds (elapsed)"."""
+    return AXIS_NAMES[clock].removeprefix("training ")
+
+
 def clock_of(device_type: str) -> str:
     return CLOCKS.get(device_type, "wall")
 
