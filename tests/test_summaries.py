@@ -96,3 +96,13 @@ def test_a_run_without_periodic_evaluations_summarises_its_final_score_alone(tmp
     assert evaluation["summaries"] == {"final": 42.0, "mean_last3": 42.0, "best_optimistic": 42.0, "points": 1}
     (point,) = evaluation["during_training"]
     assert (point["stage"], point["step"], point["final"]) == ("policy", 5, True)
+
+
+def test_a_last_stage_that_logged_nothing_puts_the_final_point_at_step_zero(tmp_path: Path) -> None:
+    """No logged step to count from (a stage fitted without a logged point): the final point says step 0 rather
+    than inventing a step count."""
+    _, ctx = context("bc", get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=64), tmp_path)
+    ctx.fit("policy", lambda: torch.nn.Linear(2, 2), lambda module: None)
+    final = SimpleNamespace(mean_normalized=42.0, normalized=[42.0], to_dict=lambda: {"mean_normalized": 42.0})
+    (point,) = evaluation_record(final, ctx)["during_training"]  # type: ignore[arg-type]
+    assert (point["stage"], point["step"]) == ("policy", 0)
