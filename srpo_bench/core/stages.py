@@ -507,17 +507,20 @@ class FitContext:
                     done = step + 1
                     bar.advance()
                     if agent is not None and self.evaluation is not None and self.evaluation.due(step, total):
+                        # read the training clock, then start the evaluation's: the instant between is counted
+                        # once, as training, in this point and in every later one alike
+                        clock = self.training_clock()
                         before = TrainingClock.now()
-                        self._evaluate(stage, step, agent)
+                        self._evaluate(stage, step, agent, clock)
                         self.evaluating = self.evaluating + (TrainingClock.now() - before)
             finally:
                 self._bar = None
                 evaluating = (self.evaluating - evaluated_before).wall
                 self.step_timings[stage] = (done, time.perf_counter() - started - evaluating)
 
-    def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent]) -> None:
+    def _evaluate(self, stage: str, step: int, make_agent: Callable[[], Agent], clock: TrainingClock | None) -> None:
+        """Evaluate the policy; `clock` is the training time read just before (never the evaluation's own)."""
         assert self.evaluation is not None
-        clock = self.training_clock()  # before evaluating: the evaluation's own seconds are not training
         try:
             # the policy acts as it does outside training: torch's own activations, float32
             with core_nn.training_stage(0), full_precision(self.device), host_point():
