@@ -90,6 +90,12 @@ MUTANT_TARGETS = {
     "data": ("srpo_bench/data/dataset.py", "*",
              ["tests/test_dataset_columns.py", "tests/test_bad_inputs.py", "tests/test_properties.py",
               "tests/test_validate_transitions.py"]),
+    # the report's number-making pure functions, before the whole package (hours): intervals, aggregates, the
+    # score-against-training-time curves
+    "aggregate": ("srpo_bench/report/aggregate.py", "*",
+                  ["tests/test_report_aggregate.py", "tests/test_properties.py", "tests/test_report.py"]),
+    "training-time": ("srpo_bench/report/training_time.py", "*",
+                      ["tests/test_training_clock.py", "tests/test_report_tables.py"]),
     "report": ("srpo_bench/report/*", "*",
                ["tests/test_report.py", "tests/test_report_aggregate.py", "tests/test_report_tables.py",
                 "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_report_e2e.py",
@@ -102,8 +108,8 @@ MUTANT_TARGETS = {
 def mutants(session: nox.Session) -> None:
     """Mutation testing (mutmut) of report/, evaluate.py, runtimes.py, speed.py, the runner's summaries
     (runner.evaluation_record) and data validation. `-- evaluate speed` picks targets (default: all; slow: the
-    report alone is hours on 2 cores). Survivors are listed per target; `mutmut show NAME` in the printed scratch
-    folder shows one. Not in .ci/run."""
+    report alone is hours on 2 cores; `aggregate` and `training-time` are its number-making modules alone).
+    Survivors are listed per target; `mutmut show NAME` in the printed scratch folder shows one. Not in .ci/run."""
     import shutil
     import tempfile
     from pathlib import Path
