@@ -109,3 +109,12 @@ def test_one_bootstrap_for_estimates_and_profiles_equals_the_two_calls_apart() -
     for method in scores:
         for mine, theirs in zip(profiles[method], apart[method], strict=True):
             np.testing.assert_allclose(mine, theirs)
+
+
+def test_profile_thresholds_span_every_score_a_little_past_both_ends() -> None:
+    """The performance profile's x axis: from the lowest score of any method to the highest, padded by 2 % of the
+    span or at least 1 point, so that both ends of every profile are drawn."""
+    wide = aggregate.profile_thresholds({"a": np.array([[0.0, 50.0]]), "b": np.array([[100.0]])})
+    assert len(wide) == 41 and wide[0] == pytest.approx(-2.0) and wide[-1] == pytest.approx(102.0)
+    narrow = aggregate.profile_thresholds({"a": np.array([[10.0, 20.0]])}, points=5)
+    np.testing.assert_allclose(narrow, [9.0, 12.0, 15.0, 18.0, 21.0])  # pad max(1, 0.2) = 1
