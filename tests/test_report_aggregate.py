@@ -118,3 +118,5 @@ def test_profile_thresholds_span_every_score_a_little_past_both_ends() -> None:
     assert len(wide) == 41 and wide[0] == pytest.approx(-2.0) and wide[-1] == pytest.approx(102.0)
     narrow = aggregate.profile_thresholds({"a": np.array([[10.0, 20.0]])}, points=5)
     np.testing.assert_allclose(narrow, [9.0, 12.0, 15.0, 18.0, 21.0])  # pad max(1, 0.2) = 1
+    shifted = aggregate.profile_thresholds({"a": np.array([[100.0, 300.0]])}, points=3)
+    np.testing.assert_allclose(shifted, [96.0, 200.0, 304.0])  # pad 2 % of the span (200), not of anything else
