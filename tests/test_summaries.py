@@ -50,18 +50,27 @@ def train(ctx: FitContext, name: str, steps: int, evaluated: bool) -> None:
     ctx.fit(name, lambda: torch.nn.Linear(2, 2), loop)
 
 
+def toy_context(method: str, tmp_path: Path, evaluation: EvaluationSchedule | None = None) -> FitContext:
+    _, ctx = context(method, get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=64), tmp_path,
+                     evaluation=evaluation)
+    return ctx
+
+
+def final_result(score: float, normalized: list[float]) -> SimpleNamespace:
+    """The harness's final evaluation as evaluation_record reads it."""
+    return SimpleNamespace(mean_normalized=score, normalized=normalized,
+                           to_dict=lambda: {"mean_normalized": score, "episodes": len(normalized)})
+
+
 def record(tmp_path: Path, scripted: list[float], critic_evaluated: bool = False) -> dict:
-    _, ctx = context("srpo", get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=64), tmp_path,
-                     evaluation=EvaluationSchedule(points=3, episodes=2))
+    ctx = toy_context("srpo", tmp_path, EvaluationSchedule(points=3, episodes=2))
     train(ctx, "behavior", 6, evaluated=False)
     if critic_evaluated:  # a stage before the last one, evaluated: its scores are not the policy's curve
         scripted.extend([99.0, 98.0, 97.0])
     train(ctx, "critic", 8, evaluated=critic_evaluated)
     scripted.extend(POLICY_SCORES)
     train(ctx, "policy", 8, evaluated=True)
-    final = SimpleNamespace(mean_normalized=FINAL_SCORE, normalized=[20.0, 30.0],
-                            to_dict=lambda: {"mean_normalized": FINAL_SCORE, "episodes": 2})
-    return evaluation_record(final, ctx)  # type: ignore[arg-type]
+    return evaluation_record(final_result(FINAL_SCORE, [20.0, 30.0]), ctx)  # type: ignore[arg-type]
 
 
 def test_the_summaries_are_the_final_score_the_last_three_points_and_the_best(tmp_path: Path,
@@ -89,10 +98,9 @@ def test_the_curve_is_the_last_stages_evaluations_then_the_final_one_at_the_stag
 
 
 def test_a_run_without_periodic_evaluations_summarises_its_final_score_alone(tmp_path: Path) -> None:
-    _, ctx = context("bc", get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=64), tmp_path)
+    ctx = toy_context("bc", tmp_path)
     train(ctx, "policy", 5, evaluated=True)  # no schedule: nothing is evaluated during training
-    final = SimpleNamespace(mean_normalized=42.0, normalized=[42.0], to_dict=lambda: {"mean_normalized": 42.0})
-    evaluation = evaluation_record(final, ctx)  # type: ignore[arg-type]
+    evaluation = evaluation_record(final_result(42.0, [42.0]), ctx)  # type: ignore[arg-type]
     assert evaluation["summaries"] == {"final": 42.0, "mean_last3": 42.0, "best_optimistic": 42.0, "points": 1}
     (point,) = evaluation["during_training"]
     assert (point["stage"], point["step"], point["final"]) == ("policy", 5, True)
@@ -101,8 +109,7 @@ def test_a_run_without_periodic_evaluations_summarises_its_final_score_alone(tmp
 def test_a_last_stage_that_logged_nothing_puts_the_final_point_at_step_zero(tmp_path: Path) -> None:
     """No logged step to count from (a stage fitted without a logged point): the final point says step 0 rather
     than inventing a step count."""
-    _, ctx = context("bc", get_task("toy-two-moons"), toy.load_toy("toy-two-moons", size=64), tmp_path)
+    ctx = toy_context("bc", tmp_path)
     ctx.fit("policy", lambda: torch.nn.Linear(2, 2), lambda module: None)
-    final = SimpleNamespace(mean_normalized=42.0, normalized=[42.0], to_dict=lambda: {"mean_normalized": 42.0})
-    (point,) = evaluation_record(final, ctx)["during_training"]  # type: ignore[arg-type]
+    (point,) = evaluation_record(final_result(42.0, [42.0]), ctx)["during_training"]  # type: ignore[arg-type]
     assert (point["stage"], point["step"]) == ("policy", 0)

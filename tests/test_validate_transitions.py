@@ -16,12 +16,12 @@ def arrays(rows: int = 3, obs: int = 2, act: int = 2) -> dict[str, np.ndarray]:
             "episode_ends": np.eye(1, rows, rows - 1, dtype=bool)[0]}
 
 
-def dataset(**changes: np.ndarray | None) -> OfflineDataset:
-    return OfflineDataset(name="hand", source="hand.hdf5", **{**arrays(), **changes})  # type: ignore[arg-type]
+def dataset(rows: int = 3, **changes: np.ndarray | None) -> OfflineDataset:
+    return OfflineDataset(name="hand", source="hand.hdf5", **{**arrays(rows), **changes})  # type: ignore[arg-type]
 
 
 def test_a_one_row_dataset_is_accepted_and_cast() -> None:
-    data = OfflineDataset(name="hand", source="hand.hdf5", **arrays(rows=1))  # type: ignore[arg-type]
+    data = dataset(rows=1)
     assert len(data) == 1
     assert [getattr(data, key).dtype for key in ("observations", "actions", "rewards", "next_observations",
                                                  "terminals")] == [np.float32] * 5
@@ -59,12 +59,10 @@ def test_actions_on_the_box_within_its_tolerance_are_kept() -> None:
 
 def test_episode_returns_split_on_episode_ends_and_close_an_unfinished_last_episode() -> None:
     rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    data = OfflineDataset(name="hand", source="hand.hdf5", **{
-        **arrays(rows=6), "rewards": rewards, "episode_ends": np.array([0, 0, 1, 0, 1, 0], dtype=bool)})
+    data = dataset(rows=6, rewards=rewards, episode_ends=np.array([0, 0, 1, 0, 1, 0], dtype=bool))
     assert data.episode_returns().tolist() == [6.0, 9.0, 6.0]  # the last row ends its episode when unmarked
     assert data.episode_returns().dtype == np.float64
-    whole = OfflineDataset(name="hand", source="hand.hdf5", **{
-        **arrays(rows=6), "rewards": rewards, "episode_ends": np.zeros(6, dtype=bool)})
+    whole = dataset(rows=6, rewards=rewards, episode_ends=np.zeros(6, dtype=bool))
     assert whole.episode_returns().tolist() == [21.0]
 
 
