@@ -404,7 +404,7 @@ def collect(
     envs: Annotated[str | None, typer.Option(help="locomotion-lite: subset of hopper,halfcheetah,walker2d; "
                                              "ogbench: subset of cube-single,cube-double,scene,puzzle-3x3 "
                                              "(default: all of the suite)")] = None,
-    size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench cube-single ~35 min of one "
+    size: Annotated[str, typer.Option(help="full (lite <= 60 min on 2 cores; ogbench cube-single 36-40 min of one "
                                       "free core, 1.1M steps) or small (tests, < 1 min)")] = "full",
     # seed and workers are parsed here, not by click: a click type error is a multi-line usage box
     seed: Annotated[str, typer.Option(help="integer from 0 to 2^31 - 1")] = "0",

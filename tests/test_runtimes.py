@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from srpo_bench import runtimes
 from srpo_bench.cli import app
 from srpo_bench.core.agents import Agent, CandidateAgent, PolicyAgent, softmax_draw_selection
 from srpo_bench.core.diffusion import DDPMSchedule, ddpm_sample_ancestral
@@ -19,7 +20,7 @@ from srpo_bench.core.noise import Noise, draw_all
 from srpo_bench.progress import Reporter
 from srpo_bench.registry import available_methods, get_method
 from srpo_bench.runner import fit_context
-from srpo_bench.runtimes import RuntimeUnavailable, check_runtimes, prepare, record_draws, with_runtime
+from srpo_bench.runtimes import RuntimeUnavailable, build_compiled, check_runtimes, prepare, record_draws, with_runtime
 from srpo_bench.tasks import get_task
 
 TOLERANCE = 1e-5
@@ -139,13 +140,83 @@ def test_an_agent_without_a_pure_act_is_refused_with_the_reason() -> None:
         with_runtime(EagerOnly(), "onnx")
 
 
-def test_a_build_failure_becomes_the_reason() -> None:
+@pytest.mark.parametrize("message, reason", [
+    ("no graph for this\nat line 2", "no graph for this"),  # the first line only
+    ("", ""),
+    ("x" * 300, "x" * 200),  # a speed-table cell, not a traceback
+], ids=["first-line", "empty", "long"])
+def test_a_build_failure_becomes_the_reason(message: str, reason: str) -> None:
     class Unexportable(PolicyAgent):
         def act_with_noise(self, observations: torch.Tensor, noise: Noise) -> torch.Tensor:
-            raise TypeError("no graph for this")
+            raise TypeError(message)
 
-    with pytest.raises(RuntimeUnavailable, match="onnx build failed: TypeError: no graph for this"):
+    with pytest.raises(RuntimeUnavailable) as refused:
         prepare(Unexportable(DeterministicPolicy(3, 2, hidden=8)), "onnx", 3, (1,))
+    assert str(refused.value) == f"onnx build failed: TypeError: {reason}"
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "compiled"])
+def test_prepare_builds_every_batch_size_before_the_first_act(runtime: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export or compilation happens in `prepare`, never inside a timed act, and each batch size is built once."""
+    built = []
+    name = "build_onnx" if runtime == "onnx" else "build_compiled"
+    build = getattr(runtimes, name)
+
+    def counted(agent: Agent, observations: torch.Tensor, noise: list[torch.Tensor]):
+        built.append(tuple(observations.shape))
+        return build(agent, observations, noise)
+
+    monkeypatch.setattr(runtimes, name, counted)
+    acting = prepare(PolicyAgent(DeterministicPolicy(3, 2, hidden=8)), runtime, 3, (1, 5))
+    assert built == [(1, 3), (5, 3)]
+    with torch.inference_mode():
+        acting.act(torch.zeros(5, 3))
+        acting.act(torch.ones(1, 3))
+    assert built == [(1, 3), (5, 3)]
+
+
+class GraphReplay:
+    """What a CUDA graph's replay does to its output: one static buffer, overwritten by the next replay."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module, self.output = module, None
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        result = self.module(*inputs)
+        if self.output is None:
+            self.output = result.clone()
+        self.output.copy_(result)
+        return self.output
+
+
+@pytest.mark.parametrize("device, mode", [("cpu", None), ("cuda", "reduce-overhead")])
+def test_compiled_acts_have_static_shapes_and_cuda_graphs_on_a_gpu(device: str, mode: str | None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile gets `dynamic=False` (one graph per batch size, as timed) and, on CUDA, "reduce-overhead"
+    (CUDA graphs), whose outputs are copied out before the next replay overwrites them. The agent only claims
+    the device: the CUDA path's settings are checked on a CPU machine."""
+    options = []
+
+    def compile_as_graph(module: torch.nn.Module, **given: object) -> GraphReplay:
+        options.append(given)
+        return GraphReplay(module)
+
+    class OnDevice(PolicyAgent):
+        @property
+        def device(self) -> torch.device:
+            return torch.device(device)
+
+    monkeypatch.setattr(torch, "compile", compile_as_graph)
+    agent = OnDevice(DeterministicPolicy(3, 2, hidden=8))
+    run = build_compiled(agent, torch.zeros(2, 3), [])
+    assert options == [{"dynamic": False, "mode": mode}]
+    with torch.inference_mode():
+        first = run(torch.ones(2, 3))
+        kept = first.clone()
+        second = run(-torch.ones(2, 3))
+    assert not torch.equal(second, kept)
+    if device == "cuda":
+        assert torch.equal(first, kept)  # copied out of the graph's buffer
 
 
 def test_runtime_names_are_checked() -> None:

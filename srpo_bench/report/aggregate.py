@@ -38,11 +38,6 @@ class Estimate:
     low: float | None = None
     high: float | None = None
 
-    def contains(self, value: float) -> bool | None:
-        if self.low is None or self.high is None:
-            return None
-        return bool(self.low <= value <= self.high)
-
 
 def iqm(scores: np.ndarray) -> float:
     """Interquartile mean over all runs x tasks: the mean of the middle 50%, cutting int(n/4) scores at each end.
