@@ -93,7 +93,8 @@ REPORT_FAST_TESTS = [
 # other developers keep running), only the tests that cover a mutated function run against it.
 MUTANT_TARGETS = {
     "evaluate": ("srpo_bench/evaluate.py", "*", ["tests/test_evaluate.py"]),
-    "runtimes": ("srpo_bench/runtimes.py", "*", ["tests/test_runtimes.py", "tests/test_runtime_wiring.py"]),
+    "runtimes": ("srpo_bench/runtimes.py", "*", ["tests/test_runtimes.py", "tests/test_runtime_wiring.py",
+                                               "tests/test_export.py"]),
     "speed": ("srpo_bench/speed.py", "*", ["tests/test_speed.py", "tests/test_timing_context.py"]),
     # the summaries' own hand-derived test, then the clocks and the key contract; the e2e consumers (the report fed
     # a real smoke grid) stay in the suite but are left out here: mutmut spent over 15 minutes on their stats pass

@@ -290,3 +290,13 @@ def test_run_evaluates_and_times_through_the_chosen_runtime(tmp_path: Path) -> N
         assert json.loads((run_dir / "speed.json").read_text())["runtime"] == runtime
         scores[runtime] = json.loads((run_dir / "eval.json").read_text())["normalized"]
     assert scores["onnx"] == pytest.approx(scores["eager"], abs=1e-2)  # 0.01 points: float32 action differences
+
+
+def test_the_onnx_runtime_exports_a_static_graph_per_batch_size() -> None:
+    """Like the compiled runtime (`dynamic=False`), the replayed ONNX model has fixed shapes: a symbolic batch axis
+    is the deployment export's (`srpo-bench export`), never what `speed` times."""
+    ort = pytest.importorskip("onnxruntime")
+    agent = PolicyAgent(DeterministicPolicy(3, 2, hidden=8))
+    session = ort.InferenceSession(runtimes.onnx_model(agent, torch.zeros(4, 3), []))
+    assert [value.shape for value in session.get_inputs()] == [[4, 3]]
+    assert [value.shape for value in session.get_outputs()] == [[4, 2]]
