@@ -125,7 +125,8 @@ MUTANT_TARGETS = {
 def mutants(session: nox.Session) -> None:
     """Mutation testing (mutmut) of report/, evaluate.py, runtimes.py, speed.py, the runner's summaries
     (runner.evaluation_record) and data validation. `-- evaluate speed` picks targets (default: all; slow: the
-    report alone is hours on 2 cores; `aggregate` and `training-time` are its number-making modules alone).
+    report alone is hours on 2 cores; `aggregate`, `training-time`, `frame`, `speedup`, `tables`, `reference`,
+    `tuning`, `leaderboard`, `build` and `plots` are its modules one at a time); `--max-children=1` leaves a core free.
     Survivors are listed per target; `mutmut show NAME` in the printed scratch folder shows one. Not in .ci/run."""
     import shutil
     import tempfile
@@ -134,7 +135,9 @@ def mutants(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[dev]")
     session.install("mutmut>=3.3")
-    names = session.posargs or list(MUTANT_TARGETS)
+    # `--max-children=N` (mutmut's own option; default: every core) leaves cores to other work
+    children = [arg for arg in session.posargs if arg.startswith("--max-children=")]
+    names = [arg for arg in session.posargs if arg not in children] or list(MUTANT_TARGETS)
     unknown = [name for name in names if name not in MUTANT_TARGETS]
     if unknown:
         session.error(f"unknown target {', '.join(unknown)} (choices: {', '.join(MUTANT_TARGETS)})")
@@ -152,7 +155,7 @@ def mutants(session: nox.Session) -> None:
             "pytest_add_cli_args_test_selection =\n" + "".join(f"    {test}\n" for test in tests))
         session.chdir(scratch)
         session.log(f"{name}: mutating {module} ({pattern}) against {', '.join(tests)} in {scratch}")
-        session.run("mutmut", "run", *([] if pattern == "*" else [pattern]), env={"OMP_NUM_THREADS": "1"},
+        session.run("mutmut", "run", *children, *([] if pattern == "*" else [pattern]), env={"OMP_NUM_THREADS": "1"},
                     success_codes=[0, 1])
         session.run("mutmut", "results")
         session.chdir(root)
