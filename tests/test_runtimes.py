@@ -296,7 +296,11 @@ def test_the_onnx_runtime_exports_a_static_graph_per_batch_size() -> None:
     """Like the compiled runtime (`dynamic=False`), the replayed ONNX model has fixed shapes: a symbolic batch axis
     is the deployment export's (`srpo-bench export`), never what `speed` times."""
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     agent = PolicyAgent(DeterministicPolicy(3, 2, hidden=8))
-    session = ort.InferenceSession(runtimes.onnx_model(agent, torch.zeros(4, 3), []))
+    blob = runtimes.onnx_model(agent, torch.zeros(4, 3), [])
+    session = ort.InferenceSession(blob)
     assert [value.shape for value in session.get_inputs()] == [[4, 3]]
     assert [value.shape for value in session.get_outputs()] == [[4, 2]]
+    # the opset the export promises (ONNX Runtime versions that load it are chosen by it)
+    assert [entry.version for entry in onnx.load_from_string(blob).opset_import] == [runtimes.ONNX_OPSET]
