@@ -106,6 +106,32 @@ def test_fewer_seeds_than_the_protocol_makes_the_whole_group_exploratory(tmp_pat
     assert srpo["why_not_comparable"] == "ours: 3 seeds for hopper-medium-v2 bc (protocol: at least 6)"
 
 
+COMPLIES = {"complies": True, "protocol": "ogbench-fql", "reasons": []}
+OWN_PROTOCOL = "published under its paper's own protocol, which no protocol here reproduces"
+
+
+@pytest.mark.parametrize(("row", "compliance", "reason"), [
+    ({"published_protocol": ""}, COMPLIES, OWN_PROTOCOL),
+    ({"published_protocol": None}, COMPLIES, OWN_PROTOCOL),
+    ({"published_protocol": "ogbench-fql"}, {"complies": False, "reasons": ["smoke profile", "1 evaluation episode"]},
+     "ours: smoke profile; 1 evaluation episode"),
+    ({"published_protocol": "ogbench-fql"}, {}, "ours: complies with no protocol"),
+    ({"published_protocol": "ogbench-fql"}, {**COMPLIES, "protocol": "ogbench-cpu"},
+     "ours: protocol ogbench-cpu; the number was published under ogbench-fql"),
+    # the gate's last rule: a complying group still needs the published seed count (the CSV's `seeds`, 8 for FQL)
+    ({"published_protocol": "ogbench-fql", "published_seeds": 8, "seeds": 3}, COMPLIES,
+     "ours: 3 seeds, fewer than the published 8"),
+    ({"published_protocol": "ogbench-fql", "published_seeds": "8", "seeds": 1}, COMPLIES,
+     "ours: 1 seed, fewer than the published 8"),
+    ({"published_protocol": "ogbench-fql", "published_seeds": 8, "seeds": 8}, COMPLIES, ""),
+    ({"published_protocol": "ogbench-fql", "published_seeds": "", "seeds": 1}, COMPLIES, ""),  # blank: no count
+    ({"published_protocol": "ogbench-fql", "published_seeds": None, "seeds": 1}, COMPLIES, ""),
+], ids=["no-protocol", "protocol-none", "reasons", "no-reasons", "other-protocol", "fewer-seeds", "one-seed",
+        "as-many-seeds", "blank-seeds", "no-seeds"])
+def test_the_gate_says_why_a_published_number_stands_apart(row: dict, compliance: dict, reason: str) -> None:
+    assert reference.why_not_comparable(row, compliance) == reason
+
+
 def test_a_smoke_run_on_small_ogbench_data_is_exploratory_everywhere(tmp_path: Path) -> None:
     """The issue's case: a smoke run on a `--size small` dataset stored under the full file name once stood as
     "reproduced 0.0" beside FQL's 97.0."""
