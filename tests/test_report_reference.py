@@ -132,6 +132,40 @@ def test_the_gate_says_why_a_published_number_stands_apart(row: dict, compliance
     assert reference.why_not_comparable(row, compliance) == reason
 
 
+def _ours(task: str, seeds: int, score_scale: str = "ogbench") -> pd.DataFrame:
+    """One per-task row as build.per_task_table writes it: FQL's mean 40 [30, 50] over `seeds` seeds."""
+    return pd.DataFrame([{"group": "ours", "score_scale": score_scale, "task": task, "method": "fql",
+                          "base_method": "fql", "seeds": seeds, "mean": 40.0, "low": 30.0, "high": 50.0}])
+
+
+def test_compare_reads_the_published_seed_count_and_protocol_from_the_table() -> None:
+    """FQL's cube-single task 2 row: 97 % over 8 seeds, published under ogbench-fql (ogbench_published.csv)."""
+    table = reference.load_reference(reference.OGBENCH_REFERENCE_FILE)
+    task, complies = "cube-single-play-singletask-task2-v0", {"ours": COMPLIES}
+    (row,) = reference.compare(_ours(task, 3), table, complies).to_dict("records")
+    assert not row["comparable"] and row["why_not_comparable"] == "ours: 3 seeds, fewer than the published 8"
+    assert row["for_reference"] == 97.0 and pd.isna(row["reported"]) and pd.isna(row["difference"])
+    (row,) = reference.compare(_ours(task, 8), table, complies).to_dict("records")
+    assert row["comparable"] and row["reported"] == 97.0 and row["difference"] == -57.0
+    assert row["reported_in_interval"] is False and row["source"].startswith("FQL paper")
+    # a group the compliance map does not know (or no map at all) complies with nothing
+    for compliance in ({}, None):
+        (row,) = reference.compare(_ours(task, 8), table, compliance).to_dict("records")
+        assert row["why_not_comparable"] == "ours: complies with no protocol" and pd.isna(row["reported"])
+    # a table without `seeds` and `protocol` columns (a user's own file): every number is its paper's own protocol
+    bare = table[["suite", "task", "method", "score", "source", "note"]]
+    (row,) = reference.compare(_ours(task, 8), bare, complies).to_dict("records")
+    assert row["why_not_comparable"] == OWN_PROTOCOL and row["for_reference"] == 97.0
+
+
+def test_lite_tasks_and_missing_tables_never_pair() -> None:
+    assert not reference.comparable("lite-hopper-medium-v0", "d4rl")  # our own data, whatever its scale says
+    assert reference.comparable("hopper-medium-v2", "d4rl") and not reference.comparable("hopper-medium-v2", "lite")
+    missing = reference.load_reference(Path("/nonexistent/published.csv"))
+    compared = reference.compare(_ours("hopper-medium-v2", 6, "d4rl"), missing)
+    assert compared.empty and list(compared.columns) == reference.COLUMNS
+
+
 def test_a_smoke_run_on_small_ogbench_data_is_exploratory_everywhere(tmp_path: Path) -> None:
     """The issue's case: a smoke run on a `--size small` dataset stored under the full file name once stood as
     "reproduced 0.0" beside FQL's 97.0."""
