@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -304,3 +305,30 @@ def test_the_onnx_runtime_exports_a_static_graph_per_batch_size() -> None:
     assert [value.shape for value in session.get_outputs()] == [[4, 2]]
     # the opset the export promises (ONNX Runtime versions that load it are chosen by it)
     assert [entry.version for entry in onnx.load_from_string(blob).opset_import] == [runtimes.ONNX_OPSET]
+
+
+def test_modules_of_finds_the_networks_behind_closures_bound_methods_and_cycles() -> None:
+    """What `frozen` freezes while an act is traced: every network the agent reaches, once each, whether held in an
+    attribute, a list, a dict, a closure (a CandidateAgent's sampler) or a bound method's object, through cycles."""
+    held, listed, keyed, closed, bound, unused = (torch.nn.Linear(2, 2) for _ in range(6))
+
+    class Scorer:
+        def __init__(self) -> None:
+            self.critic, self.itself = bound, self  # a cycle
+
+        def score(self, states: torch.Tensor) -> torch.Tensor:
+            return self.critic(states)
+
+    def sample(states: torch.Tensor) -> torch.Tensor:
+        return closed(states)
+
+    agent = SimpleNamespace(policy=held, sample=sample, score=Scorer().score, networks=[listed, held],
+                            by_name={"critic": keyed}, name="x", steps=3)
+    networks = [held, listed, keyed, closed, bound]
+    name = {id(net): label for net, label in zip([*networks, unused], ["held", "listed", "keyed", "closed", "bound",
+                                                                       "unused"], strict=True)}
+    found = runtimes.modules_of(agent)
+    assert sorted(name[id(net)] for net in found) == ["bound", "closed", "held", "keyed", "listed"]
+    with runtimes.frozen(found):
+        assert not any(p.requires_grad for net in networks for p in net.parameters())
+    assert all(p.requires_grad for net in [*networks, unused] for p in net.parameters())
