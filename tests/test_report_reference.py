@@ -132,10 +132,11 @@ def test_the_gate_says_why_a_published_number_stands_apart(row: dict, compliance
     assert reference.why_not_comparable(row, compliance) == reason
 
 
-def _ours(task: str, seeds: int, score_scale: str = "ogbench") -> pd.DataFrame:
-    """One per-task row as build.per_task_table writes it: FQL's mean 40 [30, 50] over `seeds` seeds."""
+def _ours(task: str, seeds: int, score_scale: str = "ogbench", low: float = 30.0, high: float = 50.0
+          ) -> pd.DataFrame:
+    """One per-task row as build.per_task_table writes it: FQL's mean 40 [low, high] over `seeds` seeds."""
     return pd.DataFrame([{"group": "ours", "score_scale": score_scale, "task": task, "method": "fql",
-                          "base_method": "fql", "seeds": seeds, "mean": 40.0, "low": 30.0, "high": 50.0}])
+                          "base_method": "fql", "seeds": seeds, "mean": 40.0, "low": low, "high": high}])
 
 
 def test_compare_reads_the_published_seed_count_and_protocol_from_the_table() -> None:
@@ -145,9 +146,17 @@ def test_compare_reads_the_published_seed_count_and_protocol_from_the_table() ->
     (row,) = reference.compare(_ours(task, 3), table, complies).to_dict("records")
     assert not row["comparable"] and row["why_not_comparable"] == "ours: 3 seeds, fewer than the published 8"
     assert row["for_reference"] == 97.0 and pd.isna(row["reported"]) and pd.isna(row["difference"])
-    (row,) = reference.compare(_ours(task, 8), table, complies).to_dict("records")
+    assert row["reported_in_interval"] is None  # no number stands beside ours, so it is in no interval
+    compared = reference.compare(_ours(task, 8), table, complies)
+    assert list(compared.columns) == reference.COLUMNS
+    (row,) = compared.to_dict("records")
     assert row["comparable"] and row["reported"] == 97.0 and row["difference"] == -57.0
     assert row["reported_in_interval"] is False and row["source"].startswith("FQL paper")
+    # the interval is closed: 97 at either end is inside; an interval that cannot be had (one seed) says nothing
+    for low, high, inside in ((30.0, 97.0, True), (97.0, 100.0, True), (97.5, 100.0, False),
+                              (float("nan"), float("nan"), None)):
+        (row,) = reference.compare(_ours(task, 8, low=low, high=high), table, complies).to_dict("records")
+        assert row["reported_in_interval"] is inside, (low, high)
     # a group the compliance map does not know (or no map at all) complies with nothing
     for compliance in ({}, None):
         (row,) = reference.compare(_ours(task, 8), table, compliance).to_dict("records")
