@@ -167,6 +167,15 @@ def test_compare_reads_the_published_seed_count_and_protocol_from_the_table() ->
     assert row["why_not_comparable"] == OWN_PROTOCOL and row["for_reference"] == 97.0
 
 
+def test_blank_cells_of_the_published_tables_read_as_empty_text() -> None:
+    """A blank note or protocol is "" (the leaderboard prints it empty, never "nan"), and protocol "" means the
+    paper's own protocol."""
+    table = reference.load_reference()
+    for column in ("note", "protocol", "source"):
+        assert table[column].map(type).eq(str).all(), column
+    assert (table["protocol"] == "").any() and (table["protocol"] == "ogbench-fql").any()
+
+
 def test_lite_tasks_and_missing_tables_never_pair() -> None:
     assert not reference.comparable("lite-hopper-medium-v0", "d4rl")  # our own data, whatever its scale says
     assert reference.comparable("hopper-medium-v2", "d4rl") and not reference.comparable("hopper-medium-v2", "lite")
