@@ -144,3 +144,29 @@ def test_onnx_on_cuda_needs_the_cuda_provider(providers: list[str], monkeypatch:
     _, chosen = onnx_session_options(torch.device("cuda", 0))
     assert chosen == ["CUDAExecutionProvider"]  # never a silent fallback to the CPU provider
     assert onnx_session_options(torch.device("cpu"))[1] == ["CPUExecutionProvider"]
+
+
+def test_the_onnx_session_uses_torchs_thread_count_and_the_chosen_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same optimizations for every runtime: ONNX Runtime gets as many intra-op threads as torch (its default is
+    every core, which would time onnx on more cores than eager), one inter-op thread, every graph optimization."""
+    ort = pytest.importorskip("onnxruntime")
+    opened = []
+    real_session = ort.InferenceSession
+
+    def recorded(model: bytes, options: object = None, providers: object = None) -> object:
+        opened.append((options, providers))
+        return real_session(model, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", recorded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent = with_runtime(PolicyAgent(DeterministicPolicy(3, 2, hidden=8)), "onnx")
+        with torch.inference_mode():
+            agent.act(torch.zeros(4, 3))
+    finally:
+        torch.set_num_threads(threads)
+    ((options, providers),) = opened
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert providers == ["CPUExecutionProvider"]
