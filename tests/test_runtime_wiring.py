@@ -11,6 +11,7 @@ policy's own actions and no calls, and fails both checks."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,8 +138,9 @@ def test_onnx_on_cuda_needs_the_cuda_provider(providers: list[str], monkeypatch:
     monkeypatch.setattr(ort, "get_available_providers", lambda: providers)
     agent = CudaPolicy(DeterministicPolicy(3, 2, hidden=8))
     if "CUDAExecutionProvider" not in providers:
-        with pytest.raises(RuntimeUnavailable, match="no CUDAExecutionProvider here .install onnxruntime-gpu"):
+        with pytest.raises(RuntimeUnavailable) as refused:
             with_runtime(agent, "onnx")
+        assert str(refused.value) == "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"
         return
     assert isinstance(with_runtime(agent, "onnx"), ReplayAgent)
     _, chosen = onnx_session_options(torch.device("cuda", 0))
@@ -170,3 +172,19 @@ def test_the_onnx_session_uses_torchs_thread_count_and_the_chosen_provider(monke
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     assert providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])
+def test_onnx_without_its_packages_is_refused_with_the_install_line(missing: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ImportError
+    with pytest.raises(RuntimeUnavailable) as refused:
+        onnx_session_options(torch.device("cpu"))
+    assert str(refused.value) == f"{missing} is not installed (pip install 'srpo-bench[onnx]')"
+
+
+def test_onnx_runs_on_cpu_or_cuda_only() -> None:
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(RuntimeUnavailable) as refused:
+        onnx_session_options(torch.device("meta"))
+    assert str(refused.value) == "the onnx runtime runs on cpu or cuda, not meta"
