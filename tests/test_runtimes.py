@@ -220,10 +220,16 @@ def test_compiled_acts_have_static_shapes_and_cuda_graphs_on_a_gpu(device: str, 
         assert torch.equal(first, kept)  # copied out of the graph's buffer
 
 
-def test_runtime_names_are_checked() -> None:
+@pytest.mark.parametrize("spec, message", [
+    ("eager,bogus", "unknown runtime 'bogus' (choices: eager, compiled, onnx)"),
+    ("eagr,onxx", "unknown runtime 'eagr,onxx'; did you mean 'eager'? (choices: eager, compiled, onnx)"),
+    (" , ", "unknown runtime ' , ' (choices: eager, compiled, onnx)"),  # nothing named
+])
+def test_runtime_names_are_checked(spec: str, message: str) -> None:
     assert check_runtimes("eager, onnx,eager") == ["eager", "onnx"]
-    with pytest.raises(ValueError, match="unknown runtime 'bogus'"):
-        check_runtimes("eager,bogus")
+    with pytest.raises(ValueError) as refused:
+        check_runtimes(spec)
+    assert str(refused.value) == message
 
 
 def test_speed_with_a_bogus_runtime_is_one_line(tmp_path: Path) -> None:
