@@ -339,3 +339,14 @@ def test_modules_of_finds_the_networks_behind_closures_bound_methods_and_cycles(
     with runtimes.frozen(found):
         assert not any(p.requires_grad for net in networks for p in net.parameters())
     assert all(p.requires_grad for net in [*networks, unused] for p in net.parameters())
+
+
+def test_a_runtime_agent_keeps_its_agents_pure_act() -> None:
+    """A ReplayAgent is still an Agent: given the same noise, its pure act is the wrapped agent's, draw for draw."""
+    agent = tiny_candidate_agent()
+    observations = torch.randn(3, 3)
+    noise = draw_all(record_draws(agent, observations), torch.Generator().manual_seed(1), agent.device)
+    acting = with_runtime(agent, "onnx")
+    with torch.inference_mode():
+        replayed = acting.act_with_noise(observations, Noise.given(noise))
+        assert torch.equal(replayed, agent.act_with_noise(observations, Noise.given(noise)))
