@@ -83,7 +83,7 @@ REPORT_FAST_TESTS = [
     "tests/test_report.py", "tests/test_report_aggregate.py", "tests/test_report_tables.py",
     "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_tuning.py",
     "tests/test_timing_context.py", "tests/test_promised.py", "tests/test_sweeps.py", "tests/test_records.py",
-    "tests/test_reading_results.py", "tests/test_training_clock.py",
+    "tests/test_reading_results.py", "tests/test_training_clock.py", "tests/test_cli_words.py",
     "-k", "not tiny_sweep and not published_leaderboard_equals and not byte_identical and not read_only"
           " and not report_draws_score_against_training_time",
 ]
