@@ -256,3 +256,35 @@ def test_one_seed_gives_no_interval_rather_than_a_zero_width_one(tmp_path: Path)
     assert group.estimates["bc"]["iqm"].low is not None
     assert group.improvement["bc"].point == 1.0 and group.improvement["bc"].low is None
     assert any("srpo: one seed per task, so no interval" in note for note in group.notes)
+
+
+def test_speedups_from_medians_alone_and_none_where_a_side_has_no_speed() -> None:
+    """Timings recorded before per-repeat samples existed: the ratio of the medians, no interval. A side without a
+    positive speed gives no ratio, never a zero or infinite one; with samples on both sides, the reps and seed
+    given are the bootstrap's."""
+    from srpo_bench.report.speedup import speedups
+
+    def timing(method: str, b1: float | None, b256: float | None, samples: list[float] | None = None) -> dict:
+        return {"device": "cpu", "runtime": "eager", "task": "t", "method": method, "context": "alone",
+                "aps_b1": b1, "samples_b1": samples or [], "aps_b256": b256, "samples_b256": []}
+
+    selected = pd.DataFrame([timing("srpo", 1000.0, 0.0), timing("idql", 10.0, 5.0), timing("sfbc", None, 2.0)])
+    rows = {row["method"]: row for row in speedups(selected).to_dict("records")}
+    assert (rows["idql"]["speedup_b1"], rows["idql"]["low_b1"], rows["idql"]["high_b1"]) == (100.0, None, None)
+    assert pd.isna(rows["idql"]["speedup_b256"]) and pd.isna(rows["sfbc"]["speedup_b1"])
+    fast, slow = [900.0, 950.0, 1000.0, 1040.0, 1100.0, 1230.0], [8.0, 9.0, 9.5, 10.0, 11.0, 12.5]
+    sampled = pd.DataFrame([timing("srpo", 1000.0, None, fast), timing("idql", 10.0, None, slow)])
+    (row,) = speedups(sampled, reps=300, seed=3).to_dict("records")
+    from srpo_bench.report.aggregate import speedup_interval
+    expected = speedup_interval(fast, slow, reps=300, seed=3)
+    assert (row["speedup_b1"], row["low_b1"], row["high_b1"]) == (expected.point, expected.low, expected.high)
+    assert expected not in (speedup_interval(fast, slow, seed=3), speedup_interval(fast, slow, reps=300))
+
+
+def test_load_labels_at_their_edges() -> None:
+    """Busy only above threads + 0.5 (the load counts the timing process itself); no thread count, or one below 1,
+    says nothing."""
+    from srpo_bench.report.speedup import load_label
+
+    assert [load_label(1.5, 1), load_label(1.5001, 1), load_label(0.2, 0), load_label(3.0, 0.5),
+            load_label(float("nan"), 2)] == ["quiet", "busy", "unknown", "unknown", "unknown"]
