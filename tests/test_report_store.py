@@ -288,3 +288,14 @@ def test_load_labels_at_their_edges() -> None:
 
     assert [load_label(1.5, 1), load_label(1.5001, 1), load_label(0.2, 0), load_label(3.0, 0.5),
             load_label(float("nan"), 2)] == ["quiet", "busy", "unknown", "unknown", "unknown"]
+
+
+def test_timings_recorded_before_runtimes_and_thread_counts_existed_read_as_eager_and_unknown_load() -> None:
+    from srpo_bench.report.speedup import select_timings
+
+    old = pd.DataFrame([{"device": "cpu", "task": "t", "method": method, "context": "alone", "taken": "2026-01-01",
+                         "loadavg": 0.2, "cpu_count": 2, "nfe_per_action": 1, "aps_b1": aps, "samples_b1": [],
+                         "aps_b256": None, "samples_b256": []} for method, aps in (("srpo", 100.0), ("bc", 50.0))])
+    chosen = select_timings(old).set_index("method")
+    assert list(chosen["runtime"]) == ["eager", "eager"] and list(chosen["load"]) == ["unknown", "unknown"]
+    assert chosen["threads"].isna().all() and chosen.loc["srpo", "aps_b1"] == 100.0
