@@ -114,12 +114,64 @@ MUTANT_TARGETS = {
     # the rest of report/, a module at a time against the report's fast tests
     **{name: (f"srpo_bench/report/{name}.py", "*", REPORT_FAST_TESTS)
        for name in ("frame", "speedup", "tables", "reference", "tuning", "leaderboard", "build", "plots")},
+    # report/ whole against its fast tests, the target for `--sample=N` (one stats pass for all its modules; a full run
+    # is ~6,000 mutants, over 10 core-hours)
+    "report-modules": ("srpo_bench/report/*", "*", REPORT_FAST_TESTS),
     "report": ("srpo_bench/report/*", "*",
                ["tests/test_report.py", "tests/test_report_aggregate.py", "tests/test_report_tables.py",
                 "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_report_e2e.py",
                 "tests/test_properties.py", "tests/test_timing_context.py", "tests/test_key_contract.py",
                 "tests/test_promised.py"]),
 }
+
+
+# mutmut's own generator, run as `mutmut run` runs it, so that a sample can be drawn from the names it gives
+# (internals of the pinned mutmut: another version may move them)
+MUTMUT = "mutmut==3.8.1"
+GENERATE_MUTANTS = """
+from mutmut.__main__ import copy_also_copy_files, copy_src_dir, create_mutants, setup_source_paths
+copy_src_dir(); copy_also_copy_files(); setup_source_paths(); create_mutants(1)
+"""
+
+
+def sampled_mutants(session: nox.Session, per_module: int, seed: int) -> list[str]:
+    """`per_module` of each mutated file's mutants, drawn at random (mutant sampling: the survival rate of a uniform
+    sample estimates the module's, within a binomial interval). Each file's draw is seeded by the seed and the file's
+    path alone, and is the first `per_module` of one shuffle: a larger sample holds the smaller one."""
+    import json
+    import random
+    from pathlib import Path
+
+    session.run("python", "-c", GENERATE_MUTANTS, silent=True)
+    names: list[str] = []
+    for meta in sorted(Path("mutants").rglob("*.py.meta")):
+        keys = sorted(json.loads(meta.read_text())["exit_code_by_key"])
+        random.Random(f"{seed}:{meta.relative_to('mutants')}").shuffle(keys)
+        names += sorted(keys[:per_module])
+        module = meta.relative_to("mutants").with_suffix("")
+        session.log(f"{module}: {min(per_module, len(keys))} of {len(keys)} mutants")
+    return names
+
+
+# per mutated file, the sample's verdicts as mutmut records them, and the caught share with its 95 % Wilson interval
+# (timeouts count as caught, as mutmut counts them)
+SUMMARIZE_SAMPLE = """
+import collections, json, math, pathlib, sys
+from mutmut.stats import status_by_exit_code
+sample = set(pathlib.Path(sys.argv[1]).read_text().split())
+for meta in sorted(pathlib.Path("mutants").rglob("*.py.meta")):
+    codes = json.loads(meta.read_text())["exit_code_by_key"]
+    counts = collections.Counter(status_by_exit_code[code] for key, code in codes.items() if key in sample)
+    n, caught = sum(counts.values()), counts["killed"] + counts["timeout"]
+    if not n:
+        continue
+    z, p = 1.96, caught / n
+    shrink = 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / shrink, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / shrink
+    verdicts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    print(f"{meta.relative_to('mutants').with_suffix('')}: {n} of {len(codes)} mutants: {verdicts}; "
+          f"caught {100 * p:.0f} % (95 % interval {100 * (centre - half):.0f}-{100 * (centre + half):.0f} %)")
+"""
 
 
 @nox.session
@@ -129,16 +181,21 @@ def mutants(session: nox.Session) -> None:
     report alone is hours on 2 cores; `aggregate`, `training-time`, `frame`, `speedup`, `tables`, `reference`,
     `tuning`, `leaderboard`, `build` and `plots` are its modules one at a time); `--max-children=1` leaves a core free.
     Survivors are listed per target; `mutmut show NAME` in the printed scratch folder shows one. Not in .ci/run."""
+    import fnmatch
     import shutil
     import tempfile
     from pathlib import Path
 
     session.install(TORCH)
     session.install("-e", ".[dev]")
-    session.install("mutmut>=3.3")
+    session.install(MUTMUT)
     # `--max-children=N` (mutmut's own option; default: every core) leaves cores to other work
     children = [arg for arg in session.posargs if arg.startswith("--max-children=")]
-    names = [arg for arg in session.posargs if arg not in children] or list(MUTANT_TARGETS)
+    # `--sample=N`: N mutants of each mutated file, drawn at random (`--sample-seed=S`, default 0), instead of all
+    options = {arg.split("=", 1)[0]: arg.split("=", 1)[1] for arg in session.posargs
+               if arg.startswith(("--sample=", "--sample-seed="))}
+    per_module, seed = int(options.get("--sample", 0)), int(options.get("--sample-seed", 0))
+    names = [arg for arg in session.posargs if not arg.startswith("--")] or list(MUTANT_TARGETS)
     unknown = [name for name in names if name not in MUTANT_TARGETS]
     if unknown:
         session.error(f"unknown target {', '.join(unknown)} (choices: {', '.join(MUTANT_TARGETS)})")
@@ -156,7 +213,13 @@ def mutants(session: nox.Session) -> None:
             "pytest_add_cli_args_test_selection =\n" + "".join(f"    {test}\n" for test in tests))
         session.chdir(scratch)
         session.log(f"{name}: mutating {module} ({pattern}) against {', '.join(tests)} in {scratch}")
-        session.run("mutmut", "run", *children, *([] if pattern == "*" else [pattern]), env={"OMP_NUM_THREADS": "1"},
-                    success_codes=[0, 1])
-        session.run("mutmut", "results")
+        selection = sampled_mutants(session, per_module, seed) if per_module else [] if pattern == "*" else [pattern]
+        if per_module and pattern != "*":
+            selection = [mutant for mutant in selection if fnmatch.fnmatch(mutant, pattern)]
+        session.run("mutmut", "run", *children, *selection, env={"OMP_NUM_THREADS": "1"}, success_codes=[0, 1])
+        if per_module:
+            (scratch / "sample.txt").write_text("\n".join(selection) + "\n")
+            session.run("python", "-c", SUMMARIZE_SAMPLE, str(scratch / "sample.txt"))
+        else:
+            session.run("mutmut", "results")
         session.chdir(root)
