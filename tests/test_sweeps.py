@@ -18,6 +18,7 @@ from srpo_bench.config import ConfigError
 from srpo_bench.dry_run import stage_seconds_left
 from srpo_bench.estimate import Estimate
 from srpo_bench.progress import Reporter
+from srpo_bench.report import tuning
 from srpo_bench.report.build import build_report
 from srpo_bench.report.frame import method_label
 from srpo_bench.report.leaderboard import write
@@ -288,3 +289,60 @@ def test_a_group_without_sweeps_has_no_tuning_view_and_a_missing_reference_is_no
 
 def test_the_grid_type_reports_no_sweep_for_plain_overrides() -> None:
     assert not Grid({"srpo": {"beta": "0.1"}}).sweeps
+
+
+def test_a_sweep_with_a_fixed_setting_is_its_own_family_and_writes_what_the_leaderboard_documents(
+        tmp_path: Path) -> None:
+    """`--set srpo.beta=0.01,1 --set srpo.behavior_steps=20`: beta is swept, behavior_steps fixed, so the family is
+    `srpo[behavior_steps=20]` and its paper's setting is the plain run with that fixed setting alone. The table, the
+    JSON entry and the CSV rows the leaderboard publishes carry the view's numbers under their documented names."""
+    out = make_store(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    for seed in range(2):
+        for beta, score in (("0.01", 30.0), ("1", 70.0)):
+            folder = write_run(out, "toy-two-moons", f"srpo[behavior_steps=20,beta={beta}]", seed,
+                               list(score + rng.normal(0, 2, 6)), overrides={"behavior_steps": "20", "beta": beta},
+                               config={"beta": float(beta), "behavior_steps": 20})
+            run = json.loads((folder / "run.json").read_text())
+            run.update(method="srpo", sweep=["beta"])
+            (folder / "run.json").write_text(json.dumps(run))
+        folder = write_run(out, "toy-two-moons", "srpo[behavior_steps=20]", seed, [44.0, 46.0] * 3,
+                           overrides={"behavior_steps": "20"}, config={"beta": 0.05, "behavior_steps": 20})
+        run = json.loads((folder / "run.json").read_text())
+        run.update(method="srpo")
+        (folder / "run.json").write_text(json.dumps(run))
+    report = build_report([out], reps=100)
+    (group,) = report.groups
+    (view,) = group.tuning
+    assert (view.family, view.base_method, view.swept) == ("srpo[behavior_steps=20]", "srpo", ("beta",))
+    assert view.reference == pytest.approx(45.0) and view.reference_tasks == ["toy-two-moons"]
+    assert any(note.startswith("4 sweep runs (2 configurations of srpo[behavior_steps=20]) are in the tuning-budget")
+               for note in group.notes)
+
+    table = tuning.tuning_table(group.tuning, "tuning-0")
+    assert table.columns == ["method", "swept", "tasks", "configurations (P)", "paper's setting",
+                             "score at budget 10 episodes (UCB)", "score at budget 100 episodes (UCB)",
+                             "EOP k = 1 (a random configuration)", "EOP k = P (the best, optimistic)"]
+    (row,) = table.rows
+    assert [cell.text for cell in row[:4]] == ["srpo[behavior_steps=20]", "beta", "1", "2"]
+    assert row[3].sort == 2.0  # the column sorts by P
+    assert "K = min(8, P)" in table.notes[0] and "alpha 2" in table.notes[0] and "1,000 draws" in table.notes[0]
+
+    (entry,) = tuning.to_json(group.tuning)
+    assert set(entry) == {"method", "base_method", "swept", "tasks", "configurations", "subsample", "ucb_alpha",
+                          "draws", "paper_setting", "paper_setting_tasks", "bandit", "eop", "per_task"}
+    assert set(entry["bandit"]) == {"budgets", "point", "ci_low", "ci_high"}
+    assert entry["bandit"]["point"] is view.bandit.point and entry["subsample"] == {"toy-two-moons": 2}
+    assert entry["per_task"] == {"toy-two-moons": {"configurations": 2, "eop": view.per_task["toy-two-moons"]["eop"],
+                                                   "paper_setting": pytest.approx(45.0)}}
+
+    rows = tuning.csv_rows("group A", group.tuning)
+    assert all(set(r) == {"group", "method", "swept", "tasks", "paper_setting", "kind", "x", "point", "ci_low",
+                          "ci_high"} for r in rows)
+    ucb = {r["x"]: r for r in rows if r["kind"] == "ucb"}
+    eop = {r["x"]: r for r in rows if r["kind"] == "eop"}
+    assert sorted(ucb) == list(range(1, 201)) and sorted(eop) == [1, 2]
+    assert (ucb[10]["point"], ucb[10]["ci_low"], ucb[10]["ci_high"]) == view.bandit.at(10)
+    assert [eop[k]["point"] for k in (1, 2)] == view.eop.tolist() and eop[2]["ci_high"] is None
+    assert {(r["group"], r["method"], r["swept"], r["tasks"]) for r in rows} == {
+        ("group A", "srpo[behavior_steps=20]", "beta", "toy-two-moons")}

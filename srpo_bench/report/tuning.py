@@ -234,7 +234,7 @@ class MethodTuning:
     eop: np.ndarray  # EOP(k), mean over tasks, k = 1..min P
     reference: float | None  # the paper's setting: task mean of its mean over seeds; None unless every task has it
     reference_tasks: list[str]  # the tasks with runs at the paper's setting
-    per_task: dict[str, dict[str, object]]  # task -> {configurations, eop, bandit_point, reference}
+    per_task: dict[str, dict[str, object]]  # task -> {configurations, subsample, eop, reference}
 
     @property
     def label(self) -> str:
@@ -287,7 +287,7 @@ def group_tuning(runs: pd.DataFrame, finished: pd.DataFrame, budget: int = MAX_B
             mine = plain[(plain["task"] == task) & (plain["base_method"] == base)
                          & (plain["method"] == family)]
             per_task[task] = {"configurations": len(episodes), "subsample": min(SUBSAMPLE, len(episodes)),
-                              "eop": expected_online_performance(scores), "bandit_point": trials_table.mean(axis=0),
+                              "eop": expected_online_performance(scores),
                               "reference": float(mine["final_score"].mean()) if not mine.empty else None}
             tables.append(trials_table)
             eops.append(per_task[task]["eop"])
