@@ -85,6 +85,7 @@ REPORT_FAST_TESTS = [
     "tests/test_report_store.py", "tests/test_report_reference.py", "tests/test_tuning.py",
     "tests/test_timing_context.py", "tests/test_promised.py", "tests/test_sweeps.py", "tests/test_records.py",
     "tests/test_reading_results.py", "tests/test_training_clock.py", "tests/test_cli_words.py",
+    "tests/test_report_records.py",
     "-k", "not tiny_sweep and not published_leaderboard_equals and not byte_identical and not read_only"
           " and not report_draws_score_against_training_time and not ctrl_c",
 ]
@@ -110,7 +111,7 @@ MUTANT_TARGETS = {
     "aggregate": ("srpo_bench/report/aggregate.py", "*",
                   ["tests/test_report_aggregate.py", "tests/test_properties.py", "tests/test_report.py"]),
     "training-time": ("srpo_bench/report/training_time.py", "*",
-                      ["tests/test_training_clock.py", "tests/test_report_tables.py"]),
+                      ["tests/test_training_clock.py", "tests/test_report_tables.py", "tests/test_report_records.py"]),
     # the rest of report/, a module at a time against the report's fast tests
     **{name: (f"srpo_bench/report/{name}.py", "*", REPORT_FAST_TESTS)
        for name in ("frame", "speedup", "tables", "reference", "tuning", "leaderboard", "build", "plots")},
