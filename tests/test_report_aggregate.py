@@ -120,3 +120,16 @@ def test_profile_thresholds_span_every_score_a_little_past_both_ends() -> None:
     np.testing.assert_allclose(narrow, [9.0, 12.0, 15.0, 18.0, 21.0])  # pad max(1, 0.2) = 1
     shifted = aggregate.profile_thresholds({"a": np.array([[100.0, 300.0]])}, points=3)
     np.testing.assert_allclose(shifted, [96.0, 200.0, 304.0])  # pad 2 % of the span (200), not of anything else
+
+
+def test_speedup_interval_of_two_timings_a_side_spans_the_extreme_ratios_exactly() -> None:
+    """Two timings a side: a resample's median is the low one, the mean of both or the high one (chances 1/4, 1/2,
+    1/4), so the extreme ratios, low/high and high/low, each come up in 1/16 of resamples (> 2.5%): the 95%
+    interval is exactly [min ratio, max ratio], and the point the ratio of the medians."""
+    estimate = aggregate.speedup_interval([800.0, 1200.0], [8.0, 12.0], reps=10_000, seed=1)
+    assert estimate.point == pytest.approx(100.0)
+    assert (estimate.low, estimate.high) == pytest.approx((800.0 / 12.0, 1200.0 / 8.0))
+    lopsided = aggregate.speedup_interval([500.0], [4.0, 5.0, 6.0])  # one timing on a side: the ratio alone
+    assert (lopsided.point, lopsided.low, lopsided.high) == (100.0, None, None)
+    with pytest.raises(ValueError, match="speedups need positive timings on both sides"):
+        aggregate.speedup_interval([1.0, 2.0], [0.0, 1.0])
