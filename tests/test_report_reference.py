@@ -11,8 +11,9 @@ from report_store import make_store, protocol_run, write_run
 from typer.testing import CliRunner
 
 from srpo_bench.cli import app
-from srpo_bench.report import reference
+from srpo_bench.report import reference, tables
 from srpo_bench.report.build import build_report
+from srpo_bench.report.tables import MISSING
 
 # Averages the papers print in their D4RL tables: a transcription slip in one cell moves them.
 PRINTED_AVERAGES = {
@@ -165,6 +166,24 @@ def test_compare_reads_the_published_seed_count_and_protocol_from_the_table() ->
     bare = table[["suite", "task", "method", "score", "source", "note"]]
     (row,) = reference.compare(_ours(task, 8), bare, complies).to_dict("records")
     assert row["why_not_comparable"] == OWN_PROTOCOL and row["for_reference"] == 97.0
+
+
+def test_the_comparison_table_says_whether_the_published_number_is_inside_our_interval() -> None:
+    """tables.comparison on compare()'s rows: inside, outside, no interval (one seed's), and not comparable."""
+    table = reference.load_reference(reference.OGBENCH_REFERENCE_FILE)
+    task, complies = "cube-single-play-singletask-task2-v0", {"ours": COMPLIES}
+    rows = pd.concat([reference.compare(_ours(task, seeds, low=low, high=high), table, complies)
+                      for seeds, low, high in ((8, 30.0, 97.0), (8, 30.0, 50.0), (8, float("nan"), float("nan")),
+                                               (3, 30.0, 50.0))], ignore_index=True)
+    shown = tables.comparison(rows, "comparison")
+    column = shown.columns.index("published inside our interval")
+    assert [row[column].text for row in shown.rows] == ["yes", "no", MISSING, MISSING]
+    ours, published, difference = (shown.columns.index(name) for name in ("ours", "published (comparable)",
+                                                                          "ours - published"))
+    assert [row[ours].text for row in shown.rows] == ["40.0 [30.0, 97.0] n=8", "40.0 [30.0, 50.0] n=8", "40.0 n=8",
+                                                      "40.0 [30.0, 50.0] n=3"]
+    assert [row[published].sort for row in shown.rows[:3]] == [97.0] * 3 and shown.rows[3][published].text == MISSING
+    assert shown.rows[0][difference].sort == -57.0
 
 
 def test_blank_cells_of_the_published_tables_read_as_empty_text() -> None:
