@@ -203,6 +203,24 @@ def test_time_curves_average_tasks_within_a_seed_then_seeds_with_an_interval() -
                      "score-against-training-time view"]
 
 
+def test_a_method_whose_seeds_share_no_step_has_no_curve_and_the_next_method_keeps_its_own() -> None:
+    """Seeds on different schedules keep only the steps they share; with none shared the method has no curve, and
+    the methods after it in the order are still drawn. Untimed runs are counted per method."""
+    runs = [
+        RunCurve("idql", "task-a", 0, "cpu", [point(5, 10.0, 5.0, 10.0)]),
+        RunCurve("idql", "task-a", 1, "cpu", [point(6, 11.0, 5.0, 12.0)]),  # no step in common with seed 0
+        RunCurve("bc", "task-a", 0, "cpu", [point(5, 10.0, 5.0, 30.0), point(9, 20.0, 9.0, 40.0)]),
+        RunCurve("bc", "task-a", 1, "cpu", [point(9, 22.0, 9.0, 50.0)]),  # shares step 9 only
+        RunCurve("fql", "task-a", 0, "cpu", [{"step": 9, "mean_normalized": 1.0}]),  # made before clocks
+        RunCurve("fql", "task-a", 1, "cpu", [{"step": 9, "mean_normalized": 2.0}]),
+    ]
+    curves, notes = time_curves(runs, ["idql", "bc", "fql"], reps=100)
+    (bc,) = curves
+    assert (bc.method, bc.steps, bc.seconds, [s.point for s in bc.scores]) == ("bc", [9], [21.0], [45.0])
+    assert notes == ["fql: 2 runs without training clocks (made before they were recorded), left out of the "
+                     "score-against-training-time view"]
+
+
 def test_the_report_draws_score_against_training_time_from_what_the_runner_writes(
         smoke_results: dict, tmp_path: Path) -> None:
     """The real smoke grid's eval.json and run.json: each method's last point is its whole fit's CPU time (the
