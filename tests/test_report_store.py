@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from report_store import good_store, make_store, speed_record, write_run
@@ -299,3 +300,33 @@ def test_timings_recorded_before_runtimes_and_thread_counts_existed_read_as_eage
     chosen = select_timings(old).set_index("method")
     assert list(chosen["runtime"]) == ["eager", "eager"] and list(chosen["load"]) == ["unknown", "unknown"]
     assert chosen["threads"].isna().all() and chosen.loc["srpo", "aps_b1"] == 100.0
+
+
+def test_the_newest_alone_timing_is_taken_and_two_samples_give_quartiles() -> None:
+    """Two `srpo-bench speed` files for one method: the newer one is the timing (not both, not the older); its two
+    per-repeat samples give the median and both quartiles (numpy's linear percentiles of two values)."""
+    from srpo_bench.report.speedup import select_timings
+
+    def alone(taken: str, samples: list[float]) -> dict:
+        return {"device": "cpu", "runtime": "eager", "task": "t", "method": "srpo", "context": "alone",
+                "taken": taken, "loadavg": 0.2, "threads": 1, "cpu_count": 2, "nfe_per_action": 1,
+                "aps_b1": float(np.median(samples)), "samples_b1": samples, "aps_b256": None, "samples_b256": []}
+
+    timings = pd.DataFrame([alone("2026-12-02T00:00:00", [100.0, 200.0]), alone("2026-12-01T00:00:00", [5.0, 7.0])])
+    (row,) = select_timings(timings).to_dict("records")
+    assert (row["timings"], row["samples_b1"], row["aps_b1"]) == (1, [100.0, 200.0], 150.0)
+    assert (row["p25_b1"], row["p75_b1"]) == (125.0, 175.0)
+    assert row["aps_b256"] is None and row["p25_b256"] is None
+
+
+def test_timings_made_inside_runs_keep_the_runtime_they_were_made_with(tmp_path: Path) -> None:
+    """A grid run with `--runtime onnx` times its policy through ONNX Runtime and says so in speed.json; the report
+    files those timings under onnx, so the speedup compares onnx with onnx (never with eager)."""
+    out = make_store(tmp_path / "store")
+    for method, rate in (("srpo", 1000.0), ("idql", 10.0)):
+        write_run(out, "toy-two-moons", method, 0, [50.0, 52.0],
+                  speed={**speed_record([rate, rate * 1.1, rate * 0.9], [rate * 100] * 3), "runtime": "onnx"})
+    report = build_report([out], reps=100)
+    assert set(report.timings["runtime"]) == {"onnx"}
+    (row,) = report.speedups.to_dict("records")
+    assert (row["runtime"], row["method"], row["speedup_b1"]) == ("onnx", "idql", pytest.approx(100.0))
