@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from report_store import make_store, write_run
+from report_store import make_store, speed_record, write_run
 from test_cli import invoke, one_line_error
 
 from srpo_bench.config import ConfigError
@@ -346,3 +346,22 @@ def test_a_sweep_with_a_fixed_setting_is_its_own_family_and_writes_what_the_lead
     assert [eop[k]["point"] for k in (1, 2)] == view.eop.tolist() and eop[2]["ci_high"] is None
     assert {(r["group"], r["method"], r["swept"], r["tasks"]) for r in rows} == {
         ("group A", "srpo[behavior_steps=20]", "beta", "toy-two-moons")}
+
+
+def test_a_sweeps_timings_stay_out_of_the_speed_table(tmp_path: Path) -> None:
+    """Each configuration of a sweep timed itself inside its run; those timings are a configuration's, not the
+    method's, so only the paper's setting's timings reach the speed table."""
+    out = make_store(tmp_path / "store")
+    for beta, rate in (("0.01", 50.0), ("1", 70.0)):
+        folder = write_run(out, "toy-two-moons", f"srpo[beta={beta}]", 0, [40.0, 42.0], overrides={"beta": beta},
+                           config={"beta": float(beta)}, speed=speed_record([rate, rate + 1.0, rate + 2.0], [rate] * 3))
+        run = json.loads((folder / "run.json").read_text())
+        run.update(method="srpo", sweep=["beta"])
+        (folder / "run.json").write_text(json.dumps(run))
+    plain = write_run(out, "toy-two-moons", "srpo", 0, [44.0, 46.0], config={"beta": 0.05},
+                      speed=speed_record([1000.0, 1001.0, 1002.0], [9e4] * 3))
+    report = build_report([out], reps=50)
+    assert len(report.runs.sweeps) == 2
+    assert [Path(source) for source in report.runs.timings["source"]] == [plain / "speed.json"]
+    (row,) = report.timings.to_dict("records")
+    assert (row["method"], row["aps_b1"]) == ("srpo", 1001.0)
