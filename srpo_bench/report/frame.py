@@ -155,7 +155,7 @@ def read_run(folder: Path, store: Path) -> tuple[str, dict[str, Any]]:
             except Damaged as error:
                 speed_problem = str(error)
     return run_row(run, evaluation, speed, folder, store, run_path, eval_path, speed_problem,
-                   curves=folder / "curves.json", speed_source=folder / "speed.json")
+                   speed_source=folder / "speed.json")
 
 
 def read_record(path: Path, store: Path) -> tuple[str, dict[str, Any]]:
@@ -173,7 +173,7 @@ def read_record(path: Path, store: Path) -> tuple[str, dict[str, Any]]:
         raise Damaged(f"{path}: a record of a run that did not finish (status {run.get('status')!r})")
     shown = shown_path(path, store)  # records are published: paths from the records folder, the same anywhere
     return run_row(run, evaluation, speed if isinstance(speed, dict) else None, shown, Path(store.name), path, path,
-                   None, curves=None, speed_source=shown)
+                   None, speed_source=shown)
 
 
 def shown_path(path: Path, store: Path) -> Path:
@@ -183,7 +183,7 @@ def shown_path(path: Path, store: Path) -> Path:
 
 
 def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[str, Any] | None, folder: Path,
-            store: Path, run_path: Path, eval_path: Path, speed_problem: str | None, curves: Path | None,
+            store: Path, run_path: Path, eval_path: Path, speed_problem: str | None,
             speed_source: Path) -> tuple[str, dict[str, Any]]:
     """The report's row of one run, from what the runner wrote (run.json, eval.json, speed.json); `*_path` name the
     files in messages. The protocol the run is measured against, and whether it complies, are recomputed here from
@@ -218,7 +218,6 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
         "dataset_score": _optional_number(_dict(run, "dataset").get("average_normalized")),
         "protocol": status["name"], "complies": bool(status["complies"]), "deviations": list(status["deviations"]),
         "protocol_status": status["name"] if status["complies"] else EXPLORATORY,
-        "curves_file": str(curves) if curves is not None else None,
     }
     if run["status"] != "finished":
         failure = _dict(run, "failure")
