@@ -330,3 +330,36 @@ def test_timings_made_inside_runs_keep_the_runtime_they_were_made_with(tmp_path:
     assert set(report.timings["runtime"]) == {"onnx"}
     (row,) = report.speedups.to_dict("records")
     assert (row["runtime"], row["method"], row["speedup_b1"]) == ("onnx", "idql", pytest.approx(100.0))
+
+
+def test_training_curves_mean_each_stages_main_metric_over_seeds_in_the_groups_method_order(tmp_path: Path) -> None:
+    """curves.json as the runner writes it ({stage: [{step, metric..., lr}]}): per method and stage, the mean over
+    seeds of the stage's main metric ('loss' when logged, else the first finite one, never the step or the
+    learning rate); stages with no points are skipped; the figure thins a long curve to MAX_POINTS, ends kept."""
+    from srpo_bench.report import leaderboard, plots
+
+    out = make_store(tmp_path / "store")
+    for method in ("bc", "srpo"):
+        for seed in (0, 1):
+            folder = write_run(out, "toy-two-moons", method, seed, [50.0, 52.0])
+            (folder / "curves.json").write_text(json.dumps({
+                "behavior": [{"step": s, "diffusion_loss": float(seed + s), "lr": 3e-4} for s in range(500)],
+                "policy": [{"step": s, "q": -1.0, "loss": float(10 * seed + s)} for s in range(0, 100, 10)],
+                "critic": []}))
+    report = build_report([out], reps=50)
+    (group,) = report.groups
+    curves, metrics = leaderboard.training_curves(report, group, warn=pytest.fail)
+    assert list(curves) == [("srpo", "behavior"), ("srpo", "policy"), ("bc", "behavior"), ("bc", "policy")]
+    assert metrics == {(m, "behavior"): "diffusion_loss" for m in ("bc", "srpo")} | {
+        (m, "policy"): "loss" for m in ("bc", "srpo")}
+    steps, mean = curves[("bc", "behavior")]["toy-two-moons"]
+    assert steps.tolist() == list(range(500)) and mean.tolist() == [s + 0.5 for s in range(500)]
+    steps, mean = curves[("srpo", "policy")]["toy-two-moons"]
+    assert steps.tolist() == list(range(0, 100, 10)) and mean.tolist() == [s + 5.0 for s in range(0, 100, 10)]
+
+    figure = plots.training_curves(curves, metrics, "toy")
+    (line,) = figure.axes[0].get_lines()  # srpo: behavior
+    x, y = line.get_data()
+    assert len(x) == plots.MAX_POINTS and (x[0], x[-1]) == (0, 499)
+    assert np.array_equal(x, np.linspace(0, 499, plots.MAX_POINTS).astype(int)) and np.array_equal(y, x + 0.5)
+    assert figure.axes[0].get_ylabel() == "diffusion_loss" and figure.axes[1].get_ylabel() == "loss"
