@@ -221,6 +221,26 @@ def test_a_method_whose_seeds_share_no_step_has_no_curve_and_the_next_method_kee
                      "score-against-training-time view"]
 
 
+def test_the_training_time_interval_is_the_reports_bootstrap_seeded_like_every_other(tmp_path: Path) -> None:
+    """Six seeds (with three, the bootstrap's 2.5 and 97.5 percentiles are the extreme means whatever the draws):
+    the same report seed gives the same interval, another seed another, as the aggregates' intervals do."""
+    from report_store import make_store, write_run
+
+    out = make_store(tmp_path / "store")
+    for seed, score in enumerate((10.0, 35.0, 20.0, 80.0, 55.0, 70.0)):
+        folder = write_run(out, "toy-two-moons", "bc", seed, [score, score])
+        evaluation = json.loads((folder / "eval.json").read_text())
+        evaluation["during_training"] = [{**point(10, 5.0 + seed, 6.0, score / 2), "stage": "policy"},
+                                         {**point(20, 9.0 + seed, 11.0, score), "final": True}]
+        (folder / "eval.json").write_text(json.dumps(evaluation))
+
+    def final_interval(seed: int) -> tuple[float, float]:
+        (curve,) = build_report([out], reps=300, seed=seed).groups[0].training_time
+        return curve.scores[-1].low, curve.scores[-1].high
+
+    assert final_interval(0) == final_interval(0) != final_interval(1)
+
+
 def test_the_report_draws_score_against_training_time_from_what_the_runner_writes(
         smoke_results: dict, tmp_path: Path) -> None:
     """The real smoke grid's eval.json and run.json: each method's last point is its whole fit's CPU time (the
