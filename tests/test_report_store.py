@@ -363,3 +363,22 @@ def test_training_curves_mean_each_stages_main_metric_over_seeds_in_the_groups_m
     assert len(x) == plots.MAX_POINTS and (x[0], x[-1]) == (0, 499)
     assert np.array_equal(x, np.linspace(0, 499, plots.MAX_POINTS).astype(int)) and np.array_equal(y, x + 0.5)
     assert figure.axes[0].get_ylabel() == "diffusion_loss" and figure.axes[1].get_ylabel() == "loss"
+
+
+def test_methods_on_disjoint_tasks_get_no_aggregates_and_the_report_says_why(tmp_path: Path) -> None:
+    """SRPO ran one task, BC another: no task was run by every method, so no aggregate compares them; the per-task
+    table still shows both, and the notes name what was left out. A report made here (not from records) names its
+    stores by their full paths."""
+    out = make_store(tmp_path / "store")
+    for seed in (0, 1):
+        write_run(out, "toy-two-moons", "srpo", seed, [80.0 + seed, 82.0])
+        write_run(out, "toy-checkerboard", "bc", seed, [40.0 + seed, 42.0])
+    report = build_report([out], reps=50)
+    (group,) = report.groups
+    assert group.aggregate_tasks == [] and group.estimates == {} and group.improvement == {}
+    assert sorted(zip(group.per_task["task"], group.per_task["method"], strict=True)) == [("toy-checkerboard", "bc"),
+                                                                                         ("toy-two-moons", "srpo")]
+    assert "aggregates leave out toy-checkerboard, toy-two-moons: not every method ran them" in group.notes
+    assert "no task was run by every method: no aggregates" in group.notes
+    assert report.stamp["stores"] == [str(out)]
+    assert build_report([out], reps=50, reproducible=True).stamp["stores"] == [out.name]
