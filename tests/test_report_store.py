@@ -382,3 +382,24 @@ def test_methods_on_disjoint_tasks_get_no_aggregates_and_the_report_says_why(tmp
     assert "no task was run by every method: no aggregates" in group.notes
     assert report.stamp["stores"] == [str(out)]
     assert build_report([out], reps=50, reproducible=True).stamp["stores"] == [out.name]
+
+
+def test_the_training_csv_has_one_header_whether_or_not_stage_times_were_recorded(tmp_path: Path) -> None:
+    """leaderboard-training.csv from runs with stage times and from runs without any (made before they were
+    recorded): the same columns in the same order, so a reader's parser never depends on the data."""
+    from srpo_bench.report import leaderboard
+    from srpo_bench.report.speedup import TRAINING_COLUMNS
+
+    timed = make_store(tmp_path / "timed")
+    write_run(timed, "toy-two-moons", "srpo", 0, [50.0, 52.0])
+    untimed = make_store(tmp_path / "untimed")
+    folder = write_run(untimed, "toy-two-moons", "srpo", 0, [50.0, 52.0])
+    run = json.loads((folder / "run.json").read_text())
+    del run["stages"], run["seconds"]
+    (folder / "run.json").write_text(json.dumps(run))
+    with_times = leaderboard.csv_frames(build_report([timed], reps=50))["training"]
+    without = leaderboard.csv_frames(build_report([untimed], reps=50))["training"]
+    assert list(with_times.columns) == list(without.columns) == TRAINING_COLUMNS
+    assert with_times.to_dict("records") == [
+        {"device": "cpu, 1 thread", "profile": "quick", "task": "toy-two-moons", "method": "srpo", "stage": stage,
+         "seeds": 1, "seconds": 2.0} for stage in ("policy", "total")] and without.empty

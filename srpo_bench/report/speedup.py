@@ -123,11 +123,15 @@ def _ratio(base: Any, other: dict[str, Any], size: str, reps: int, seed: int):
     return speedup_interval([ref], [oth])
 
 
+#: leaderboard-training.csv's columns, whether or not any run recorded its stage times
+TRAINING_COLUMNS = ["device", "profile", "task", "method", "stage", "seeds", "seconds"]
+
+
 def training_times(finished: pd.DataFrame) -> pd.DataFrame:
     """Mean seconds per training stage over seeds, per (training device, profile, task, method), plus the total.
     Resumed or reused stages count the seconds they took when trained (frame.training_seconds)."""
     if finished.empty:
-        return pd.DataFrame(columns=["device", "profile", "task", "method", "seeds", "stage", "seconds"])
+        return pd.DataFrame(columns=TRAINING_COLUMNS)
     rows = []
     for record in finished.itertuples():
         stages = record.stage_seconds or {}
@@ -139,10 +143,10 @@ def training_times(finished: pd.DataFrame) -> pd.DataFrame:
                          "method": record.method, "seed": record.seed, "stage": "total",
                          "seconds": float(record.fit_seconds)})
     if not rows:
-        return pd.DataFrame(columns=["device", "profile", "task", "method", "seeds", "stage", "seconds"])
+        return pd.DataFrame(columns=TRAINING_COLUMNS)
     long = pd.DataFrame(rows)
     return (long.groupby(["device", "profile", "task", "method", "stage"], sort=True)
-            .agg(seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index())
+            .agg(seeds=("seed", "nunique"), seconds=("seconds", "mean")).reset_index())[TRAINING_COLUMNS]
 
 
 def _missing(value: Any) -> bool:
