@@ -133,3 +133,10 @@ def test_speedup_interval_of_two_timings_a_side_spans_the_extreme_ratios_exactly
     assert (lopsided.point, lopsided.low, lopsided.high) == (100.0, None, None)
     with pytest.raises(ValueError, match="speedups need positive timings on both sides"):
         aggregate.speedup_interval([1.0, 2.0], [0.0, 1.0])
+
+
+def test_improvement_over_different_task_sets_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"^both methods need the same tasks, got 3 and 2$"):
+        aggregate.probability_of_improvement(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"^no values$"):
+        aggregate.mean_interval([])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 from srpo_bench.report import tables
 from srpo_bench.report.aggregate import Estimate
 
@@ -24,3 +26,10 @@ def test_missing_is_missing_never_zero() -> None:
     assert tables.interval(Estimate(81.0)) == "81.0"  # no interval: the point alone, not "[81.0, 81.0]"
     assert tables.interval(Estimate(81.0, 79.5, 82.25)) == "81.0 [79.5, 82.2]"
     assert tables.number(None).sort is None  # sorts last in the HTML page
+
+
+def test_a_missing_text_cell_reads_as_a_dash_and_sorts_last() -> None:
+    from srpo_bench.report.tables import MISSING, Cell, text
+
+    assert [text(value) for value in (None, float("nan"), pd.NA)] == [Cell(MISSING, None)] * 3
+    assert text("final policy") == Cell("final policy", "final policy") and text(0) == Cell("0", "0")
