@@ -18,7 +18,7 @@ from srpo_bench.config import ConfigError
 from srpo_bench.dry_run import stage_seconds_left
 from srpo_bench.estimate import Estimate
 from srpo_bench.progress import Reporter
-from srpo_bench.report import tuning
+from srpo_bench.report import plots, tuning
 from srpo_bench.report.build import build_report
 from srpo_bench.report.frame import method_label
 from srpo_bench.report.leaderboard import write
@@ -346,6 +346,18 @@ def test_a_sweep_with_a_fixed_setting_is_its_own_family_and_writes_what_the_lead
     assert [eop[k]["point"] for k in (1, 2)] == view.eop.tolist() and eop[2]["ci_high"] is None
     assert {(r["group"], r["method"], r["swept"], r["tasks"]) for r in rows} == {
         ("group A", "srpo[behavior_steps=20]", "beta", "toy-two-moons")}
+
+    figure = plots.tuning_budget(group.tuning, "toy")
+    bandit_ax, eop_ax = figure.axes[:2]
+    curve, reference = bandit_ax.get_lines()
+    x, y = curve.get_data()
+    assert (x[0], x[-1]) == (1, 200) and np.all(np.diff(x) > 0) and 30 <= len(x) <= 50  # ~50 budgets, log-spaced
+    assert np.array_equal(y, view.bandit.point[x - 1])
+    eop_line, eop_reference = eop_ax.get_lines()
+    assert eop_line.get_data()[0].tolist() == [1, 2] and eop_line.get_data()[1].tolist() == view.eop.tolist()
+    for line in (reference, eop_reference):  # the paper's setting, dashed, on both panels
+        assert list(line.get_ydata()) == [pytest.approx(45.0)] * 2 and line.get_linestyle() == "--"
+    assert bandit_ax.xaxis.get_major_formatter()(1000.0, 0) == "1,000"
 
 
 def test_a_sweeps_timings_stay_out_of_the_speed_table(tmp_path: Path) -> None:
