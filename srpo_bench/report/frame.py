@@ -203,7 +203,7 @@ def run_row(run: dict[str, Any], evaluation: dict[str, Any] | None, speed: dict[
     row: dict[str, Any] = {
         "store": str(store), "path": str(folder),
         "profile": str(run["profile"]), "suite": str(run.get("suite") or "unknown"),
-        "family": run.get("family"), "score_scale": str(run.get("score_scale") or "unknown"),
+        "score_scale": str(run.get("score_scale") or "unknown"),
         "task": str(run["task"]), "base_method": str(run["method"]),
         "method": method_label(str(run["method"]), run.get("overrides")), "seed": int(run["seed"]),
         # a sweep run (sweeps.py) names the settings its grid swept; the rest of its overrides are the sweep's fixed
