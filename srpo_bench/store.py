@@ -219,7 +219,7 @@ def identity_changes(run: dict[str, Any], config: dict[str, Any], stage_keys: di
 
 # --- provenance ----------------------------------------------------------------------------------
 LIBRARIES = ("srpo-bench", "torch", "numpy", "gymnasium", "mujoco", "h5py", "minari", "ogbench", "rliable", "pandas",
-             "diffusers", "onnxruntime")
+             "scipy", "matplotlib", "diffusers", "onnxruntime")  # scipy, matplotlib: the report's statistics, figures
 
 
 def library_versions() -> dict[str, str]:

@@ -403,3 +403,31 @@ def test_the_training_csv_has_one_header_whether_or_not_stage_times_were_recorde
     assert with_times.to_dict("records") == [
         {"device": "cpu, 1 thread", "profile": "quick", "task": "toy-two-moons", "method": "srpo", "stage": stage,
          "seeds": 1, "seconds": 2.0} for stage in ("policy", "total")] and without.empty
+
+
+def test_the_stamp_names_the_libraries_behind_a_report_made_here(tmp_path: Path) -> None:
+    import matplotlib
+    import scipy
+    import torch
+
+    from srpo_bench.report import leaderboard
+
+    line = leaderboard.stamp_line(build_report([good_store(tmp_path / "store")], reps=50))
+    for name, module in (("torch", torch), ("numpy", np), ("pandas", pd), ("scipy", scipy),
+                         ("matplotlib", matplotlib)):
+        assert f"{name} {module.__version__}" in line, name
+    assert "3 runs" not in line and "12 finished runs, 0 not finished, 0 damaged folders skipped" in line
+
+
+def test_a_figures_folder_that_cannot_be_made_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """A file where the leaderboard's figures folder goes (unwritable for root too, unlike a read-only folder): one
+    line naming what could not be written, a non-zero exit."""
+    from test_cli import one_line_error
+
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "figures").write_text("not a folder")
+    result = CliRunner().invoke(app, ["report", str(good_store(tmp_path / "store")), "--leaderboard", str(board),
+                                      "--reps", "50"])
+    line = one_line_error(result)
+    assert result.exit_code != 0 and str(board / "figures") in line and "cannot write" in line
