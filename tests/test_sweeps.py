@@ -234,6 +234,13 @@ def test_a_tiny_sweep_reuses_the_stages_and_the_report_shows_its_tuning_budget(t
 
 
 # --- the report on hand-made sweeps ------------------------------------------------------------------------------
+def relabel(folder: Path, **fields: object) -> None:
+    """Set fields of a run folder's run.json: a sweep's folder is labelled with its settings, its method is not."""
+    run = json.loads((folder / "run.json").read_text())
+    run.update(fields)
+    (folder / "run.json").write_text(json.dumps(run))
+
+
 def write_sweep(out: Path, task: str, scores: dict[str, float], seeds: int = 2, reference: float | None = 50.0,
                 episodes: int = 6) -> None:
     """A beta sweep of srpo on `task`: per configuration (beta value) episodes around `scores[beta]`."""
@@ -242,9 +249,7 @@ def write_sweep(out: Path, task: str, scores: dict[str, float], seeds: int = 2, 
         for beta, score in scores.items():
             folder = write_run(out, task, f"srpo[beta={beta}]", seed, list(score + rng.normal(0, 2, episodes)),
                                overrides={"beta": beta}, config={"beta": float(beta)})
-            run = json.loads((folder / "run.json").read_text())
-            run.update(method="srpo", sweep=["beta"])  # the folder is labelled; the method is srpo
-            (folder / "run.json").write_text(json.dumps(run))
+            relabel(folder, method="srpo", sweep=["beta"])  # the folder is labelled; the method is srpo
         if reference is not None:
             write_run(out, task, "srpo", seed, list(reference + rng.normal(0, 2, episodes)), config={"beta": 0.05})
 
@@ -303,14 +308,10 @@ def test_a_sweep_with_a_fixed_setting_is_its_own_family_and_writes_what_the_lead
             folder = write_run(out, "toy-two-moons", f"srpo[behavior_steps=20,beta={beta}]", seed,
                                list(score + rng.normal(0, 2, 6)), overrides={"behavior_steps": "20", "beta": beta},
                                config={"beta": float(beta), "behavior_steps": 20})
-            run = json.loads((folder / "run.json").read_text())
-            run.update(method="srpo", sweep=["beta"])
-            (folder / "run.json").write_text(json.dumps(run))
+            relabel(folder, method="srpo", sweep=["beta"])
         folder = write_run(out, "toy-two-moons", "srpo[behavior_steps=20]", seed, [44.0, 46.0] * 3,
                            overrides={"behavior_steps": "20"}, config={"beta": 0.05, "behavior_steps": 20})
-        run = json.loads((folder / "run.json").read_text())
-        run.update(method="srpo")
-        (folder / "run.json").write_text(json.dumps(run))
+        relabel(folder, method="srpo")
     report = build_report([out], reps=100)
     (group,) = report.groups
     (view,) = group.tuning
@@ -367,9 +368,7 @@ def test_a_sweeps_timings_stay_out_of_the_speed_table(tmp_path: Path) -> None:
     for beta, rate in (("0.01", 50.0), ("1", 70.0)):
         folder = write_run(out, "toy-two-moons", f"srpo[beta={beta}]", 0, [40.0, 42.0], overrides={"beta": beta},
                            config={"beta": float(beta)}, speed=speed_record([rate, rate + 1.0, rate + 2.0], [rate] * 3))
-        run = json.loads((folder / "run.json").read_text())
-        run.update(method="srpo", sweep=["beta"])
-        (folder / "run.json").write_text(json.dumps(run))
+        relabel(folder, method="srpo", sweep=["beta"])
     plain = write_run(out, "toy-two-moons", "srpo", 0, [44.0, 46.0], config={"beta": 0.05},
                       speed=speed_record([1000.0, 1001.0, 1002.0], [9e4] * 3))
     report = build_report([out], reps=50)
