@@ -197,6 +197,8 @@ def mutants(session: nox.Session) -> None:
     # `--sample=N`: N mutants of each mutated file, drawn at random (`--sample-seed=S`, default 0), instead of all
     options = {arg.split("=", 1)[0]: arg.split("=", 1)[1] for arg in session.posargs
                if arg.startswith(("--sample=", "--sample-seed="))}
+    if not all(value.isdigit() for value in options.values()):
+        session.error(f"--sample and --sample-seed take a whole number, got {' '.join(session.posargs)}")
     per_module, seed = int(options.get("--sample", 0)), int(options.get("--sample-seed", 0))
     names = [arg for arg in session.posargs if not arg.startswith("--")] or list(MUTANT_TARGETS)
     unknown = [name for name in names if name not in MUTANT_TARGETS]
